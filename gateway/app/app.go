@@ -1,0 +1,144 @@
+// Package app assembles the gateway from its configuration: the user store,
+// Redis, the token verifier, the cache and the HTTP API. The `sas-gateway`
+// commands, `scripts/bench` and the end-to-end tests build it the same way.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/signals-sorcery/sas/gateway/auth"
+	"github.com/signals-sorcery/sas/gateway/config"
+	"github.com/signals-sorcery/sas/gateway/httpapi"
+	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/gateway/usercache"
+)
+
+// Gateway is an assembled gateway. Close releases its connections.
+type Gateway struct {
+	Handler http.Handler
+	DB      *postgres.DB
+	Redis   *redis.Client
+	Users   *usercache.Cache
+}
+
+// Deps are optional overrides of what New builds, for tests.
+type Deps struct {
+	HTTPClient *http.Client     // for JWKS and discovery
+	Now        func() time.Time // clock of the verifier and the cache
+}
+
+// New builds the gateway of cfg. It does not wait for Postgres, Redis or the
+// issuer: they are dialled on first use, so the process starts and reports
+// what is missing through /readyz instead of crash-looping.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*Gateway, error) {
+	verifier, err := auth.New(auth.Options{
+		Issuer:            cfg.Issuer,
+		JWKSURL:           cfg.JWKSURL,
+		Audiences:         cfg.Audiences,
+		AuthorizedParties: cfg.AuthorizedParties,
+		HTTPClient:        deps.HTTPClient,
+		Now:               deps.Now,
+		Logger:            log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	db, err := postgres.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := NewRedis(cfg.RedisURL)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	users := usercache.New(db, usercache.Options{Now: deps.Now})
+	api := httpapi.New(httpapi.Options{
+		Verifier: verifier,
+		Users:    users,
+		Checks: map[string]httpapi.Check{
+			"postgres": db.Ping,
+			"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		},
+		Logger: log,
+		Now:    deps.Now,
+	})
+	return &Gateway{Handler: api, DB: db, Redis: rdb, Users: users}, nil
+}
+
+// Close releases the gateway's connections.
+func (g *Gateway) Close() {
+	g.DB.Close()
+	_ = g.Redis.Close()
+}
+
+// NewRedis returns a client for a redis:// or rediss:// URL with timeouts
+// short enough that a dead Redis answers 503 quickly instead of hanging.
+func NewRedis(url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		// The parser's error may quote the URL with its password.
+		return nil, errors.New("redis: REDIS_URL is not a valid redis:// or rediss:// URL")
+	}
+	opts.DialTimeout = 2 * time.Second
+	opts.ReadTimeout = time.Second
+	opts.WriteTimeout = time.Second
+	opts.PoolTimeout = 2 * time.Second
+	return redis.NewClient(opts), nil
+}
+
+// Serving limits. WriteTimeout stays unset on purpose: streamed chat
+// completions legitimately write for minutes; handlers bound their own work.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	IdleTimeout       = 120 * time.Second
+	// DrainTimeout is how long in-flight requests may finish after SIGTERM
+	// or SIGINT. fly.toml's kill_timeout must be longer.
+	DrainTimeout = 25 * time.Second
+)
+
+// Server returns an http.Server for h with the serving limits.
+func Server(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		IdleTimeout:       IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Serve serves srv on ln until ctx is done, then stops accepting
+// and waits up to drain for in-flight requests before closing the rest.
+// Request contexts are not derived from ctx, so a signal does not cancel
+// the requests it is waiting for.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Duration, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests", "timeout", drain)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		log.Warn("drain timed out: closing remaining connections", "err", err)
+		_ = srv.Close()
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serr)
+	}
+	return err
+}

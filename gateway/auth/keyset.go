@@ -1,0 +1,186 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// errUnknownKey means the token names a key that the issuer does not publish
+// (even after a refresh, or while a refresh is cooling down).
+var errUnknownKey = errors.New("unknown signing key")
+
+// keySet is an oidc.KeySet that caches the issuer's JWKS and refreshes it
+// when a token names an unknown kid, at most once per cooldown.
+//
+// go-oidc's RemoteKeySet refetches on every unknown kid and on every failed
+// signature, so a flood of forged tokens becomes a flood of requests to
+// Clerk. Here a refresh happens only for an unknown kid, concurrent callers
+// share one fetch, and after a refresh the next one waits for the cooldown.
+// The initial load does not start the cooldown, so the first rotation after
+// start is picked up at once.
+type keySet struct {
+	fetch    func(ctx context.Context) ([]jose.JSONWebKey, error)
+	now      func() time.Time
+	cooldown time.Duration // minimum time between refreshes
+	maxAge   time.Duration // keys older than this are refetched (failures keep the old ones)
+
+	mu          sync.Mutex
+	keys        []jose.JSONWebKey
+	loadedAt    time.Time // zero until the first successful load
+	refreshedAt time.Time // last refresh after the initial load; zero if none
+	inflight    *fetchCall
+}
+
+type fetchCall struct {
+	done chan struct{}
+	err  error
+}
+
+// load makes sure keys are present, fetching them the first time and when
+// they are older than maxAge. It fails only when there are no keys at all.
+func (s *keySet) load(ctx context.Context) error {
+	s.mu.Lock()
+	loaded, stale := !s.loadedAt.IsZero(), s.now().Sub(s.loadedAt) > s.maxAge
+	s.mu.Unlock()
+	if loaded && !stale {
+		return nil
+	}
+	err := s.refresh(ctx, !loaded, loaded)
+	if err != nil && loaded {
+		return nil // keep serving with the keys we have
+	}
+	return err
+}
+
+// refresh fetches the key set, joining a fetch already in flight. With
+// respectCooldown it does nothing (errUnknownKey) while the last refresh is
+// more recent than the cooldown; the decision and the start of the fetch
+// happen under one lock so a burst of callers starts at most one fetch.
+func (s *keySet) refresh(ctx context.Context, initial, respectCooldown bool) error {
+	s.mu.Lock()
+	if c := s.inflight; c != nil {
+		s.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if respectCooldown && !s.refreshedAt.IsZero() && s.now().Sub(s.refreshedAt) < s.cooldown {
+		s.mu.Unlock()
+		return errUnknownKey
+	}
+	c := &fetchCall{done: make(chan struct{})}
+	s.inflight = c
+	s.mu.Unlock()
+
+	// The fetch outlives the caller that started it: others may be waiting.
+	keys, err := s.fetch(context.WithoutCancel(ctx))
+
+	s.mu.Lock()
+	now := s.now()
+	if err == nil {
+		s.keys = keys
+		s.loadedAt = now
+	}
+	if !initial {
+		// A failed refresh counts too: retrying at once would hammer an
+		// issuer that is already failing.
+		s.refreshedAt = now
+	}
+	s.inflight = nil
+	c.err = err
+	s.mu.Unlock()
+	close(c.done)
+	return err
+}
+
+// VerifySignature implements oidc.KeySet. go-oidc has already checked the
+// algorithm against the allowed list before calling it.
+func (s *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	jws, err := jose.ParseSigned(jwt, allowedAlgs)
+	if err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	if key, ok := s.lookup(kid); ok {
+		return jws.Verify(key)
+	}
+	if err := s.refresh(ctx, false, true); err != nil {
+		return nil, fmt.Errorf("refresh keys: %w", err)
+	}
+	if key, ok := s.lookup(kid); ok {
+		return jws.Verify(key)
+	}
+	return nil, errUnknownKey
+}
+
+// lookup finds the signing key with id kid. Tokens without a kid are
+// accepted only when the issuer publishes exactly one signing key.
+func (s *keySet) lookup(kid string) (*jose.JSONWebKey, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var found *jose.JSONWebKey
+	n := 0
+	for i := range s.keys {
+		k := &s.keys[i]
+		if k.Use != "" && k.Use != "sig" {
+			continue
+		}
+		n++
+		if kid != "" && k.KeyID == kid {
+			return k, true
+		}
+		found = k
+	}
+	return found, kid == "" && n == 1
+}
+
+// fetchJWKS returns a fetch function that GETs url with client.
+func fetchJWKS(client *http.Client, url string) func(ctx context.Context) ([]jose.JSONWebKey, error) {
+	return func(ctx context.Context) ([]jose.JSONWebKey, error) {
+		ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		defer cancel()
+		var set jose.JSONWebKeySet
+		if err := getJSON(ctx, client, url, &set); err != nil {
+			return nil, fmt.Errorf("fetch jwks: %w", err)
+		}
+		if len(set.Keys) == 0 {
+			return nil, errors.New("fetch jwks: the key set is empty")
+		}
+		return set.Keys, nil
+	}
+}
+
+// getJSON GETs url and decodes a JSON body of at most 1 MiB into v.
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: decode: %w", url, err)
+	}
+	return nil
+}

@@ -1,0 +1,375 @@
+package auth_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/signals-sorcery/sas/gateway/auth"
+	"github.com/signals-sorcery/sas/gateway/internal/testenv"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+const aud = "sas-api"
+
+// clock is a settable clock for tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newVerifier(t *testing.T, iss *testenv.Issuer, clk *clock, mod func(*auth.Options)) *auth.Verifier {
+	t.Helper()
+	opts := auth.Options{Issuer: iss.Issuer(), Audiences: []string{aud, "sas-local"}, Now: clk.Now, Logger: testenv.Logger(t)}
+	if mod != nil {
+		mod(&opts)
+	}
+	v, err := auth.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func b64json(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b64(b)
+}
+
+// forge builds a compact JWS by hand, so tests control every header.
+// sign gets the signing input and returns the signature.
+func forge(t *testing.T, header, claims map[string]any, sign func(input []byte) []byte) string {
+	t.Helper()
+	input := b64json(t, header) + "." + b64json(t, claims)
+	return input + "." + b64(sign([]byte(input)))
+}
+
+func rs256(t *testing.T, key *rsa.PrivateKey) func([]byte) []byte {
+	return func(input []byte) []byte {
+		h := sha256.Sum256(input)
+		sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, h[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+}
+
+func TestVerifyAcceptsValidTokens(t *testing.T) {
+	for _, alg := range []string{"RS256", "ES256"} {
+		t.Run(alg, func(t *testing.T) {
+			clk := newClock()
+			iss := testenv.NewIssuer(t, alg, clk.Now)
+			v := newVerifier(t, iss, clk, nil)
+			tok := iss.Token(t, "user_abc123", aud, "steve@example.com", "Steve", map[string]any{"username": "steve"})
+			id, err := v.Verify(context.Background(), tok)
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if id.Subject != "user_abc123" || id.Email != "steve@example.com" || id.Username != "steve" {
+				t.Errorf("identity = %+v", id)
+			}
+		})
+	}
+}
+
+func TestVerifyUsernameFallbacks(t *testing.T) {
+	clk := newClock()
+	iss := testenv.NewIssuer(t, "RS256", clk.Now)
+	v := newVerifier(t, iss, clk, nil)
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		want  string
+	}{
+		{"username wins", map[string]any{"username": "u", "preferred_username": "p", "name": "n"}, "u"},
+		{"then preferred_username", map[string]any{"preferred_username": "p", "name": "n"}, "p"},
+		{"then name", map[string]any{"preferred_username": nil, "name": "n"}, "n"},
+		{"else empty", map[string]any{"preferred_username": nil, "name": nil}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := v.Verify(context.Background(), iss.Token(t, "user_1", aud, "a@b.c", "", tc.extra))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.Username != tc.want {
+				t.Errorf("username = %q, want %q", id.Username, tc.want)
+			}
+		})
+	}
+}
+
+func TestVerifyLeeway(t *testing.T) {
+	clk := newClock()
+	iss := testenv.NewIssuer(t, "RS256", clk.Now)
+	v := newVerifier(t, iss, clk, nil)
+	now := clk.Now().Unix()
+	for _, tc := range []struct {
+		name   string
+		extra  map[string]any
+		accept bool
+	}{
+		{"expired 30s ago", map[string]any{"exp": now - 30}, true},
+		{"expired 90s ago", map[string]any{"exp": now - 90}, false},
+		{"nbf in 30s", map[string]any{"nbf": now + 30}, true},
+		{"nbf in 120s", map[string]any{"nbf": now + 120}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := v.Verify(context.Background(), iss.Token(t, "user_1", aud, "", "", tc.extra))
+			if (err == nil) != tc.accept {
+				t.Fatalf("accept = %v, want %v (err %v)", err == nil, tc.accept, err)
+			}
+			if err != nil && wire.ErrorCode(err) != wire.CodeInvalidToken {
+				t.Errorf("code = %s, want invalid_token", wire.ErrorCode(err))
+			}
+		})
+	}
+}
+
+// TestVerifyRefusesBadTokens is the issue's list of hostile and broken
+// tokens; each must be refused as invalid_token.
+func TestVerifyRefusesBadTokens(t *testing.T) {
+	clk := newClock()
+	iss := testenv.NewIssuer(t, "RS256", clk.Now)
+	v := newVerifier(t, iss, clk, func(o *auth.Options) { o.AuthorizedParties = []string{aud, "sas-local"} })
+	real := iss.SigningKey()
+	realKey := real.Key.(*rsa.PrivateKey)
+	attacker, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := iss.Claims("user_evil", aud, "evil@example.com", "Evil")
+	hdr := func(extra map[string]any) map[string]any {
+		h := map[string]any{"alg": "RS256", "typ": "JWT", "kid": real.KeyID}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return h
+	}
+	valid := forge(t, hdr(nil), claims, rs256(t, realKey))
+	if _, err := v.Verify(context.Background(), valid); err != nil {
+		t.Fatalf("control token refused: %v", err)
+	}
+	attackerJWK := jose.JSONWebKey{Key: attacker.Public(), KeyID: real.KeyID, Algorithm: "RS256", Use: "sig"}
+	pubDER, _ := x509.MarshalPKIXPublicKey(realKey.Public())
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	parts := strings.Split(valid, ".")
+	with := func(mod map[string]any) map[string]any {
+		c := map[string]any{}
+		for k, v := range claims {
+			c[k] = v
+		}
+		for k, v := range mod {
+			if v == nil {
+				delete(c, k)
+			} else {
+				c[k] = v
+			}
+		}
+		return c
+	}
+	jwe := func() string {
+		enc, err := jose.NewEncrypter(jose.A128GCM, jose.Recipient{Algorithm: jose.RSA_OAEP_256, Key: realKey.Public()}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := enc.Encrypt([]byte(`{"sub":"user_evil"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := obj.CompactSerialize()
+		return s
+	}()
+
+	cases := map[string]string{
+		"alg none":          b64json(t, map[string]any{"alg": "none", "typ": "JWT"}) + "." + b64json(t, claims) + ".",
+		"alg none with kid": forge(t, hdr(map[string]any{"alg": "none"}), claims, func([]byte) []byte { return nil }),
+		"HS256 keyed with the RSA public key": forge(t, hdr(map[string]any{"alg": "HS256"}), claims, func(in []byte) []byte {
+			m := hmac.New(sha256.New, pubPEM)
+			m.Write(in)
+			return m.Sum(nil)
+		}),
+		"tampered payload":             parts[0] + "." + b64json(t, with(map[string]any{"sub": "user_admin"})) + "." + parts[2],
+		"unknown key with a known kid": forge(t, hdr(nil), claims, rs256(t, attacker)),
+		"expired beyond leeway":        forge(t, hdr(nil), with(map[string]any{"exp": clk.Now().Unix() - 90}), rs256(t, realKey)),
+		"nbf in the future":            forge(t, hdr(nil), with(map[string]any{"nbf": clk.Now().Unix() + 600}), rs256(t, realKey)),
+		"wrong iss":                    forge(t, hdr(nil), with(map[string]any{"iss": "https://evil.example.com"}), rs256(t, realKey)),
+		"wrong aud":                    forge(t, hdr(nil), with(map[string]any{"aud": "someone-else"}), rs256(t, realKey)),
+		"missing aud":                  forge(t, hdr(nil), with(map[string]any{"aud": nil}), rs256(t, realKey)),
+		"missing exp":                  forge(t, hdr(nil), with(map[string]any{"exp": nil}), rs256(t, realKey)),
+		"missing sub":                  forge(t, hdr(nil), with(map[string]any{"sub": nil}), rs256(t, realKey)),
+		"azp not allowed":              forge(t, hdr(nil), with(map[string]any{"azp": "other-app"}), rs256(t, realKey)),
+		"garbage":                      "not-a-jwt",
+		"garbage with dots":            "a.b.c",
+		"5-part JWE":                   jwe,
+		"JSON serialization":           `{"payload":"` + parts[1] + `","signatures":[]}`,
+		"jwk header with attacker key": forge(t, hdr(map[string]any{"jwk": attackerJWK}), claims, rs256(t, attacker)),
+		"jku header to attacker keys":  forge(t, hdr(map[string]any{"jku": "http://127.0.0.1:9/jwks.json"}), claims, rs256(t, attacker)),
+		"x5u header to attacker certs": forge(t, hdr(map[string]any{"x5u": "http://127.0.0.1:9/cert.pem"}), claims, rs256(t, attacker)),
+		"crit header":                  forge(t, hdr(map[string]any{"crit": []string{"exp"}, "exp": 1}), claims, rs256(t, realKey)),
+		"10 KB token":                  forge(t, hdr(nil), with(map[string]any{"pad": strings.Repeat("x", 10<<10)}), rs256(t, realKey)),
+		"signature of another message": parts[0] + "." + parts[1] + "." + b64(rs256(t, realKey)([]byte("other"))),
+	}
+	for name, tok := range cases {
+		t.Run(name, func(t *testing.T) {
+			id, err := v.Verify(context.Background(), tok)
+			if err == nil {
+				t.Fatalf("accepted: %+v", id)
+			}
+			if got := wire.ErrorCode(err); got != wire.CodeInvalidToken {
+				t.Errorf("code = %s, want invalid_token (err %v)", got, err)
+			}
+			if strings.Contains(err.(*wire.Error).Message, tok) {
+				t.Error("client message contains the token")
+			}
+		})
+	}
+	// One initial load, and at most one refresh (for the attacker kids that
+	// are unknown — none here, all use the real kid).
+	if n := iss.JWKSFetches.Load(); n > 2 {
+		t.Errorf("JWKS fetched %d times, want ≤ 2", n)
+	}
+}
+
+// TestVerifyUnknownKidFlood: 500 tokens with fresh random kids must not
+// make us fetch the JWKS more than twice (initial load + one refresh).
+func TestVerifyUnknownKidFlood(t *testing.T) {
+	clk := newClock()
+	iss := testenv.NewIssuer(t, "RS256", clk.Now)
+	v := newVerifier(t, iss, clk, nil)
+	attacker, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := iss.Claims("user_evil", aud, "", "")
+	var wg sync.WaitGroup
+	for i := range 500 {
+		tok := forge(t, map[string]any{"alg": "RS256", "kid": "kid-" + string(rune('a'+i%26)) + time.Duration(i).String()}, claims, rs256(t, attacker))
+		wg.Go(func() {
+			if _, err := v.Verify(context.Background(), tok); wire.ErrorCode(err) != wire.CodeInvalidToken {
+				t.Errorf("code = %s, want invalid_token", wire.ErrorCode(err))
+			}
+		})
+	}
+	wg.Wait()
+	if n := iss.JWKSFetches.Load(); n < 1 || n > 2 {
+		t.Errorf("JWKS fetched %d times, want 1 or 2", n)
+	}
+	// Valid tokens still verify from the cache.
+	if _, err := v.Verify(context.Background(), iss.Token(t, "user_1", aud, "", "", nil)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyKeyRotation: a key the issuer rotates in is accepted without a
+// restart; the refresh cooldown holds for the next rotation until 30 s pass.
+func TestVerifyKeyRotation(t *testing.T) {
+	clk := newClock()
+	iss := testenv.NewIssuer(t, "RS256", clk.Now)
+	v := newVerifier(t, iss, clk, nil)
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, iss.Token(t, "user_1", aud, "", "", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := iss.Rotate(false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, iss.Token(t, "user_1", aud, "", "", nil)); err != nil {
+		t.Fatalf("token of the rotated-in key refused: %v", err)
+	}
+	if n := iss.JWKSFetches.Load(); n != 2 {
+		t.Fatalf("JWKS fetches = %d, want 2 (initial + refresh)", n)
+	}
+	// A second rotation within the cooldown is not picked up yet…
+	if err := iss.Rotate(false); err != nil {
+		t.Fatal(err)
+	}
+	tok := iss.Token(t, "user_1", aud, "", "", nil)
+	if _, err := v.Verify(ctx, tok); wire.ErrorCode(err) != wire.CodeInvalidToken {
+		t.Fatalf("within cooldown: err = %v, want invalid_token", err)
+	}
+	if n := iss.JWKSFetches.Load(); n != 2 {
+		t.Fatalf("JWKS fetches = %d during cooldown, want 2", n)
+	}
+	// …and is once the cooldown has passed.
+	clk.Advance(auth.RefreshCooldown + time.Second)
+	if _, err := v.Verify(ctx, iss.Token(t, "user_1", aud, "", "", nil)); err != nil {
+		t.Fatalf("after cooldown: %v", err)
+	}
+}
+
+func TestVerifyJWKSURLOverride(t *testing.T) {
+	clk := newClock()
+	iss := testenv.NewIssuer(t, "ES256", clk.Now)
+	v := newVerifier(t, iss, clk, func(o *auth.Options) { o.JWKSURL = iss.Issuer() + "/.well-known/jwks.json" })
+	if _, err := v.Verify(context.Background(), iss.Token(t, "user_1", aud, "", "", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if n := iss.DiscoveryFetches.Load(); n != 0 {
+		t.Errorf("discovery fetched %d times with CLERK_JWKS_URL set, want 0", n)
+	}
+}
+
+// TestVerifyIssuerDown: keys that cannot be fetched are "unavailable"
+// (retry later), not "invalid_token" (which would make clients sign in
+// again for nothing).
+func TestVerifyIssuerDown(t *testing.T) {
+	clk := newClock()
+	iss := testenv.NewIssuer(t, "RS256", clk.Now)
+	tok := iss.Token(t, "user_1", aud, "", "", nil)
+	v, err := auth.New(auth.Options{Issuer: "http://127.0.0.1:9", Audiences: []string{aud}, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(context.Background(), tok)
+	if got := wire.ErrorCode(err); got != wire.CodeUnavailable {
+		t.Fatalf("code = %s, want unavailable (err %v)", got, err)
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	for _, alg := range []string{"RS256", "ES256"} {
+		b.Run(alg, func(b *testing.B) {
+			iss := testenv.NewIssuer(b, alg, nil)
+			v, err := auth.New(auth.Options{Issuer: iss.Issuer(), Audiences: []string{aud}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok := iss.Token(b, "user_1", aud, "a@b.c", "A", nil)
+			ctx := context.Background()
+			if _, err := v.Verify(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(ctx, tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

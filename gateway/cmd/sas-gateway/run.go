@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/config"
+	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/shared/buildinfo"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+const usage = `sas-gateway — the SAS auth gateway (Clerk JWT verifier and API)
+
+Usage:
+  sas-gateway [serve]                                      serve the API (the default)
+  sas-gateway migrate                                      apply database migrations
+  sas-gateway users show <clerk_user_id>                   print a user
+  sas-gateway users set-plan <clerk_user_id> <free|pro>    change a user's plan
+  sas-gateway users set-status <clerk_user_id> <active|suspended>
+  sas-gateway version                                      print the build version
+
+Configuration comes from the environment (PORT, CLERK_ISSUER, CLERK_AUDIENCE,
+DATABASE_URL, REDIS_URL, …): see README.md.
+`
+
+// exit codes
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// errUsage marks command-line mistakes (exit 2); its text has been printed.
+var errUsage = errors.New("usage")
+
+// env is what a command needs from the process.
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	cmd, rest := "serve", args[1:]
+	if len(rest) > 0 {
+		cmd, rest = rest[0], rest[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = e.serve(ctx, rest)
+	case "migrate":
+		err = e.migrate(ctx, rest)
+	case "users":
+		err = e.users(ctx, rest)
+	case "version", "--version", "-version":
+		if err = parseFlags("version", rest, stderr); err == nil {
+			fmt.Fprintln(stdout, buildinfo.String())
+		}
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "sas-gateway: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
+	default:
+		fmt.Fprintln(stderr, "sas-gateway: "+oneLine(err))
+		return exitFailure
+	}
+}
+
+// parseFlags parses a subcommand's flags (none so far besides -h) and
+// returns its positional arguments' error: flag.ErrHelp after printing
+// usage, errUsage for a bad flag.
+func parseFlags(name string, args []string, stderr io.Writer, positional ...*string) error {
+	fs := flag.NewFlagSet("sas-gateway "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() != len(positional) {
+		fmt.Fprintf(stderr, "sas-gateway %s: want %d argument(s), got %d\n\n%s", name, len(positional), fs.NArg(), usage)
+		return errUsage
+	}
+	for i, p := range positional {
+		*p = fs.Arg(i)
+	}
+	return nil
+}
+
+func (e env) logger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func (e env) serve(ctx context.Context, args []string) error {
+	if err := parseFlags("serve", args, e.stderr); err != nil {
+		return err
+	}
+	cfg, err := config.Load(e.getenv)
+	if err != nil {
+		return err
+	}
+	log := e.logger(cfg.LogLevel)
+	gw, err := app.New(ctx, cfg, log, app.Deps{})
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	// All interfaces: Fly's proxy reaches the machine over its private
+	// network. `sas-gateway dev` binds loopback only.
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		return fmt.Errorf("listen on port %d (set PORT to change it): %w", cfg.Port, err)
+	}
+	log.Info("sas-gateway serving", "addr", ln.Addr().String(), "version", buildinfo.String(), "config", cfg)
+	return app.Serve(ctx, app.Server(gw.Handler, log), ln, app.DrainTimeout, log)
+}
+
+func (e env) migrate(ctx context.Context, args []string) error {
+	if err := parseFlags("migrate", args, e.stderr); err != nil {
+		return err
+	}
+	db, err := e.openDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	log := e.logger(slog.LevelInfo)
+	if err := db.Migrate(ctx, log); err != nil {
+		return err
+	}
+	log.Info("database is up to date")
+	return nil
+}
+
+func (e env) users(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprintf(e.stderr, "sas-gateway users: want a subcommand (show, set-plan, set-status)\n\n%s", usage)
+		return errUsage
+	}
+	var id, value string
+	var do func(*postgres.DB) (any, error)
+	switch sub := args[0]; sub {
+	case "show":
+		if err := parseFlags("users show", args[1:], e.stderr, &id); err != nil {
+			return err
+		}
+		do = func(db *postgres.DB) (any, error) { u, err := db.User(ctx, id); return u.Me(), err }
+	case "set-plan":
+		if err := parseFlags("users set-plan", args[1:], e.stderr, &id, &value); err != nil {
+			return err
+		}
+		do = func(db *postgres.DB) (any, error) { u, err := db.SetPlan(ctx, id, value); return u.Me(), err }
+	case "set-status":
+		if err := parseFlags("users set-status", args[1:], e.stderr, &id, &value); err != nil {
+			return err
+		}
+		do = func(db *postgres.DB) (any, error) { u, err := db.SetStatus(ctx, id, value); return u.Me(), err }
+	default:
+		fmt.Fprintf(e.stderr, "sas-gateway users: unknown subcommand %q\n\n%s", sub, usage)
+		return errUsage
+	}
+	db, err := e.openDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	out, err := do(db)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func (e env) openDB(ctx context.Context) (*postgres.DB, error) {
+	url, err := config.LoadDatabase(e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	return postgres.Open(ctx, url)
+}
+
+// oneLine renders err for the terminal: the client message of an
+// application error (plus its innermost cause), else the error text.
+func oneLine(err error) string {
+	msg := err.Error()
+	if we, ok := errors.AsType[*wire.Error](err); ok {
+		msg = we.Message
+		if cause := errors.Unwrap(we); cause != nil {
+			msg += " (" + innermost(cause).Error() + ")"
+		}
+	}
+	return strings.ReplaceAll(msg, "\n", " ")
+}
+
+func innermost(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}

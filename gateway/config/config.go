@@ -1,0 +1,240 @@
+// Package config reads the gateway's configuration from the environment
+// variables of the contract, once, and reports every problem at once so an
+// operator fixes a deploy in one round instead of one variable per restart.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of the contract.
+const (
+	DefaultPort          = 8080
+	DefaultOpenAIBaseURL = "https://api.openai.com/v1"
+	DefaultMetricsAddr   = ":9091"
+)
+
+// Config is the gateway's configuration. Secret fields (database and Redis
+// passwords inside URLs, the OpenAI key) must never be logged; use LogValue.
+type Config struct {
+	Port              int
+	Issuer            string   // exact iss of accepted tokens
+	JWKSURL           string   // optional; from discovery when empty
+	Audiences         []string // accepted aud values
+	AuthorizedParties []string // accepted azp values; empty accepts any
+	DatabaseURL       string
+	RedisURL          string
+	OpenAIAPIKey      string
+	OpenAIBaseURL     string
+	PlansFile         string
+	LogLevel          slog.Level
+	MetricsAddr       string
+}
+
+// LogValue lets a Config be logged without its secrets.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Int("port", c.Port),
+		slog.String("issuer", c.Issuer),
+		slog.String("jwks_url", c.JWKSURL),
+		slog.Any("audiences", c.Audiences),
+		slog.Any("authorized_parties", c.AuthorizedParties),
+		slog.Bool("openai_key_set", c.OpenAIAPIKey != ""),
+		slog.String("openai_base_url", c.OpenAIBaseURL),
+		slog.String("log_level", c.LogLevel.String()),
+		slog.String("metrics_addr", c.MetricsAddr),
+	)
+}
+
+// Error lists every invalid variable. Its text names variables and what is
+// wrong with them, never their values (they may hold passwords).
+type Error struct{ Problems []string }
+
+func (e *Error) Error() string {
+	return "invalid configuration: " + strings.Join(e.Problems, "; ")
+}
+
+// Load reads the configuration of `sas-gateway serve` through getenv.
+func Load(getenv func(string) string) (Config, error) {
+	r := reader{getenv: getenv}
+	c := Config{
+		Port:              r.port("PORT", DefaultPort),
+		Issuer:            r.url("CLERK_ISSUER", true),
+		JWKSURL:           r.url("CLERK_JWKS_URL", false),
+		Audiences:         r.list("CLERK_AUDIENCE", true),
+		AuthorizedParties: r.list("CLERK_AUTHORIZED_PARTIES", false),
+		DatabaseURL:       r.postgresURL("DATABASE_URL", true),
+		RedisURL:          r.redisURL("REDIS_URL", true),
+		OpenAIAPIKey:      strings.TrimSpace(getenv("OPENAI_API_KEY")),
+		OpenAIBaseURL:     r.url("OPENAI_BASE_URL", false),
+		PlansFile:         strings.TrimSpace(getenv("SAS_PLANS_FILE")),
+		LogLevel:          r.logLevel("LOG_LEVEL"),
+		MetricsAddr:       r.addr("METRICS_ADDR", DefaultMetricsAddr),
+	}
+	if c.OpenAIBaseURL == "" {
+		c.OpenAIBaseURL = DefaultOpenAIBaseURL
+	}
+	return c, r.err()
+}
+
+// LoadDatabase reads only DATABASE_URL, for commands that need nothing else
+// (`migrate`, `users`).
+func LoadDatabase(getenv func(string) string) (string, error) {
+	r := reader{getenv: getenv}
+	u := r.postgresURL("DATABASE_URL", true)
+	return u, r.err()
+}
+
+// reader collects problems while reading variables.
+type reader struct {
+	getenv   func(string) string
+	problems []string
+}
+
+func (r *reader) err() error {
+	if len(r.problems) == 0 {
+		return nil
+	}
+	return &Error{Problems: r.problems}
+}
+
+func (r *reader) fail(name, format string, args ...any) {
+	r.problems = append(r.problems, name+" "+fmt.Sprintf(format, args...))
+}
+
+func (r *reader) get(name string, required bool) string {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" && required {
+		r.fail(name, "is required")
+	}
+	return v
+}
+
+func (r *reader) port(name string, def int) int {
+	v := r.get(name, false)
+	if v == "" {
+		return def
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 1 || p > 65535 {
+		r.fail(name, "must be a port number between 1 and 65535")
+		return def
+	}
+	return p
+}
+
+// url accepts https URLs, and http URLs only on loopback hosts (local
+// development and tests): a token key set fetched over plain HTTP from the
+// internet could be swapped by anyone on the path.
+func (r *reader) url(name string, required bool) string {
+	v := r.get(name, required)
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		r.fail(name, "must be an absolute http(s) URL")
+		return ""
+	case u.User != nil:
+		r.fail(name, "must not contain credentials")
+		return ""
+	case u.Scheme == "http" && !IsLoopback(u.Hostname()):
+		r.fail(name, "must use https (plain http is accepted only for 127.0.0.1, ::1 and localhost)")
+		return ""
+	}
+	return v
+}
+
+func (r *reader) list(name string, required bool) []string {
+	var out []string
+	for _, s := range strings.Split(r.get(name, required), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	if required && len(out) == 0 && strings.TrimSpace(r.getenv(name)) != "" {
+		r.fail(name, "must list at least one value")
+	}
+	return out
+}
+
+func (r *reader) postgresURL(name string, required bool) string {
+	v := r.get(name, required)
+	if v == "" {
+		return ""
+	}
+	// The parser's own error may quote the URL, password included: report
+	// only that it failed.
+	if !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
+		r.fail(name, "must be a postgres:// or postgresql:// URL")
+		return ""
+	}
+	if _, err := pgxpool.ParseConfig(v); err != nil {
+		r.fail(name, "is not a valid PostgreSQL connection URL")
+		return ""
+	}
+	return v
+}
+
+func (r *reader) redisURL(name string, required bool) string {
+	v := r.get(name, required)
+	if v == "" {
+		return ""
+	}
+	if !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") {
+		r.fail(name, "must be a redis:// or rediss:// URL")
+		return ""
+	}
+	if _, err := redis.ParseURL(v); err != nil {
+		r.fail(name, "is not a valid Redis URL")
+		return ""
+	}
+	return v
+}
+
+func (r *reader) logLevel(name string) slog.Level {
+	switch strings.ToLower(r.get(name, false)) {
+	case "", "info":
+		return slog.LevelInfo
+	case "debug":
+		return slog.LevelDebug
+	case "warn", "warning":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		r.fail(name, "must be one of debug, info, warn, error")
+		return slog.LevelInfo
+	}
+}
+
+func (r *reader) addr(name, def string) string {
+	v := r.get(name, false)
+	if v == "" {
+		return def
+	}
+	_, port, err := net.SplitHostPort(v)
+	if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 0 || p > 65535 {
+		r.fail(name, "must be host:port or :port")
+		return def
+	}
+	return v
+}
+
+// IsLoopback reports whether host (no port) names the local machine.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

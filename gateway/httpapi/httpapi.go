@@ -1,0 +1,198 @@
+// Package httpapi is the gateway's HTTP surface: the chi router, its
+// middleware, and the handlers of the contract's routes. Every non-2xx
+// answer goes through writeError, so the envelope and the code → status
+// mapping have one home.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+// TokenVerifier checks a bearer token.
+//
+// Errors: *wire.Error with code invalid_token or unavailable.
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string) (gateway.Identity, error)
+}
+
+// UserStore finds or creates the user behind an identity.
+//
+// Errors: *wire.Error with code unavailable.
+type UserStore interface {
+	UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error)
+}
+
+// Check is a readiness probe of one dependency; it must honour ctx.
+type Check func(ctx context.Context) error
+
+// Options are the Server's dependencies. Verifier and Users are required.
+type Options struct {
+	Verifier TokenVerifier
+	Users    UserStore
+	// Checks are the /readyz probes by name ("postgres", "redis").
+	Checks map[string]Check
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Server is the gateway's HTTP handler.
+type Server struct {
+	verifier TokenVerifier
+	users    UserStore
+	checks   map[string]Check
+	log      *slog.Logger
+	now      func() time.Time
+	router   chi.Router
+}
+
+// Timeouts of the routes.
+const (
+	// ReadyTimeout bounds each readiness probe.
+	ReadyTimeout = time.Second
+	// APITimeout bounds non-streaming /v1 requests.
+	APITimeout = 10 * time.Second
+)
+
+// New builds the Server and its routes.
+func New(opts Options) *Server {
+	s := &Server{verifier: opts.Verifier, users: opts.Users, checks: opts.Checks, log: opts.Logger, now: opts.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	r := chi.NewRouter()
+	r.Use(requestID, s.accessLog, s.recoverPanics, s.limitBody)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, wire.Errorf(wire.CodeNotFound, "No route for %s %s.", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, wire.Errorf(wire.CodeMethodNotAllowed, "Method %s is not allowed on %s.", r.Method, r.URL.Path))
+	})
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(deadline(APITimeout), s.authenticate)
+		r.Get("/me", s.me)
+	})
+	s.router = r
+	return s
+}
+
+// Router returns the router, so that `sas-gateway dev` and later features
+// can mount more routes.
+func (s *Server) Router() chi.Router { return s.router }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// authenticate verifies the bearer token, loads the user, refuses suspended
+// accounts, and puts the user in the context.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := bearerToken(r.Header.Get("Authorization"))
+		if !ok {
+			s.writeError(w, r, wire.Errorf(wire.CodeMissingToken, "A bearer token is required (Authorization: Bearer <token>)."))
+			return
+		}
+		id, err := s.verifier.Verify(r.Context(), raw)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		u, err := s.users.UpsertUser(r.Context(), id)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if !u.Active() {
+			s.writeError(w, r, wire.Errorf(wire.CodeAccountSuspended, "This account is suspended."))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey, u)))
+	})
+}
+
+// bearerToken extracts the token of an RFC 6750 Authorization header. The
+// scheme is case-insensitive; anything else (Basic, an empty token) counts
+// as no token.
+func bearerToken(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// userFrom returns the authenticated user; only valid under authenticate.
+func userFrom(ctx context.Context) gateway.User {
+	u, _ := ctx.Value(userKey).(gateway.User)
+	return u
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, userFrom(r.Context()).Me())
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, wire.Health{Status: "ok"})
+}
+
+// readyz runs every check in parallel, each bounded by ReadyTimeout.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		checks = make(map[string]string, len(s.checks))
+		ok     = true
+	)
+	for name, check := range s.checks {
+		wg.Go(func() {
+			res := "ok"
+			if err := check(ctx); err != nil {
+				res = checkError(ctx, err)
+				s.logger(r).Warn("readiness check failed", "check", name, "err", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			checks[name] = res
+			ok = ok && res == "ok"
+		})
+	}
+	wg.Wait()
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Checks: checks})
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.Health{Status: "ok", Checks: checks})
+}
+
+// checkError describes a failed check for /readyz, which is public: the
+// innermost cause ("connection refused"), never a URL or credentials.
+func checkError(ctx context.Context, err error) string {
+	if ctx.Err() != nil {
+		return "timeout after " + ReadyTimeout.String()
+	}
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok || u.Unwrap() == nil {
+			break
+		}
+		err = u.Unwrap()
+	}
+	return err.Error()
+}

@@ -1,0 +1,56 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+// writeJSON writes v as the JSON body of a response with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers with the contract's error envelope. The status comes
+// from the code (wire.HTTPStatus, the one mapping); the client sees only the
+// *wire.Error's message, and causes of 5xx answers go to the log with the
+// request id. Errors that are not *wire.Error are internal by definition.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e, ok := errors.AsType[*wire.Error](err)
+	if !ok {
+		e = &wire.Error{Code: wire.CodeInternal, Message: "Internal error.", Err: err}
+	}
+	status := wire.HTTPStatus(e.Code)
+	log := s.logger(r)
+	switch {
+	case status >= 500:
+		log.Error("request failed", "code", e.Code, "err", err)
+	case e.Err != nil:
+		// Client errors with a cause (why a token failed, …) are useful
+		// when debugging and noise otherwise.
+		log.Debug("request refused", "code", e.Code, "reason", e.Err.Error())
+	}
+	h := w.Header()
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	switch e.Code {
+	case wire.CodeMissingToken:
+		h.Set("WWW-Authenticate", `Bearer realm="sas"`)
+	case wire.CodeInvalidToken:
+		h.Set("WWW-Authenticate", `Bearer realm="sas", error="invalid_token"`)
+	}
+	writeJSON(w, status, wire.ErrorBody{Error: wire.ErrorDetail{Code: e.Code, Message: e.Message}})
+}
+
+// logger returns the request's logger (with its request id).
+func (s *Server) logger(r *http.Request) *slog.Logger {
+	return s.log.With("request_id", RequestID(r.Context()))
+}

@@ -1,0 +1,159 @@
+# shellcheck shell=bash
+# Throwaway PostgreSQL, PgBouncer and Redis servers on 127.0.0.1 with random
+# ports and temp dirs, for scripts/test and scripts/bench. Source this file,
+# call start_services, and stop_services runs on exit (also on failure).
+# Everything is stopped by the PID we started, never by name.
+
+set -euo pipefail
+
+export PATH="$PATH:/usr/local/go/bin:/usr/lib/postgresql/15/bin"
+SAS_SVC_PIDS=()
+SAS_SVC_DIRS=()
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+apt_updated=""
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "missing packages ($*): install them, or run as root so this script can"
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"
+    apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "apt-get install -y $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && { echo "$d"; return; }
+  done
+  command -v initdb >/dev/null && dirname "$(command -v initdb)"
+}
+
+# ensure_packages installs what is missing: PostgreSQL (server binaries),
+# Redis, PgBouncer.
+ensure_packages() {
+  local want=()
+  [ -n "$(pg_bin)" ] || want+=(postgresql)
+  command -v redis-server >/dev/null || want+=(redis-server)
+  command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || want+=(pgbouncer)
+  if [ ${#want[@]} -gt 0 ]; then apt_install "${want[@]}"; fi
+  PG_BIN=$(pg_bin)
+  [ -n "$PG_BIN" ] || die "PostgreSQL server binaries not found after install"
+  PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+}
+
+# free_port prints a TCP port nobody listens on right now.
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$(( RANDOM % 30000 + 20000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  die "no free port found"
+}
+
+wait_port() { # name port pid
+  for _ in $(seq 1 150); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || die "$1 exited during startup (see its log above)"
+    sleep 0.1
+  done
+  die "$1 did not listen on 127.0.0.1:$2 within 15 s"
+}
+
+# as_service_user runs a command as the postgres OS user when we are root
+# (initdb, postgres and pgbouncer refuse to run as root).
+as_service_user() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+new_dir() {
+  local d; d=$(mktemp -d "${TMPDIR:-/tmp}/sas-$1.XXXXXX")
+  SAS_SVC_DIRS+=("$d")
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    chown postgres: "$d"
+  fi
+  echo "$d"
+}
+
+start_postgres() {
+  local dir port
+  dir=$(new_dir pg); port=$(free_port)
+  as_service_user "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  as_service_user "$PG_BIN/postgres" -D "$dir/data" -h 127.0.0.1 -p "$port" -k "$dir" \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+    >"$dir/postgres.log" 2>&1 &
+  SAS_SVC_PIDS+=($!)
+  wait_port postgres "$port" $!
+  for _ in $(seq 1 100); do
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break
+    sleep 0.1
+  done
+  PG_PORT=$port
+  export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (pid $!)"
+}
+
+start_pgbouncer() {
+  local dir port
+  dir=$(new_dir pgbouncer); port=$(free_port)
+  printf '"postgres" ""\n' >"$dir/users.txt"
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 10
+ignore_startup_parameters = extra_float_digits,options
+pidfile =
+logfile =
+INI
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"/*
+  as_service_user "$PGBOUNCER" -q "$dir/pgbouncer.ini" >"$dir/pgbouncer.log" 2>&1 &
+  SAS_SVC_PIDS+=($!)
+  wait_port pgbouncer "$port" $!
+  export TEST_PGBOUNCER_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+  log "PgBouncer (transaction mode) on 127.0.0.1:$port (pid $!)"
+}
+
+start_redis() {
+  local dir port
+  dir=$(new_dir redis); port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
+    --daemonize no --logfile "$dir/redis.log" &
+  SAS_SVC_PIDS+=($!)
+  wait_port redis "$port" $!
+  export TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+  log "Redis $(redis-server --version | awk '{print $3}' | sed 's/^v=//') on 127.0.0.1:$port (pid $!)"
+}
+
+stop_services() {
+  local pid
+  for pid in "${SAS_SVC_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SAS_SVC_PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ ${#SAS_SVC_DIRS[@]} -gt 0 ]; then rm -rf "${SAS_SVC_DIRS[@]}"; fi
+}
+
+start_services() {
+  ensure_packages
+  trap stop_services EXIT
+  trap 'exit 130' INT TERM
+  start_postgres
+  start_pgbouncer
+  start_redis
+}

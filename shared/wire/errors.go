@@ -1,0 +1,113 @@
+// Package wire holds the JSON shapes and error codes that the gateway, the
+// sidecar and their clients exchange. It imports neither program, so both can
+// depend on it without depending on each other.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error codes of the contract (../shared/CONTRACT.md, "Errors"). A code is
+// part of the public API: clients switch on it, so codes are never renamed.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeMissingToken     = "missing_token"
+	CodeInvalidToken     = "invalid_token"
+	CodeAccountSuspended = "account_suspended"
+	CodeModelNotAllowed  = "model_not_allowed"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeConflict         = "conflict"
+	CodePayloadTooLarge  = "payload_too_large"
+	CodeRateLimited      = "rate_limited"
+	CodeQuotaExceeded    = "quota_exceeded"
+	CodeInternal         = "internal_error"
+	CodeUpstreamError    = "upstream_error"
+	CodeUnavailable      = "unavailable"
+	// Sidecar-only codes.
+	CodeNotSignedIn        = "not_signed_in"
+	CodeGatewayUnreachable = "gateway_unreachable"
+)
+
+// HTTPStatus maps an error code to its HTTP status. It is the only place
+// where that mapping lives; unknown codes are internal errors.
+func HTTPStatus(code string) int {
+	switch code {
+	case CodeBadRequest:
+		return http.StatusBadRequest
+	case CodeMissingToken, CodeInvalidToken, CodeNotSignedIn:
+		return http.StatusUnauthorized
+	case CodeAccountSuspended, CodeModelNotAllowed:
+		return http.StatusForbidden
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case CodeConflict:
+		return http.StatusConflict
+	case CodePayloadTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeRateLimited, CodeQuotaExceeded:
+		return http.StatusTooManyRequests
+	case CodeUpstreamError, CodeGatewayUnreachable:
+		return http.StatusBadGateway
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// Error is the one application error type. Message is shown to the client
+// and must never contain a token, key or internal detail; Err is the internal
+// cause, which is logged (when the code is internal or unavailable) and never
+// sent.
+type Error struct {
+	Code    string
+	Message string
+	// RetryAfter, when positive, becomes the Retry-After header in seconds.
+	RetryAfter int
+	Err        error
+}
+
+// Errorf builds an *Error with a formatted client message and no cause.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap builds an *Error that keeps err as its internal cause.
+func Wrap(code, message string, err error) *Error {
+	return &Error{Code: code, Message: message, Err: err}
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrorCode returns the contract code of err: the code of the first *Error in
+// its chain, else CodeInternal.
+func ErrorCode(err error) string {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// ErrorBody is the envelope of every non-2xx answer:
+// {"error":{"code":"…","message":"…"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inside of ErrorBody.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
