@@ -24,6 +24,7 @@ import (
 // Gateway is an assembled gateway. Close releases its connections.
 type Gateway struct {
 	Handler http.Handler
+	API     *httpapi.Server
 	DB      *postgres.DB
 	Redis   *redis.Client
 	Users   *usercache.Cache
@@ -71,7 +72,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		Logger: log,
 		Now:    deps.Now,
 	})
-	return &Gateway{Handler: api, DB: db, Redis: rdb, Users: users}, nil
+	return &Gateway{Handler: api, API: api, DB: db, Redis: rdb, Users: users}, nil
 }
 
 // Close releases the gateway's connections.

@@ -133,3 +133,10 @@ func (c *Cache) evict(now time.Time) {
 		delete(c.entries, k)
 	}
 }
+
+// Len returns the number of cached users.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}

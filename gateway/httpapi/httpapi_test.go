@@ -1,0 +1,412 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/config"
+	"github.com/signals-sorcery/sas/gateway/internal/testenv"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+const aud = "sas-api"
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
+
+// env is a gateway assembled by app.New exactly as `sas-gateway serve`
+// does, on a fresh database, real Redis and a dev issuer.
+type env struct {
+	t     *testing.T
+	url   string
+	gw    *app.Gateway
+	iss   *testenv.Issuer
+	clock *clock
+	logs  *syncBuffer
+	db    testenv.Database
+}
+
+func newEnv(t *testing.T, mod func(*config.Config)) *env {
+	t.Helper()
+	clk := &clock{t: time.Now()}
+	iss := testenv.NewIssuer(t, "RS256", clk.Now)
+	db := testenv.NewDatabase(t)
+	cfg := config.Config{
+		Issuer:      iss.Issuer(),
+		Audiences:   []string{aud},
+		DatabaseURL: db.URL,
+		RedisURL:    testenv.RedisURL(t),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
+	})
+	gw, err := app.New(context.Background(), cfg, log, app.Deps{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	srv := httptest.NewServer(gw.Handler)
+	t.Cleanup(srv.Close)
+	return &env{t: t, url: srv.URL, gw: gw, iss: iss, clock: clk, logs: logs, db: db}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (e *env) do(method, path string, header map[string]string, body io.Reader) response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (e *env) me(token string) response {
+	return e.do("GET", "/v1/me", map[string]string{"Authorization": "Bearer " + token}, nil)
+}
+
+func (e *env) token(sub, email, name string, extra map[string]any) string {
+	return e.iss.Token(e.t, sub, aud, email, name, extra)
+}
+
+func (e *env) userCount() int {
+	e.t.Helper()
+	var n int
+	if err := e.gw.DB.Pool().QueryRow(context.Background(), "SELECT count(*) FROM users").Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// wantError checks the contract's envelope.
+func wantError(t *testing.T, r response, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status = %d, want %d; body %s", r.status, status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	var body wire.ErrorBody
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		t.Fatalf("body %s is not the error envelope: %v", r.body, err)
+	}
+	if body.Error.Code != code || body.Error.Message == "" {
+		t.Errorf("error = %+v, want code %s and a message", body.Error, code)
+	}
+	if strings.Contains(string(r.body), "goroutine") || strings.Contains(string(r.body), ".go:") {
+		t.Errorf("body leaks a stack trace: %s", r.body)
+	}
+}
+
+func TestMe(t *testing.T) {
+	e := newEnv(t, nil)
+	r := e.me(e.token("user_abc123", "steve@example.com", "Steve", nil))
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"id": "user_abc123", "email": "steve@example.com", "username": "Steve", "plan": "free", "status": "active"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("/v1/me (-want +got):\n%s", diff)
+	}
+	if id := r.header.Get("X-Request-Id"); len(id) < 16 {
+		t.Errorf("X-Request-Id = %q, want a generated id", id)
+	}
+	// A changed profile claim reaches the database on the next call.
+	r = e.me(e.token("user_abc123", "steve@new.example.com", "Steve", nil))
+	if !strings.Contains(string(r.body), "steve@new.example.com") {
+		t.Errorf("email not updated: %s", r.body)
+	}
+}
+
+func TestAuthFailures(t *testing.T) {
+	e := newEnv(t, nil)
+	now := e.clock.Now().Unix()
+	cases := []struct {
+		name   string
+		header string // Authorization; "-" for none
+		code   string
+	}{
+		{"no header", "-", wire.CodeMissingToken},
+		{"Basic scheme", "Basic dXNlcjpwYXNz", wire.CodeMissingToken},
+		{"empty Bearer", "Bearer ", wire.CodeMissingToken},
+		{"Bearer only", "Bearer", wire.CodeMissingToken},
+		{"garbage", "Bearer garbage", wire.CodeInvalidToken},
+		{"expired", "Bearer " + e.token("user_x", "", "", map[string]any{"exp": now - 120}), wire.CodeInvalidToken},
+		{"wrong aud", "Bearer " + e.iss.Token(t, "user_x", "other", "", "", nil), wire.CodeInvalidToken},
+		{"alg none", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyX3gifQ.", wire.CodeInvalidToken},
+		{"10 KB token", "Bearer " + e.token("user_x", "", "", map[string]any{"pad": strings.Repeat("x", 10<<10)}), wire.CodeInvalidToken},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := map[string]string{}
+			if tc.header != "-" {
+				h["Authorization"] = tc.header
+			}
+			r := e.do("GET", "/v1/me", h, nil)
+			wantError(t, r, 401, tc.code)
+			want := `Bearer realm="sas"`
+			if tc.code == wire.CodeInvalidToken {
+				want = `Bearer realm="sas", error="invalid_token"`
+			}
+			if got := r.header.Get("WWW-Authenticate"); got != want {
+				t.Errorf("WWW-Authenticate = %q, want %q", got, want)
+			}
+		})
+	}
+	if n := e.userCount(); n != 0 {
+		t.Errorf("%d users rows written by refused requests", n)
+	}
+}
+
+func TestRoutingErrors(t *testing.T) {
+	e := newEnv(t, nil)
+	e.gw.API.Router().Get("/test/panic", func(http.ResponseWriter, *http.Request) {
+		panic("boom: secret-detail")
+	})
+	t.Run("404", func(t *testing.T) { wantError(t, e.do("GET", "/nope", nil, nil), 404, wire.CodeNotFound) })
+	t.Run("404 under /v1", func(t *testing.T) { wantError(t, e.do("GET", "/v1/nope", nil, nil), 401, wire.CodeMissingToken) })
+	t.Run("405", func(t *testing.T) { wantError(t, e.do("POST", "/healthz", nil, nil), 405, wire.CodeMethodNotAllowed) })
+	t.Run("413", func(t *testing.T) {
+		r := e.do("POST", "/v1/me", nil, bytes.NewReader(make([]byte, 1<<20+1)))
+		wantError(t, r, 413, wire.CodePayloadTooLarge)
+	})
+	t.Run("panic", func(t *testing.T) {
+		r := e.do("GET", "/test/panic", nil, nil)
+		wantError(t, r, 500, wire.CodeInternal)
+		if strings.Contains(string(r.body), "secret-detail") {
+			t.Errorf("panic value reached the client: %s", r.body)
+		}
+		if !strings.Contains(e.logs.String(), "secret-detail") {
+			t.Error("panic not logged")
+		}
+	})
+	t.Run("healthz", func(t *testing.T) {
+		r := e.do("GET", "/healthz", nil, nil)
+		if r.status != 200 || strings.TrimSpace(string(r.body)) != `{"status":"ok"}` {
+			t.Errorf("healthz = %d %s", r.status, r.body)
+		}
+	})
+}
+
+func TestRequestID(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tc := range []struct{ sent, want string }{
+		{"abc-123", "abc-123"},
+		{strings.Repeat("a", 129), ""},
+		{`bad"id`, ""},
+		{"has space", ""},
+	} {
+		r := e.do("GET", "/healthz", map[string]string{"X-Request-Id": tc.sent}, nil)
+		got := r.header.Get("X-Request-Id")
+		if tc.want != "" && got != tc.want {
+			t.Errorf("sent %q: got %q, want it echoed", tc.sent, got)
+		}
+		if tc.want == "" && (got == tc.sent || got == "") {
+			t.Errorf("sent %q: got %q, want a fresh id", tc.sent, got)
+		}
+	}
+	// Error answers carry it too, and the log line names it.
+	r := e.do("GET", "/nope", map[string]string{"X-Request-Id": "trace-42"}, nil)
+	if r.header.Get("X-Request-Id") != "trace-42" || !strings.Contains(e.logs.String(), `"request_id":"trace-42"`) {
+		t.Errorf("request id missing from 404 answer or log")
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	e := newEnv(t, nil)
+	r := e.do("GET", "/readyz", nil, nil)
+	if r.status != 200 || strings.TrimSpace(string(r.body)) != `{"status":"ok","checks":{"postgres":"ok","redis":"ok"}}` {
+		t.Fatalf("readyz = %d %s", r.status, r.body)
+	}
+
+	down := newEnv(t, func(c *config.Config) { c.RedisURL = "redis://:hunter2@127.0.0.1:9/0" })
+	start := time.Now()
+	r = down.do("GET", "/readyz", nil, nil)
+	if time.Since(start) > 3*time.Second {
+		t.Errorf("readyz took %v with Redis down", time.Since(start))
+	}
+	if r.status != 503 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("readyz = %d (Retry-After %q) %s", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	var body wire.Health
+	_ = json.Unmarshal(r.body, &body)
+	if body.Status != "unavailable" || body.Checks["postgres"] != "ok" || body.Checks["redis"] == "ok" || body.Checks["redis"] == "" {
+		t.Errorf("readyz body = %s", r.body)
+	}
+	if strings.Contains(string(r.body), "hunter2") || strings.Contains(down.logs.String(), "hunter2") {
+		t.Error("Redis password leaked")
+	}
+	// /v1/me does not depend on Redis.
+	if r := down.me(down.token("user_1", "", "", nil)); r.status != 200 {
+		t.Errorf("/v1/me with Redis down = %d %s", r.status, r.body)
+	}
+}
+
+// TestSuspension: a status change in the database takes effect within the
+// cache TTL, on every route under /v1.
+func TestSuspension(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.token("user_s", "s@example.com", "S", nil)
+	if r := e.me(tok); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	if _, err := e.gw.DB.SetStatus(context.Background(), "user_s", "suspended"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(5 * time.Second) // the cache TTL: no instance serves the old row past it
+	wantError(t, e.me(tok), 403, wire.CodeAccountSuspended)
+	wantError(t, e.do("GET", "/v1/anything", map[string]string{"Authorization": "Bearer " + tok}, nil), 403, wire.CodeAccountSuspended)
+	if _, err := e.gw.DB.SetStatus(context.Background(), "user_s", "active"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(5 * time.Second)
+	if r := e.me(tok); r.status != 200 {
+		t.Errorf("reactivated: status %d", r.status)
+	}
+}
+
+// TestPostgresDown: with the database unreachable, /v1/me answers 503
+// unavailable with Retry-After quickly, and recovers without a restart.
+func TestPostgresDown(t *testing.T) {
+	var proxy *testenv.Proxy
+	e := newEnv(t, func(c *config.Config) {
+		hp := strings.SplitN(strings.SplitN(c.DatabaseURL, "@", 2)[1], "/", 2)[0]
+		proxy = testenv.NewProxy(t, hp)
+		c.DatabaseURL = strings.Replace(c.DatabaseURL, hp, proxy.Addr(), 1)
+	})
+	if r := e.me(e.token("user_1", "", "", nil)); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	proxy.Cut()
+	start := time.Now()
+	r := e.me(e.token("user_2", "", "", nil)) // not cached
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("took %v, want < 2s", took)
+	}
+	wantError(t, r, 503, wire.CodeUnavailable)
+	if r.header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+	if r := e.do("GET", "/healthz", nil, nil); r.status != 200 {
+		t.Errorf("healthz = %d while Postgres is down", r.status)
+	}
+	if r := e.do("GET", "/readyz", nil, nil); r.status != 503 {
+		t.Errorf("readyz = %d while Postgres is down", r.status)
+	}
+	proxy.Restore()
+	if r := e.me(e.token("user_2", "", "", nil)); r.status != 200 {
+		t.Errorf("after recovery: %d %s", r.status, r.body)
+	}
+}
+
+func TestIssuerDown(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.JWKSURL = "http://127.0.0.1:9/jwks.json" })
+	r := e.me(e.token("user_1", "", "", nil))
+	wantError(t, r, 503, wire.CodeUnavailable)
+}
+
+// TestConcurrentFirstCalls: 100 concurrent first calls of one new user all
+// succeed and make one row.
+func TestConcurrentFirstCalls(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.token("user_new", "new@example.com", "New", nil)
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			if r := e.me(tok); r.status != 200 {
+				t.Errorf("status %d: %s", r.status, r.body)
+			}
+		})
+	}
+	wg.Wait()
+	if n := e.userCount(); n != 1 {
+		t.Errorf("%d rows, want 1", n)
+	}
+}
+
+// TestNoTokenInLogs: at debug level, after good and bad requests, no token
+// appears in any log line.
+func TestNoTokenInLogs(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		c.DatabaseURL = strings.Replace(c.DatabaseURL, "postgres://postgres@", "postgres://postgres:pg-s3cret@", 1)
+	})
+	good := e.token("user_1", "a@example.com", "A", nil)
+	expired := e.token("user_1", "", "", map[string]any{"exp": e.clock.Now().Unix() - 600})
+	forged := good[:len(good)-10] + "AAAAAAAAAA"
+	for _, tok := range []string{good, expired, forged, "Zm9v.YmFy.YmF6"} {
+		e.me(tok)
+		e.do("GET", "/v1/me?access_token="+tok, nil, nil)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, "invalid_token") {
+		t.Fatal("the debug log does not record refusals; this test would prove nothing")
+	}
+	for _, tok := range []string{good, expired, forged, "Zm9v.YmFy.YmF6"} {
+		for _, part := range strings.Split(tok, ".") {
+			if len(part) > 8 && strings.Contains(logs, part) {
+				t.Errorf("a token part appears in the logs: %.20s…", part)
+			}
+		}
+	}
+	if strings.Contains(logs, "pg-s3cret") {
+		t.Error("database password in the logs")
+	}
+}

@@ -1,0 +1,137 @@
+package usercache_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/usercache"
+)
+
+// store is a fake Store: a function field and a call counter.
+type store struct {
+	calls  atomic.Int64
+	upsert func(gateway.Identity) (gateway.User, error)
+}
+
+var _ usercache.Store = (*store)(nil)
+
+func (s *store) UpsertUser(_ context.Context, id gateway.Identity) (gateway.User, error) {
+	s.calls.Add(1)
+	return s.upsert(id)
+}
+
+func echo(plan string) func(gateway.Identity) (gateway.User, error) {
+	return func(id gateway.Identity) (gateway.User, error) {
+		return gateway.User{ClerkUserID: id.Subject, Email: id.Email, Username: id.Username, Plan: plan, Status: "active"}, nil
+	}
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func TestCacheServesWithinTTLAndRefetchesAfter(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	s := &store{upsert: echo("free")}
+	c := usercache.New(s, usercache.Options{TTL: 5 * time.Second, Now: clk.Now})
+	ctx := context.Background()
+	id := gateway.Identity{Subject: "user_1", Email: "a@b.c", Username: "A"}
+	for range 3 {
+		if _, err := c.UpsertUser(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.calls.Load(); n != 1 {
+		t.Fatalf("store calls = %d within TTL, want 1", n)
+	}
+	// The plan changes in the database; within the TTL we may serve the old
+	// row, after it we must not.
+	s.upsert = echo("pro")
+	clk.Advance(4 * time.Second)
+	if u, _ := c.UpsertUser(ctx, id); u.Plan != "free" {
+		t.Errorf("plan = %q inside TTL, want the cached free", u.Plan)
+	}
+	clk.Advance(time.Second)
+	if u, _ := c.UpsertUser(ctx, id); u.Plan != "pro" {
+		t.Errorf("plan = %q after TTL, want pro", u.Plan)
+	}
+}
+
+func TestCacheBypassedWhenClaimsChange(t *testing.T) {
+	s := &store{upsert: echo("free")}
+	c := usercache.New(s, usercache.Options{})
+	ctx := context.Background()
+	_, _ = c.UpsertUser(ctx, gateway.Identity{Subject: "user_1", Email: "old@b.c"})
+	u, _ := c.UpsertUser(ctx, gateway.Identity{Subject: "user_1", Email: "new@b.c"})
+	if u.Email != "new@b.c" || s.calls.Load() != 2 {
+		t.Errorf("email = %q after %d calls, want new@b.c after 2", u.Email, s.calls.Load())
+	}
+}
+
+func TestCacheSharesConcurrentMisses(t *testing.T) {
+	release := make(chan struct{})
+	s := &store{}
+	s.upsert = func(id gateway.Identity) (gateway.User, error) {
+		<-release
+		return echo("free")(id)
+	}
+	c := usercache.New(s, usercache.Options{})
+	id := gateway.Identity{Subject: "user_1"}
+	var wg sync.WaitGroup
+	var started sync.WaitGroup
+	for range 100 {
+		started.Add(1)
+		wg.Go(func() {
+			started.Done()
+			if _, err := c.UpsertUser(context.Background(), id); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	started.Wait()
+	// Let the goroutines reach the shared call before it returns.
+	for s.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := s.calls.Load(); n > 2 {
+		t.Errorf("store calls = %d for 100 concurrent misses, want 1 (2 at most if one straggler arrived after the first finished)", n)
+	}
+}
+
+func TestCacheDoesNotCacheErrors(t *testing.T) {
+	boom := errors.New("db down")
+	s := &store{upsert: func(gateway.Identity) (gateway.User, error) { return gateway.User{}, boom }}
+	c := usercache.New(s, usercache.Options{})
+	id := gateway.Identity{Subject: "user_1"}
+	if _, err := c.UpsertUser(context.Background(), id); !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	s.upsert = echo("free")
+	if _, err := c.UpsertUser(context.Background(), id); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+func TestCacheStaysBounded(t *testing.T) {
+	s := &store{upsert: echo("free")}
+	c := usercache.New(s, usercache.Options{Size: 100})
+	ctx := context.Background()
+	for i := range 1000 {
+		_, _ = c.UpsertUser(ctx, gateway.Identity{Subject: time.Duration(i).String()})
+	}
+	if n := c.Len(); n > 100 {
+		t.Errorf("cache holds %d entries, bound is 100", n)
+	}
+}
