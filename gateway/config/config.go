@@ -25,6 +25,9 @@ const (
 // Config is the gateway's configuration. Secret fields (database and Redis
 // passwords inside URLs, the OpenAI key) must never be logged; use LogValue.
 type Config struct {
+	// Host is the listen address of serve: empty for every interface (what
+	// Fly's proxy needs), 127.0.0.1 in tests and on a laptop.
+	Host              string
 	Port              int
 	Issuer            string   // exact iss of accepted tokens
 	JWKSURL           string   // optional; from discovery when empty
@@ -42,6 +45,7 @@ type Config struct {
 // LogValue lets a Config be logged without its secrets.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
+		slog.String("host", c.Host),
 		slog.Int("port", c.Port),
 		slog.String("issuer", c.Issuer),
 		slog.String("jwks_url", c.JWKSURL),
@@ -66,6 +70,7 @@ func (e *Error) Error() string {
 func Load(getenv func(string) string) (Config, error) {
 	r := reader{getenv: getenv}
 	c := Config{
+		Host:              r.host("HOST"),
 		Port:              r.port("PORT", DefaultPort),
 		Issuer:            r.url("CLERK_ISSUER", true),
 		JWKSURL:           r.url("CLERK_JWKS_URL", false),
@@ -129,6 +134,15 @@ func (r *reader) port(name string, def int) int {
 		return def
 	}
 	return p
+}
+
+func (r *reader) host(name string) string {
+	v := r.get(name, false)
+	if v != "" && v != "localhost" && net.ParseIP(v) == nil {
+		r.fail(name, "must be an IP address or localhost")
+		return ""
+	}
+	return v
 }
 
 // url accepts https URLs, and http URLs only on loopback hosts (local

@@ -126,9 +126,9 @@ func (e env) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer gw.Close()
-	// All interfaces: Fly's proxy reaches the machine over its private
-	// network. `sas-gateway dev` binds loopback only.
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	// HOST unset means every interface: Fly's proxy reaches the machine
+	// over its private network.
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen on port %d (set PORT to change it): %w", cfg.Port, err)
 	}

@@ -1,0 +1,80 @@
+package main_test
+
+import (
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/config"
+)
+
+// Docker and flyctl cannot run here; these tests pin the facts in
+// Dockerfile and fly.toml that the code depends on.
+
+func readTop(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../../" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func tomlValue(t *testing.T, doc, key string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(key) + `\s*=\s*"?([^"\n]*)"?\s*$`).FindStringSubmatch(doc)
+	if m == nil {
+		t.Fatalf("fly.toml has no %s", key)
+	}
+	return m[1]
+}
+
+func TestFlyTOML(t *testing.T) {
+	fly := readTop(t, "fly.toml")
+	if got := tomlValue(t, fly, "internal_port"); got != strconv.Itoa(config.DefaultPort) {
+		t.Errorf("internal_port = %s, want the default PORT %d", got, config.DefaultPort)
+	}
+	if got := tomlValue(t, fly, "PORT"); got != strconv.Itoa(config.DefaultPort) {
+		t.Errorf("[env] PORT = %s", got)
+	}
+	kill, err := time.ParseDuration(tomlValue(t, fly, "kill_timeout"))
+	if err != nil || kill <= app.DrainTimeout {
+		t.Errorf("kill_timeout = %v (%v), want more than the %v drain", kill, err, app.DrainTimeout)
+	}
+	if sig := tomlValue(t, fly, "kill_signal"); sig != "SIGTERM" && sig != "SIGINT" {
+		t.Errorf("kill_signal = %s: sas-gateway drains on SIGTERM and SIGINT only", sig)
+	}
+	if got := tomlValue(t, fly, "release_command"); got != "/sas-gateway migrate" {
+		t.Errorf("release_command = %q", got)
+	}
+	if got := tomlValue(t, fly, "path"); got != "/healthz" {
+		t.Errorf("health check path = %q", got)
+	}
+	if got := tomlValue(t, fly, "force_https"); got != "true" {
+		t.Errorf("force_https = %q", got)
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	df := readTop(t, "Dockerfile")
+	for _, want := range []string{
+		"CGO_ENABLED=0 go build",
+		"-o /out/sas-gateway ./gateway/cmd/sas-gateway",
+		"COPY --from=build /out/sas-gateway /sas-gateway",
+		"distroless/static",
+		"USER nonroot",
+		`CMD ["/sas-gateway", "serve"]`,
+		"buildinfo.Version=${VERSION}",
+	} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	if regexp.MustCompile(`(?m)^ENTRYPOINT`).MatchString(df) {
+		t.Error("Dockerfile has an ENTRYPOINT: fly.toml's release_command would be appended to it")
+	}
+}

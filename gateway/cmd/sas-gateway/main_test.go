@@ -1,0 +1,308 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/signals-sorcery/sas/gateway/internal/testenv"
+)
+
+const testVersion = "v0.0.0-e2e"
+
+// binary is sas-gateway built the way the Dockerfile builds it.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sas-gateway-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "sas-gateway")
+	build := exec.Command("go", "build", "-trimpath",
+		"-ldflags", "-s -w -X github.com/signals-sorcery/sas/shared/buildinfo.Version="+testVersion,
+		"-o", binary, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build sas-gateway:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs the binary with exactly env (plus PATH) and args.
+func run(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func noStack(t *testing.T, r result) {
+	t.Helper()
+	if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic:") {
+		t.Errorf("stderr has a Go stack trace:\n%s", r.stderr)
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		r := run(t, nil, args...)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != testVersion {
+			t.Errorf("%v: code %d, stdout %q, want %q", args, r.code, r.stdout, testVersion)
+		}
+	}
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"users", "set-plan", "-h"}} {
+		r := run(t, nil, args...)
+		if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "sas-gateway users set-plan") {
+			t.Errorf("%v: code %d, output %q", args, r.code, r.stdout+r.stderr)
+		}
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--bogus"},
+		{"frobnicate"},
+		{"users"},
+		{"users", "set-plan", "user_1"},
+		{"users", "delete", "user_1"},
+		{"migrate", "extra"},
+	} {
+		r := run(t, nil, args...)
+		if r.code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, r.code, r.stderr)
+		}
+		noStack(t, r)
+	}
+}
+
+// TestServeBadConfig: exit 1 before listening, one line naming every bad
+// variable, and no secret.
+func TestServeBadConfig(t *testing.T) {
+	r := run(t, map[string]string{"PORT": "x", "REDIS_URL": "redis://:s3cret@host:bad"})
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1", r.code)
+	}
+	line := strings.TrimSpace(r.stderr)
+	if strings.Count(line, "\n") != 0 {
+		t.Errorf("want one line, got:\n%s", r.stderr)
+	}
+	for _, name := range []string{"PORT", "CLERK_ISSUER", "CLERK_AUDIENCE", "DATABASE_URL", "REDIS_URL"} {
+		if !strings.Contains(line, name) {
+			t.Errorf("message does not name %s: %s", name, line)
+		}
+	}
+	if strings.Contains(line, "s3cret") {
+		t.Errorf("message leaks a secret: %s", line)
+	}
+	noStack(t, r)
+}
+
+// TestMigrateAndUsers drives the operator commands against a real database.
+func TestMigrateAndUsers(t *testing.T) {
+	d := testenv.NewEmptyDatabase(t)
+	env := map[string]string{"DATABASE_URL": d.PoolerURL}
+	for range 2 { // idempotent
+		if r := run(t, env, "migrate"); r.code != 0 {
+			t.Fatalf("migrate: exit %d: %s", r.code, r.stderr)
+		}
+	}
+	// A user appears on first sign-in; insert one as /v1/me would.
+	pool := openPool(t, d.URL)
+	if _, err := pool.Exec(context.Background(), `INSERT INTO users (clerk_user_id, email, username) VALUES ('user_abc123', 'steve@example.com', 'Steve')`); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, env, "users", "set-plan", "user_abc123", "pro")
+	if r.code != 0 {
+		t.Fatalf("set-plan: exit %d: %s", r.code, r.stderr)
+	}
+	var me map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &me); err != nil || me["plan"] != "pro" || me["id"] != "user_abc123" {
+		t.Errorf("set-plan output %q (%v)", r.stdout, err)
+	}
+	if r := run(t, env, "users", "set-status", "user_abc123", "suspended"); r.code != 0 || !strings.Contains(r.stdout, `"suspended"`) {
+		t.Errorf("set-status: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "users", "show", "user_abc123"); r.code != 0 || !strings.Contains(r.stdout, `"steve@example.com"`) {
+		t.Errorf("show: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{
+		{"users", "set-plan", "user_nobody", "pro"},
+		{"users", "set-plan", "user_abc123", "gold"},
+		{"users", "set-status", "user_abc123", "banned"},
+	} {
+		r := run(t, env, args...)
+		if r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || r.stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and one line", args, r.code, r.stdout, r.stderr)
+		}
+		noStack(t, r)
+	}
+	// Unreachable database: exit 1, one line, quickly.
+	r = run(t, map[string]string{"DATABASE_URL": "postgres://u:pw-s3cret@127.0.0.1:9/x?connect_timeout=2"}, "users", "show", "x")
+	if r.code != 1 || strings.Contains(r.stderr, "pw-s3cret") {
+		t.Errorf("unreachable DB: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestServe runs `sas-gateway serve` as Fly would: /healthz, /readyz and
+// /v1/me answer, logs are JSON lines, and SIGTERM stops it cleanly.
+func TestServe(t *testing.T) {
+	iss := testenv.NewIssuer(t, "RS256", nil)
+	d := testenv.NewDatabase(t)
+	port := freePort(t)
+	cmd := exec.Command(binary, "serve")
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOST=127.0.0.1",
+		"PORT=" + port,
+		"CLERK_ISSUER=" + iss.Issuer(),
+		"CLERK_AUDIENCE=sas-api,sas-local",
+		"DATABASE_URL=" + d.PoolerURL,
+		"REDIS_URL=" + testenv.RedisURL(t),
+		"LOG_LEVEL=debug",
+	}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	base := "http://127.0.0.1:" + port
+	waitHealthy(t, base, exited)
+
+	tok := iss.Token(t, "user_abc123", "sas-api", "steve@example.com", "Steve", nil)
+	status, body := get(t, base+"/v1/me", tok)
+	want := `{"id":"user_abc123","email":"steve@example.com","username":"Steve","plan":"free","status":"active"}`
+	if status != 200 || strings.TrimSpace(body) != want {
+		t.Errorf("/v1/me = %d %s", status, body)
+	}
+	if status, body := get(t, base+"/readyz", ""); status != 200 {
+		t.Errorf("/readyz = %d %s", status, body)
+	}
+	if status, _ := get(t, base+"/v1/me", ""); status != 401 {
+		t.Errorf("/v1/me without token = %d", status)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM")
+	}
+	logs := stderr.String()
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("log line is not JSON: %s", line)
+		}
+	}
+	if !strings.Contains(logs, "shutting down") {
+		t.Errorf("no shutdown log line:\n%s", logs)
+	}
+	if strings.Contains(logs, tok[strings.LastIndex(tok, ".")+1:]) {
+		t.Error("token signature in the logs")
+	}
+}
+
+func TestServePortBusy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	r := run(t, map[string]string{
+		"HOST": "127.0.0.1", "PORT": port,
+		"CLERK_ISSUER": "http://127.0.0.1:9", "CLERK_AUDIENCE": "a",
+		"DATABASE_URL": "postgres://127.0.0.1:9/x", "REDIS_URL": "redis://127.0.0.1:9",
+	}, "serve")
+	if r.code != 1 || !strings.Contains(r.stderr, port) || !strings.Contains(r.stderr, "PORT") {
+		t.Errorf("exit %d, stderr %q; want 1 naming the port and PORT", r.code, r.stderr)
+	}
+	noStack(t, r)
+}
+
+func waitHealthy(t *testing.T, base string, exited <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			t.Fatalf("sas-gateway exited during startup: %v", err)
+		default:
+		}
+		if status, _ := get(t, base+"/healthz", ""); status == 200 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("sas-gateway not healthy within 15 s")
+}
+
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}

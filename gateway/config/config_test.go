@@ -1,0 +1,145 @@
+package config_test
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/signals-sorcery/sas/gateway/config"
+)
+
+func getenv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func valid() map[string]string {
+	return map[string]string{
+		"CLERK_ISSUER":   "https://clerk.sas.example.com",
+		"CLERK_AUDIENCE": "sas-api, oauth_client_123 ,",
+		"DATABASE_URL":   "postgres://u:pw@db.example.com:5432/sas?sslmode=require",
+		"REDIS_URL":      "rediss://default:pw@redis.example.com:6379",
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := config.Load(getenv(valid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{
+		Port:          8080,
+		Issuer:        "https://clerk.sas.example.com",
+		Audiences:     []string{"sas-api", "oauth_client_123"},
+		DatabaseURL:   "postgres://u:pw@db.example.com:5432/sas?sslmode=require",
+		RedisURL:      "rediss://default:pw@redis.example.com:6379",
+		OpenAIBaseURL: "https://api.openai.com/v1",
+		LogLevel:      slog.LevelInfo,
+		MetricsAddr:   ":9091",
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadAll(t *testing.T) {
+	env := valid()
+	env["PORT"] = "9000"
+	env["CLERK_JWKS_URL"] = "https://clerk.sas.example.com/.well-known/jwks.json"
+	env["CLERK_AUTHORIZED_PARTIES"] = "app1,app2"
+	env["OPENAI_API_KEY"] = "sk-test"
+	env["OPENAI_BASE_URL"] = "http://127.0.0.1:9999/v1"
+	env["LOG_LEVEL"] = "DEBUG"
+	env["METRICS_ADDR"] = "127.0.0.1:9191"
+	c, err := config.Load(getenv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 9000 || c.LogLevel != slog.LevelDebug || c.MetricsAddr != "127.0.0.1:9191" ||
+		!cmp.Equal(c.AuthorizedParties, []string{"app1", "app2"}) || c.OpenAIAPIKey != "sk-test" {
+		t.Errorf("config = %+v", c)
+	}
+}
+
+// TestLoadReportsEveryProblemAtOnce: one message names every bad variable
+// and none of their values.
+func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
+	env := map[string]string{
+		"PORT":            "80a",
+		"CLERK_ISSUER":    "http://clerk.example.com", // plain http off loopback
+		"CLERK_JWKS_URL":  "not a url",
+		"CLERK_AUDIENCE":  " , ",
+		"DATABASE_URL":    "mysql://root:db-s3cret@x/y",
+		"REDIS_URL":       "redis://:redis-s3cret@host:notaport",
+		"OPENAI_BASE_URL": "ftp://x",
+		"LOG_LEVEL":       "loud",
+		"METRICS_ADDR":    "nope",
+	}
+	_, err := config.Load(getenv(env))
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want *config.Error", err)
+	}
+	for _, name := range []string{"PORT", "CLERK_ISSUER", "CLERK_JWKS_URL", "CLERK_AUDIENCE", "DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "LOG_LEVEL", "METRICS_ADDR"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("message does not name %s: %v", name, err)
+		}
+	}
+	for _, secret := range []string{"db-s3cret", "redis-s3cret"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("message leaks %s", secret)
+		}
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("message spans several lines: %q", err)
+	}
+}
+
+func TestLoadRequired(t *testing.T) {
+	_, err := config.Load(getenv(nil))
+	for _, name := range []string{"CLERK_ISSUER", "CLERK_AUDIENCE", "DATABASE_URL", "REDIS_URL"} {
+		if err == nil || !strings.Contains(err.Error(), name+" is required") {
+			t.Errorf("missing %s not reported: %v", name, err)
+		}
+	}
+}
+
+func TestURLRules(t *testing.T) {
+	for raw, ok := range map[string]bool{
+		"https://clerk.example.com":      true,
+		"http://127.0.0.1:8080/dev/idp":  true,
+		"http://localhost:8080":          true,
+		"http://[::1]:8080":              true,
+		"http://clerk.example.com":       false,
+		"https://user:pw@clerk.example":  false,
+		"clerk.example.com":              false,
+		"https://":                       false,
+		"javascript:alert(1)":            false,
+		"https://clerk.example.com/path": true,
+	} {
+		env := valid()
+		env["CLERK_ISSUER"] = raw
+		_, err := config.Load(getenv(env))
+		if (err == nil) != ok {
+			t.Errorf("CLERK_ISSUER=%q: err = %v, want ok=%v", raw, err, ok)
+		}
+	}
+}
+
+func TestLogValueHidesSecrets(t *testing.T) {
+	env := valid()
+	env["OPENAI_API_KEY"] = "sk-very-secret"
+	c, err := config.Load(getenv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "config", c)
+	for _, secret := range []string{"sk-very-secret", ":pw@"} {
+		if strings.Contains(b.String(), secret) {
+			t.Errorf("log line contains %q: %s", secret, b.String())
+		}
+	}
+}
