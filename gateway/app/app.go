@@ -34,6 +34,11 @@ type Gateway struct {
 type Deps struct {
 	HTTPClient *http.Client     // for JWKS and discovery
 	Now        func() time.Time // clock of the verifier and the cache
+	// NoUserCache sends every authenticated request to Postgres (for
+	// benchmarks that measure what the cache saves).
+	NoUserCache bool
+	// NoTokenCache verifies every token's signature (for benchmarks).
+	NoTokenCache bool
 }
 
 // New builds the gateway of cfg. It does not wait for Postgres, Redis or the
@@ -48,6 +53,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		HTTPClient:        deps.HTTPClient,
 		Now:               deps.Now,
 		Logger:            log,
+		NoCache:           deps.NoTokenCache,
 	})
 	if err != nil {
 		return nil, err
@@ -62,9 +68,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		return nil, err
 	}
 	users := usercache.New(db, usercache.Options{Now: deps.Now})
+	var store httpapi.UserStore = users
+	if deps.NoUserCache {
+		store = db
+	}
 	api := httpapi.New(httpapi.Options{
 		Verifier: verifier,
-		Users:    users,
+		Users:    store,
 		Checks: map[string]httpapi.Check{
 			"postgres": db.Ping,
 			"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },

@@ -1,12 +1,15 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,6 +34,8 @@ type keySet struct {
 	now      func() time.Time
 	cooldown time.Duration // minimum time between refreshes
 	maxAge   time.Duration // keys older than this are refetched (failures keep the old ones)
+	// onKeyRemoved, when set, runs after a fetch that dropped a key we had.
+	onKeyRemoved func()
 
 	mu          sync.Mutex
 	keys        []jose.JSONWebKey
@@ -88,7 +93,9 @@ func (s *keySet) refresh(ctx context.Context, initial, respectCooldown bool) err
 
 	s.mu.Lock()
 	now := s.now()
+	removed := false
 	if err == nil {
+		removed = dropsAKey(s.keys, keys)
 		s.keys = keys
 		s.loadedAt = now
 	}
@@ -100,8 +107,26 @@ func (s *keySet) refresh(ctx context.Context, initial, respectCooldown bool) err
 	s.inflight = nil
 	c.err = err
 	s.mu.Unlock()
+	if removed && s.onKeyRemoved != nil {
+		s.onKeyRemoved()
+	}
 	close(c.done)
 	return err
+}
+
+// dropsAKey reports whether a key of old (same kid and key material) is
+// missing from new.
+func dropsAKey(old, new []jose.JSONWebKey) bool {
+	for _, o := range old {
+		ot, _ := o.Thumbprint(crypto.SHA256)
+		if !slices.ContainsFunc(new, func(n jose.JSONWebKey) bool {
+			nt, _ := n.Thumbprint(crypto.SHA256)
+			return n.KeyID == o.KeyID && bytes.Equal(ot, nt)
+		}) {
+			return true
+		}
+	}
+	return false
 }
 
 // VerifySignature implements oidc.KeySet. go-oidc has already checked the

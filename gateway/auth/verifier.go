@@ -10,6 +10,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/ttlcache"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
@@ -39,6 +41,13 @@ const (
 	MaxKeyAge = time.Hour
 	// MaxTokenBytes refuses absurd tokens before parsing; Clerk's are ~1–2 KB.
 	MaxTokenBytes = 8 << 10
+	// TokenCacheTTL bounds how long a verified token is trusted from memory
+	// (never past its exp + Leeway). Signature checks are most of the cost of
+	// an authenticated request, and a client sends the same token for every
+	// call until it refreshes.
+	TokenCacheTTL = 5 * time.Minute
+	// TokenCacheSize bounds the verified-token cache (~200 bytes an entry).
+	TokenCacheSize = 100_000
 
 	fetchTimeout = 5 * time.Second
 )
@@ -54,6 +63,8 @@ type Options struct {
 	HTTPClient        *http.Client
 	Now               func() time.Time
 	Logger            *slog.Logger
+	// NoCache verifies every token in full (for benchmarks).
+	NoCache bool
 }
 
 // Verifier checks bearer tokens. It is safe for concurrent use.
@@ -61,6 +72,9 @@ type Verifier struct {
 	opts     Options
 	keys     *keySet
 	verifier *oidc.IDTokenVerifier
+	// verified holds identities of tokens that passed every check, keyed by
+	// the token's SHA-256 (the token itself is not kept).
+	verified *ttlcache.Cache[[sha256.Size]byte, gateway.Identity]
 }
 
 // New returns a Verifier. It does no I/O: discovery and the first JWKS load
@@ -78,18 +92,21 @@ func New(opts Options) (*Verifier, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	verified := ttlcache.New[[sha256.Size]byte, gateway.Identity](TokenCacheSize, opts.Now)
 	ks := &keySet{
 		fetch:    newFetcher(opts.HTTPClient, opts.Issuer, opts.JWKSURL),
 		now:      opts.Now,
 		cooldown: RefreshCooldown,
 		maxAge:   MaxKeyAge,
+		// A key the issuer withdrew must stop vouching for tokens at once.
+		onKeyRemoved: verified.Clear,
 	}
 	v := oidc.NewVerifier(opts.Issuer, ks, &oidc.Config{
 		SkipClientIDCheck:    true, // several audiences: checked below
 		SkipExpiryCheck:      true, // leeway on exp and nbf: checked below
 		SupportedSigningAlgs: []string{oidc.RS256, oidc.ES256},
 	})
-	return &Verifier{opts: opts, keys: ks, verifier: v}, nil
+	return &Verifier{opts: opts, keys: ks, verifier: v, verified: verified}, nil
 }
 
 // claims are the parts of a Clerk token that go-oidc does not expose.
@@ -107,6 +124,32 @@ type claims struct {
 // Errors: *wire.Error with code invalid_token (the reason is in Err, for the
 // debug log only) or unavailable (the issuer's keys cannot be fetched).
 func (v *Verifier) Verify(ctx context.Context, raw string) (gateway.Identity, error) {
+	if len(raw) > MaxTokenBytes {
+		return gateway.Identity{}, invalid(fmt.Errorf("token is %d bytes, over the %d limit", len(raw), MaxTokenBytes))
+	}
+	if v.opts.NoCache {
+		return v.verify(ctx, raw)
+	}
+	sum := sha256.Sum256([]byte(raw))
+	if id, ok := v.verified.Get(sum); ok {
+		return id, nil
+	}
+	id, err := v.verify(ctx, raw)
+	if err == nil {
+		v.verified.Put(sum, id, minTime(v.opts.Now().Add(TokenCacheTTL), id.Expiry.Add(Leeway)))
+	}
+	return id, err
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// verify does the full check of a token not in the cache.
+func (v *Verifier) verify(ctx context.Context, raw string) (gateway.Identity, error) {
 	if err := precheck(raw); err != nil {
 		return gateway.Identity{}, invalid(err)
 	}

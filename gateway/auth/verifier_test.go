@@ -322,6 +322,44 @@ func TestVerifyKeyRotation(t *testing.T) {
 	}
 }
 
+// TestVerifyCacheKeepsChecking: a token verified once is served from the
+// cache, but still expires on time, and stops verifying as soon as the
+// issuer withdraws its key.
+func TestVerifyCacheKeepsChecking(t *testing.T) {
+	clk := newClock()
+	iss := testenv.NewIssuer(t, "RS256", clk.Now)
+	v := newVerifier(t, iss, clk, nil)
+	ctx := context.Background()
+	tok := iss.Token(t, "user_1", aud, "", "", map[string]any{"exp": clk.Now().Unix() + 120})
+	for range 3 {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(120*time.Second + auth.Leeway - time.Second)
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("within leeway: %v", err)
+	}
+	clk.Advance(2 * time.Second)
+	if _, err := v.Verify(ctx, tok); wire.ErrorCode(err) != wire.CodeInvalidToken {
+		t.Fatalf("cached token past exp+leeway: err = %v, want invalid_token", err)
+	}
+
+	old := iss.Token(t, "user_1", aud, "", "", nil)
+	if _, err := v.Verify(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := iss.Rotate(false); err != nil { // withdraw the old key
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, iss.Token(t, "user_1", aud, "", "", nil)); err != nil {
+		t.Fatal(err) // new kid: refresh, which drops the old key
+	}
+	if _, err := v.Verify(ctx, old); wire.ErrorCode(err) != wire.CodeInvalidToken {
+		t.Fatalf("token of a withdrawn key still accepted from the cache: %v", err)
+	}
+}
+
 func TestVerifyJWKSURLOverride(t *testing.T) {
 	clk := newClock()
 	iss := testenv.NewIssuer(t, "ES256", clk.Now)
@@ -351,19 +389,29 @@ func TestVerifyIssuerDown(t *testing.T) {
 	}
 }
 
+// BenchmarkVerify measures a full verification (signature, claims) and a
+// repeated token served from the verified-token cache.
 func BenchmarkVerify(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
-		b.Run(alg, func(b *testing.B) {
-			iss := testenv.NewIssuer(b, alg, nil)
-			v, err := auth.New(auth.Options{Issuer: iss.Issuer(), Audiences: []string{aud}})
-			if err != nil {
-				b.Fatal(err)
+		iss := testenv.NewIssuer(b, alg, nil)
+		v, err := auth.New(auth.Options{Issuer: iss.Issuer(), Audiences: []string{aud}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok := iss.Token(b, "user_1", aud, "a@b.c", "A", nil)
+		ctx := context.Background()
+		if _, err := v.Verify(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(alg+"/full", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := auth.VerifyUncached(v, ctx, tok); err != nil {
+					b.Fatal(err)
+				}
 			}
-			tok := iss.Token(b, "user_1", aud, "a@b.c", "A", nil)
-			ctx := context.Background()
-			if _, err := v.Verify(ctx, tok); err != nil {
-				b.Fatal(err)
-			}
+		})
+		b.Run(alg+"/cached", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := v.Verify(ctx, tok); err != nil {

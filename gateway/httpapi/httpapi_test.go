@@ -410,3 +410,33 @@ func TestNoTokenInLogs(t *testing.T) {
 		t.Error("database password in the logs")
 	}
 }
+
+// BenchmarkMe measures the /v1/me handler in process (no network) against
+// real PostgreSQL, with the user cache as deployed and without it.
+func BenchmarkMe(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		deps app.Deps
+	}{{"cached", app.Deps{}}, {"uncached", app.Deps{NoUserCache: true}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			iss := testenv.NewIssuer(b, "RS256", nil)
+			db := testenv.NewDatabase(b)
+			cfg := config.Config{Issuer: iss.Issuer(), Audiences: []string{aud}, DatabaseURL: db.URL, RedisURL: testenv.RedisURL(b)}
+			gw, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), bc.deps)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer gw.Close()
+			req := httptest.NewRequest("GET", "/v1/me", nil)
+			req.Header.Set("Authorization", "Bearer "+iss.Token(b, "user_1", aud, "a@example.com", "A", nil))
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				gw.Handler.ServeHTTP(w, req)
+				if w.Code != 200 {
+					b.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+}

@@ -11,12 +11,12 @@ package usercache
 import (
 	"context"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
 	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/ttlcache"
 )
 
 // DefaultTTL is how long a user row is served from memory.
@@ -33,25 +33,12 @@ type Store interface {
 // Cache is a Store that answers from memory while an entry is fresh. It is
 // safe for concurrent use. Concurrent misses for one identity share a
 // single store call.
-//
-// It is hand-written rather than hashicorp/golang-lru's expirable LRU: that
-// one starts a goroutine that can never be stopped and reads the wall clock,
-// while this one needs an injected clock to be tested without sleeping, and
-// a bounded map with expiry is all it needs.
 type Cache struct {
-	next Store
-	ttl  time.Duration
-	size int
-	now  func() time.Time
-
-	mu      sync.Mutex
-	entries map[string]entry
+	next    Store
+	ttl     time.Duration
+	now     func() time.Time
+	entries *ttlcache.Cache[string, gateway.User]
 	group   singleflight.Group
-}
-
-type entry struct {
-	user    gateway.User
-	expires time.Time
 }
 
 // Options configure a Cache; zero values take the defaults.
@@ -72,19 +59,15 @@ func New(next Store, opts Options) *Cache {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Cache{next: next, ttl: opts.TTL, size: opts.Size, now: opts.Now, entries: make(map[string]entry)}
+	return &Cache{next: next, ttl: opts.TTL, now: opts.Now, entries: ttlcache.New[string, gateway.User](opts.Size, opts.Now)}
 }
 
 // UpsertUser returns the cached user when it is fresh and matches id's
 // claims, else upserts through the store and caches the result. Errors are
 // the store's and are never cached.
 func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error) {
-	now := c.now()
-	c.mu.Lock()
-	e, ok := c.entries[id.Subject]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) && e.user.Email == id.Email && e.user.Username == id.Username {
-		return e.user, nil
+	if u, ok := c.entries.Get(id.Subject); ok && u.Email == id.Email && u.Username == id.Username {
+		return u, nil
 	}
 	// Length-prefixed so that no two identities share a key.
 	key := strconv.Itoa(len(id.Subject)) + ":" + id.Subject + strconv.Itoa(len(id.Email)) + ":" + id.Email + id.Username
@@ -93,7 +76,7 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 		// this call too. The store bounds it with its own timeout.
 		u, err := c.next.UpsertUser(context.WithoutCancel(ctx), id)
 		if err == nil {
-			c.put(u)
+			c.entries.Put(u.ClerkUserID, u, c.now().Add(c.ttl))
 		}
 		return u, err
 	})
@@ -102,41 +85,7 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 
 // Forget drops a user, for changes made by this instance that must show at
 // once (the other instances see them within TTL).
-func (c *Cache) Forget(clerkUserID string) {
-	c.mu.Lock()
-	delete(c.entries, clerkUserID)
-	c.mu.Unlock()
-}
-
-func (c *Cache) put(u gateway.User) {
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.size {
-		c.evict(now)
-	}
-	c.entries[u.ClerkUserID] = entry{user: u, expires: now.Add(c.ttl)}
-}
-
-// evict removes expired entries, and if none were, an arbitrary tenth of
-// the rest (Go's map order is random, which makes this random eviction).
-func (c *Cache) evict(now time.Time) {
-	for k, e := range c.entries {
-		if !now.Before(e.expires) {
-			delete(c.entries, k)
-		}
-	}
-	for k := range c.entries {
-		if len(c.entries) < c.size*9/10 {
-			break
-		}
-		delete(c.entries, k)
-	}
-}
+func (c *Cache) Forget(clerkUserID string) { c.entries.Delete(clerkUserID) }
 
 // Len returns the number of cached users.
-func (c *Cache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}
+func (c *Cache) Len() int { return c.entries.Len() }

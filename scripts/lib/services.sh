@@ -22,7 +22,16 @@ apt_install() {
     apt_updated=1
   fi
   log "apt-get install -y $*"
+  # Packages must not start their own daemons (Debian's postgresql would
+  # create and start a cluster on :5432): we start ours, on random ports.
+  local policy=/usr/sbin/policy-rc.d own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+  fi
+  mkdir -p /etc/postgresql-common
+  [ -e /etc/postgresql-common/createcluster.conf ] || echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  if [ -n "$own_policy" ]; then rm -f "$policy"; fi
 }
 
 pg_bin() {
@@ -66,9 +75,15 @@ wait_port() { # name port pid
 }
 
 # as_service_user runs a command as the postgres OS user when we are root
-# (initdb, postgres and pgbouncer refuse to run as root).
+# (initdb, postgres and pgbouncer refuse to run as root). It execs, with
+# setpriv rather than runuser/su (which stay as a parent process), so that
+# `as_service_user server &` leaves the server's own PID in $!.
 as_service_user() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then
+    exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+  else
+    exec "$@"
+  fi
 }
 
 new_dir() {
@@ -84,7 +99,7 @@ new_dir() {
 start_postgres() {
   local dir port
   dir=$(new_dir pg); port=$(free_port)
-  as_service_user "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+  (as_service_user "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync) >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
   as_service_user "$PG_BIN/postgres" -D "$dir/data" -h 127.0.0.1 -p "$port" -k "$dir" \
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
