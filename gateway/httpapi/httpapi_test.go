@@ -177,13 +177,9 @@ func TestMe(t *testing.T) {
 }
 
 func TestAuthFailures(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(c *config.Config) { c.AuthorizedParties = []string{aud} })
 	now := e.clock.Now().Unix()
-	cases := []struct {
-		name   string
-		header string // Authorization; "-" for none
-		code   string
-	}{
+	cases := []struct{ name, header, code string }{ // header "-": none
 		{"no header", "-", wire.CodeMissingToken},
 		{"Basic scheme", "Basic dXNlcjpwYXNz", wire.CodeMissingToken},
 		{"empty Bearer", "Bearer ", wire.CodeMissingToken},
@@ -193,6 +189,9 @@ func TestAuthFailures(t *testing.T) {
 		{"wrong aud", "Bearer " + e.iss.Token(t, "user_x", "other", "", "", nil), wire.CodeInvalidToken},
 		{"alg none", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyX3gifQ.", wire.CodeInvalidToken},
 		{"10 KB token", "Bearer " + e.token("user_x", "", "", map[string]any{"pad": strings.Repeat("x", 10<<10)}), wire.CodeInvalidToken},
+	}
+	for name, tok := range testenv.HostileTokens(t, e.iss, aud).Tokens {
+		cases = append(cases, struct{ name, header, code string }{"hostile: " + name, "Bearer " + tok, wire.CodeInvalidToken})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
