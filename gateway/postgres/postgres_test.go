@@ -274,3 +274,34 @@ func TestOpenRejectsBadURLWithoutLeakingIt(t *testing.T) {
 		t.Errorf("error leaks the password: %v", err)
 	}
 }
+
+// BenchmarkUpsertUnchanged measures the steady-state upsert (user exists,
+// claims unchanged) in the pooler-safe exec mode this package picks, beside
+// pgx's default statement cache (direct connections only), and through
+// PgBouncer.
+func BenchmarkUpsertUnchanged(b *testing.B) {
+	d := testenv.NewDatabase(b)
+	for _, bc := range []struct{ name, url string }{
+		{"exec", d.URL},
+		{"cache_statement", d.URL + "&default_query_exec_mode=cache_statement"},
+		{"exec_via_pgbouncer", d.PoolerURL},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			db, err := postgres.Open(context.Background(), bc.url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			id := gateway.Identity{Subject: "user_bench", Email: "b@example.com", Username: "B"}
+			ctx := context.Background()
+			if _, err := db.UpsertUser(ctx, id); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := db.UpsertUser(ctx, id); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
