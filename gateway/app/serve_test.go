@@ -24,14 +24,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "done")
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- app.Serve(ctx, app.Server(h, log), ln, 10*time.Second, log) }()
+	ln, stop, served := serve(t, h, 10*time.Second)
 
 	got := make(chan string, 1)
 	go func() {
@@ -81,14 +74,7 @@ func TestServeDrainTimeout(t *testing.T) {
 		close(entered)
 		<-r.Context().Done() // until the server closes the connection
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- app.Serve(ctx, app.Server(h, log), ln, 100*time.Millisecond, log) }()
+	ln, stop, served := serve(t, h, 100*time.Millisecond)
 	go func() {
 		if resp, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
 			resp.Body.Close()
@@ -104,4 +90,20 @@ func TestServeDrainTimeout(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve hung past its drain timeout")
 	}
+}
+
+// serve runs app.Serve on 127.0.0.1 and returns its listener, the "signal"
+// (cancel), and the channel of Serve's result.
+func serve(t *testing.T, h http.Handler, drain time.Duration) (net.Listener, context.CancelFunc, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	served := make(chan error, 1)
+	go func() { served <- app.Serve(ctx, app.Server(h, log), ln, drain, log) }()
+	return ln, stop, served
 }

@@ -17,18 +17,7 @@ import (
 
 const aud = "sas-api"
 
-// clock is a settable clock for tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-func newVerifier(t *testing.T, iss *testenv.Issuer, clk *clock, mod func(*auth.Options)) *auth.Verifier {
+func newVerifier(t *testing.T, iss *testenv.Issuer, clk *testenv.Clock, mod func(*auth.Options)) *auth.Verifier {
 	t.Helper()
 	opts := auth.Options{Issuer: iss.Issuer(), Audiences: []string{aud, "sas-local"}, Now: clk.Now, Logger: testenv.Logger(t)}
 	if mod != nil {
@@ -44,7 +33,7 @@ func newVerifier(t *testing.T, iss *testenv.Issuer, clk *clock, mod func(*auth.O
 func TestVerifyAcceptsValidTokens(t *testing.T) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		t.Run(alg, func(t *testing.T) {
-			clk := newClock()
+			clk := &testenv.Clock{}
 			iss := testenv.NewIssuer(t, alg, clk.Now)
 			v := newVerifier(t, iss, clk, nil)
 			tok := iss.Token(t, "user_abc123", aud, "steve@example.com", "Steve", map[string]any{"username": "steve"})
@@ -60,7 +49,7 @@ func TestVerifyAcceptsValidTokens(t *testing.T) {
 }
 
 func TestVerifyUsernameFallbacks(t *testing.T) {
-	clk := newClock()
+	clk := &testenv.Clock{}
 	iss := testenv.NewIssuer(t, "RS256", clk.Now)
 	v := newVerifier(t, iss, clk, nil)
 	for _, tc := range []struct {
@@ -86,7 +75,7 @@ func TestVerifyUsernameFallbacks(t *testing.T) {
 }
 
 func TestVerifyLeeway(t *testing.T) {
-	clk := newClock()
+	clk := &testenv.Clock{}
 	iss := testenv.NewIssuer(t, "RS256", clk.Now)
 	v := newVerifier(t, iss, clk, nil)
 	now := clk.Now().Unix()
@@ -116,7 +105,7 @@ func TestVerifyLeeway(t *testing.T) {
 // tokens; each must be refused as invalid_token, without a message that
 // quotes it, and without refetching the JWKS for each.
 func TestVerifyRefusesBadTokens(t *testing.T) {
-	clk := newClock()
+	clk := &testenv.Clock{}
 	iss := testenv.NewIssuer(t, "RS256", clk.Now)
 	v := newVerifier(t, iss, clk, func(o *auth.Options) { o.AuthorizedParties = []string{aud, "sas-local"} })
 	bad := testenv.HostileTokens(t, iss, aud)
@@ -146,7 +135,7 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 // TestVerifyUnknownKidFlood: 500 tokens with fresh random kids must not
 // make us fetch the JWKS more than twice (initial load + one refresh).
 func TestVerifyUnknownKidFlood(t *testing.T) {
-	clk := newClock()
+	clk := &testenv.Clock{}
 	iss := testenv.NewIssuer(t, "RS256", clk.Now)
 	v := newVerifier(t, iss, clk, nil)
 	attacker, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -176,7 +165,7 @@ func TestVerifyUnknownKidFlood(t *testing.T) {
 // TestVerifyKeyRotation: a key the issuer rotates in is accepted without a
 // restart; the refresh cooldown holds for the next rotation until 30 s pass.
 func TestVerifyKeyRotation(t *testing.T) {
-	clk := newClock()
+	clk := &testenv.Clock{}
 	iss := testenv.NewIssuer(t, "RS256", clk.Now)
 	v := newVerifier(t, iss, clk, nil)
 	ctx := context.Background()
@@ -214,7 +203,7 @@ func TestVerifyKeyRotation(t *testing.T) {
 // cache, but still expires on time, and stops verifying as soon as the
 // issuer withdraws its key.
 func TestVerifyCacheKeepsChecking(t *testing.T) {
-	clk := newClock()
+	clk := &testenv.Clock{}
 	iss := testenv.NewIssuer(t, "RS256", clk.Now)
 	v := newVerifier(t, iss, clk, nil)
 	ctx := context.Background()
@@ -249,7 +238,7 @@ func TestVerifyCacheKeepsChecking(t *testing.T) {
 }
 
 func TestVerifyJWKSURLOverride(t *testing.T) {
-	clk := newClock()
+	clk := &testenv.Clock{}
 	iss := testenv.NewIssuer(t, "ES256", clk.Now)
 	v := newVerifier(t, iss, clk, func(o *auth.Options) { o.JWKSURL = iss.Issuer() + "/.well-known/jwks.json" })
 	if _, err := v.Verify(context.Background(), iss.Token(t, "user_1", aud, "", "", nil)); err != nil {
@@ -264,7 +253,7 @@ func TestVerifyJWKSURLOverride(t *testing.T) {
 // (retry later), not "invalid_token" (which would make clients sign in
 // again for nothing).
 func TestVerifyIssuerDown(t *testing.T) {
-	clk := newClock()
+	clk := &testenv.Clock{}
 	iss := testenv.NewIssuer(t, "RS256", clk.Now)
 	tok := iss.Token(t, "user_1", aud, "", "", nil)
 	v, err := auth.New(auth.Options{Issuer: "http://127.0.0.1:9", Audiences: []string{aud}, Now: clk.Now})

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -182,34 +183,29 @@ func (r *reader) list(name string, required bool) []string {
 }
 
 func (r *reader) postgresURL(name string, required bool) string {
-	v := r.get(name, required)
-	if v == "" {
-		return ""
-	}
-	// The parser's own error may quote the URL, password included: report
-	// only that it failed.
-	if !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
-		r.fail(name, "must be a postgres:// or postgresql:// URL")
-		return ""
-	}
-	if _, err := pgxpool.ParseConfig(v); err != nil {
-		r.fail(name, "is not a valid PostgreSQL connection URL")
-		return ""
-	}
-	return v
+	return r.dsn(name, required, "PostgreSQL connection", []string{"postgres", "postgresql"},
+		func(v string) error { _, err := pgxpool.ParseConfig(v); return err })
 }
 
 func (r *reader) redisURL(name string, required bool) string {
+	return r.dsn(name, required, "Redis", []string{"redis", "rediss"},
+		func(v string) error { _, err := redis.ParseURL(v); return err })
+}
+
+// dsn reads a connection URL with one of schemes and checks it with parse.
+// The parser's own error is dropped: it may quote the URL, password and all.
+func (r *reader) dsn(name string, required bool, kind string, schemes []string, parse func(string) error) string {
 	v := r.get(name, required)
 	if v == "" {
 		return ""
 	}
-	if !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") {
-		r.fail(name, "must be a redis:// or rediss:// URL")
+	scheme, _, _ := strings.Cut(v, "://")
+	if !slices.Contains(schemes, scheme) {
+		r.fail(name, "must be a %s:// URL", strings.Join(schemes, ":// or "))
 		return ""
 	}
-	if _, err := redis.ParseURL(v); err != nil {
-		r.fail(name, "is not a valid Redis URL")
+	if parse(v) != nil {
+		r.fail(name, "is not a valid %s URL", kind)
 		return ""
 	}
 	return v

@@ -23,28 +23,6 @@ import (
 
 const aud = "sas-api"
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
-
 // env is a gateway assembled by app.New exactly as `sas-gateway serve`
 // does, on a fresh database, real Redis and a dev issuer.
 type env struct {
@@ -52,14 +30,14 @@ type env struct {
 	url   string
 	gw    *app.Gateway
 	iss   *testenv.Issuer
-	clock *clock
-	logs  *syncBuffer
+	clock *testenv.Clock
+	logs  *testenv.SyncBuffer
 	db    testenv.Database
 }
 
 func newEnv(t *testing.T, mod func(*config.Config)) *env {
 	t.Helper()
-	clk := &clock{t: time.Now()}
+	clk := testenv.NewClock(time.Now())
 	iss := testenv.NewIssuer(t, "RS256", clk.Now)
 	db := testenv.NewDatabase(t)
 	cfg := config.Config{
@@ -71,7 +49,7 @@ func newEnv(t *testing.T, mod func(*config.Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() {

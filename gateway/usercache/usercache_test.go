@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 	"github.com/signals-sorcery/sas/gateway/usercache"
 )
 
@@ -31,16 +32,8 @@ func echo(plan string) func(gateway.Identity) (gateway.User, error) {
 	}
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 func TestCacheServesWithinTTLAndRefetchesAfter(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := &testenv.Clock{}
 	s := &store{upsert: echo("free")}
 	c := usercache.New(s, usercache.Options{TTL: 5 * time.Second, Now: clk.Now})
 	ctx := context.Background()

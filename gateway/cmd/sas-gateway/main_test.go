@@ -197,7 +197,7 @@ func TestServe(t *testing.T) {
 		"REDIS_URL=" + testenv.RedisURL(t),
 		"LOG_LEVEL=debug",
 	}
-	var stderr syncBuffer
+	var stderr testenv.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
