@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -62,6 +63,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if err != nil {
 		return nil, err
 	}
+	// go-redis's logger is process-wide: the first gateway's logger serves
+	// (setting it again would race with clients already logging).
+	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{log}) })
 	rdb, err := NewRedis(cfg.RedisURL)
 	if err != nil {
 		db.Close()
@@ -100,10 +104,25 @@ func NewRedis(url string) (*redis.Client, error) {
 		return nil, errors.New("redis: REDIS_URL is not a valid redis:// or rediss:// URL")
 	}
 	opts.DialTimeout = 2 * time.Second
+	// go-redis retries a failed dial 5 times by default; a Redis that
+	// refuses connections should turn into a fast 503, not a 1 s stall.
+	opts.DialerRetries = 2
+	opts.DialerRetryTimeout = 50 * time.Millisecond
+	opts.MaxRetries = 1
 	opts.ReadTimeout = time.Second
 	opts.WriteTimeout = time.Second
 	opts.PoolTimeout = 2 * time.Second
 	return redis.NewClient(opts), nil
+}
+
+var setRedisLogger sync.Once
+
+// redisLogger sends go-redis's internal messages (dial failures, pool
+// events) to slog instead of its own stderr logger: one log format.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn("redis", "msg", fmt.Sprintf(format, v...))
 }
 
 // Serving limits. WriteTimeout stays unset on purpose: streamed chat

@@ -42,27 +42,42 @@ type keySet struct {
 	loadedAt    time.Time // zero until the first successful load
 	refreshedAt time.Time // last refresh after the initial load; zero if none
 	inflight    *fetchCall
+	// While no key was ever loaded, failures are remembered for
+	// initialBackoff so junk tokens cannot turn an issuer outage into one
+	// fetch per request.
+	initialFailedAt time.Time
+	initialErr      error
 }
+
+// initialBackoff is how long a failed first load is answered from memory.
+const initialBackoff = 5 * time.Second
 
 type fetchCall struct {
 	done chan struct{}
 	err  error
 }
 
-// load makes sure keys are present, fetching them the first time and when
-// they are older than maxAge. It fails only when there are no keys at all.
+// load makes sure keys are present. The first load blocks (there is
+// nothing to verify with before it); keys older than maxAge are refetched in
+// the background while the old ones keep serving. It fails only when there
+// are no keys at all.
 func (s *keySet) load(ctx context.Context) error {
 	s.mu.Lock()
-	loaded, stale := !s.loadedAt.IsZero(), s.now().Sub(s.loadedAt) > s.maxAge
+	now := s.now()
+	loaded, stale := !s.loadedAt.IsZero(), now.Sub(s.loadedAt) > s.maxAge
+	backingOff := !loaded && !s.initialFailedAt.IsZero() && now.Sub(s.initialFailedAt) < initialBackoff
+	lastErr := s.initialErr
 	s.mu.Unlock()
-	if loaded && !stale {
+	switch {
+	case loaded && !stale:
 		return nil
+	case loaded:
+		go func() { _ = s.refresh(context.WithoutCancel(ctx), false, true) }()
+		return nil
+	case backingOff:
+		return lastErr
 	}
-	err := s.refresh(ctx, !loaded, loaded)
-	if err != nil && loaded {
-		return nil // keep serving with the keys we have
-	}
-	return err
+	return s.refresh(ctx, true, false)
 }
 
 // refresh fetches the key set, joining a fetch already in flight. With
@@ -103,6 +118,8 @@ func (s *keySet) refresh(ctx context.Context, initial, respectCooldown bool) err
 		// A failed refresh counts too: retrying at once would hammer an
 		// issuer that is already failing.
 		s.refreshedAt = now
+	} else if err != nil {
+		s.initialFailedAt, s.initialErr = now, err
 	}
 	s.inflight = nil
 	c.err = err

@@ -75,6 +75,11 @@ type Verifier struct {
 	// verified holds identities of tokens that passed every check, keyed by
 	// the token's SHA-256 (the token itself is not kept).
 	verified *ttlcache.Cache[[sha256.Size]byte, gateway.Identity]
+	// cacheMu and keyGen make "withdraw a key, empty the cache" atomic with
+	// respect to "cache a token verified with the old keys": a token whose
+	// verification began before a withdrawal is not cached after it.
+	cacheMu sync.Mutex
+	keyGen  uint64
 }
 
 // New returns a Verifier. It does no I/O: discovery and the first JWKS load
@@ -92,21 +97,21 @@ func New(opts Options) (*Verifier, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	verified := ttlcache.New[[sha256.Size]byte, gateway.Identity](TokenCacheSize, opts.Now)
-	ks := &keySet{
+	v := &Verifier{opts: opts, verified: ttlcache.New[[sha256.Size]byte, gateway.Identity](TokenCacheSize, opts.Now)}
+	v.keys = &keySet{
 		fetch:    newFetcher(opts.HTTPClient, opts.Issuer, opts.JWKSURL),
 		now:      opts.Now,
 		cooldown: RefreshCooldown,
 		maxAge:   MaxKeyAge,
 		// A key the issuer withdrew must stop vouching for tokens at once.
-		onKeyRemoved: verified.Clear,
+		onKeyRemoved: v.forgetVerified,
 	}
-	v := oidc.NewVerifier(opts.Issuer, ks, &oidc.Config{
+	v.verifier = oidc.NewVerifier(opts.Issuer, v.keys, &oidc.Config{
 		SkipClientIDCheck:    true, // several audiences: checked below
 		SkipExpiryCheck:      true, // leeway on exp and nbf: checked below
 		SupportedSigningAlgs: []string{oidc.RS256, oidc.ES256},
 	})
-	return &Verifier{opts: opts, keys: ks, verifier: v, verified: verified}, nil
+	return v, nil
 }
 
 // claims are the parts of a Clerk token that go-oidc does not expose.
@@ -134,11 +139,26 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (gateway.Identity, er
 	if id, ok := v.verified.Get(sum); ok {
 		return id, nil
 	}
+	v.cacheMu.Lock()
+	gen := v.keyGen
+	v.cacheMu.Unlock()
 	id, err := v.verify(ctx, raw)
 	if err == nil {
-		v.verified.Put(sum, id, minTime(v.opts.Now().Add(TokenCacheTTL), id.Expiry.Add(Leeway)))
+		v.cacheMu.Lock()
+		if v.keyGen == gen {
+			v.verified.Put(sum, id, minTime(v.opts.Now().Add(TokenCacheTTL), id.Expiry.Add(Leeway)))
+		}
+		v.cacheMu.Unlock()
 	}
 	return id, err
+}
+
+// forgetVerified empties the verified-token cache after a key withdrawal.
+func (v *Verifier) forgetVerified() {
+	v.cacheMu.Lock()
+	defer v.cacheMu.Unlock()
+	v.keyGen++
+	v.verified.Clear()
 }
 
 func minTime(a, b time.Time) time.Time {

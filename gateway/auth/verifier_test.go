@@ -5,8 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,6 +271,36 @@ func TestVerifyIssuerDown(t *testing.T) {
 
 // BenchmarkVerify measures a full verification (signature, claims) and a
 // repeated token served from the verified-token cache.
+// TestVerifyFailingIssuerIsNotHammered: while the first key load fails,
+// junk tokens do not each trigger a fetch; a retry happens after the backoff.
+func TestVerifyFailingIssuerIsNotHammered(t *testing.T) {
+	clk := &testenv.Clock{}
+	var fetches atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		http.Error(w, "boom", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	v, err := auth.New(auth.Options{Issuer: "https://clerk.example.com", JWKSURL: srv.URL, Audiences: []string{aud}, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := testenv.B64JSON(t, map[string]any{"alg": "RS256", "kid": "x"}) + "." + testenv.B64JSON(t, map[string]any{}) + ".c2ln"
+	for range 200 {
+		if _, err := v.Verify(context.Background(), junk); wire.ErrorCode(err) != wire.CodeUnavailable {
+			t.Fatalf("err = %v, want unavailable", err)
+		}
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("%d JWKS fetches for 200 tokens during an outage, want 1", n)
+	}
+	clk.Advance(6 * time.Second)
+	_, _ = v.Verify(context.Background(), junk)
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("%d fetches after the backoff, want 2", n)
+	}
+}
+
 func BenchmarkVerify(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		iss := testenv.NewIssuer(b, alg, nil)

@@ -6,13 +6,17 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/shared/wire"
@@ -78,6 +82,7 @@ func New(opts Options) *Server {
 		s.writeError(w, r, wire.Errorf(wire.CodeNotFound, "No route for %s %s.", r.Method, r.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", strings.Join(s.allowed(r.URL.Path), ", "))
 		s.writeError(w, r, wire.Errorf(wire.CodeMethodNotAllowed, "Method %s is not allowed on %s.", r.Method, r.URL.Path))
 	})
 	r.Get("/healthz", s.healthz)
@@ -88,6 +93,18 @@ func New(opts Options) *Server {
 	})
 	s.router = r
 	return s
+}
+
+// allowed lists the methods that path has routes for (RFC 9110 wants them
+// in the Allow header of a 405).
+func (s *Server) allowed(path string) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		if s.router.Match(chi.NewRouteContext(), m, path) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Router returns the router, so that `sas-gateway dev` and later features
@@ -181,18 +198,29 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.Health{Status: "ok", Checks: checks})
 }
 
-// checkError describes a failed check for /readyz, which is public: the
-// innermost cause ("connection refused"), never a URL or credentials.
+// checkError describes a failed check for /readyz, which is public: one of
+// a few fixed phrases, never the driver's text (it can name hosts, users
+// and databases). The full error goes to the log.
 func checkError(ctx context.Context, err error) string {
-	if ctx.Err() != nil {
+	var pgErr *pgconn.PgError
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
 		return "timeout after " + ReadyTimeout.String()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "28"):
+		return "authentication failed"
+	case errors.As(err, &pgErr):
+		return "error " + pgErr.Code
+	case errors.As(err, &dnsErr):
+		return "host not found"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout"
+	case strings.Contains(err.Error(), "NOAUTH") || strings.Contains(err.Error(), "WRONGPASS"):
+		return "authentication failed"
+	default:
+		return "unreachable"
 	}
-	for {
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok || u.Unwrap() == nil {
-			break
-		}
-		err = u.Unwrap()
-	}
-	return err.Error()
 }

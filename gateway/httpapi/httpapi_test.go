@@ -200,7 +200,13 @@ func TestRoutingErrors(t *testing.T) {
 	})
 	t.Run("404", func(t *testing.T) { wantError(t, e.do("GET", "/nope", nil, nil), 404, wire.CodeNotFound) })
 	t.Run("404 under /v1", func(t *testing.T) { wantError(t, e.do("GET", "/v1/nope", nil, nil), 401, wire.CodeMissingToken) })
-	t.Run("405", func(t *testing.T) { wantError(t, e.do("POST", "/healthz", nil, nil), 405, wire.CodeMethodNotAllowed) })
+	t.Run("405", func(t *testing.T) {
+		r := e.do("POST", "/healthz", nil, nil)
+		wantError(t, r, 405, wire.CodeMethodNotAllowed)
+		if got := r.header.Get("Allow"); got != "GET" {
+			t.Errorf("Allow = %q, want GET", got)
+		}
+	})
 	t.Run("413", func(t *testing.T) {
 		r := e.do("POST", "/v1/me", nil, bytes.NewReader(make([]byte, 1<<20+1)))
 		wantError(t, r, 413, wire.CodePayloadTooLarge)
@@ -265,7 +271,7 @@ func TestReadyz(t *testing.T) {
 	}
 	var body wire.Health
 	_ = json.Unmarshal(r.body, &body)
-	if body.Status != "unavailable" || body.Checks["postgres"] != "ok" || body.Checks["redis"] == "ok" || body.Checks["redis"] == "" {
+	if body.Status != "unavailable" || body.Checks["postgres"] != "ok" || body.Checks["redis"] != "connection refused" {
 		t.Errorf("readyz body = %s", r.body)
 	}
 	if strings.Contains(string(r.body), "hunter2") || strings.Contains(down.logs.String(), "hunter2") {

@@ -30,8 +30,12 @@ apt_install() {
   fi
   mkdir -p /etc/postgresql-common
   [ -e /etc/postgresql-common/createcluster.conf ] || echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+  # Removed whatever happened: a leftover policy would stop every later
+  # package on this machine from starting its service.
   if [ -n "$own_policy" ]; then rm -f "$policy"; fi
+  [ "$rc" = 0 ] || die "apt-get install $* failed (exit $rc)"
 }
 
 pg_bin() {
@@ -49,6 +53,8 @@ ensure_packages() {
   [ -n "$(pg_bin)" ] || want+=(postgresql)
   command -v redis-server >/dev/null || want+=(redis-server)
   command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || want+=(pgbouncer)
+  # go test -race needs cgo, hence a C compiler and libc headers.
+  command -v gcc >/dev/null || want+=(gcc libc6-dev)
   if [ ${#want[@]} -gt 0 ]; then apt_install "${want[@]}"; fi
   PG_BIN=$(pg_bin)
   [ -n "$PG_BIN" ] || die "PostgreSQL server binaries not found after install"
@@ -86,19 +92,20 @@ as_service_user() {
   fi
 }
 
+# new_dir makes a temp dir owned by the service user and sets NEW_DIR (not
+# printed: a $(…) subshell would lose its registration for cleanup).
 new_dir() {
-  local d; d=$(mktemp -d "${TMPDIR:-/tmp}/sas-$1.XXXXXX")
-  SAS_SVC_DIRS+=("$d")
+  NEW_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sas-$1.XXXXXX")
+  SAS_SVC_DIRS+=("$NEW_DIR")
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
-    chown postgres: "$d"
+    chown postgres: "$NEW_DIR"
   fi
-  echo "$d"
 }
 
 start_postgres() {
   local dir port
-  dir=$(new_dir pg); port=$(free_port)
+  new_dir pg; dir=$NEW_DIR; port=$(free_port)
   (as_service_user "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync) >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
   as_service_user "$PG_BIN/postgres" -D "$dir/data" -h 127.0.0.1 -p "$port" -k "$dir" \
@@ -117,7 +124,7 @@ start_postgres() {
 
 start_pgbouncer() {
   local dir port
-  dir=$(new_dir pgbouncer); port=$(free_port)
+  new_dir pgbouncer; dir=$NEW_DIR; port=$(free_port)
   printf '"postgres" ""\n' >"$dir/users.txt"
   cat >"$dir/pgbouncer.ini" <<INI
 [databases]
@@ -145,7 +152,7 @@ INI
 
 start_redis() {
   local dir port
-  dir=$(new_dir redis); port=$(free_port)
+  new_dir redis; dir=$NEW_DIR; port=$(free_port)
   redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
     --daemonize no --logfile "$dir/redis.log" &
   SAS_SVC_PIDS+=($!)
