@@ -16,7 +16,9 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -34,14 +36,25 @@ type Options struct {
 	TokenTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AutoApprove skips the consent page: /oauth/authorize redirects with a
+	// code at once, for the login_hint email if given, else DefaultEmail.
+	AutoApprove bool
+	// DefaultEmail and DefaultUsername prefill the consent page.
+	DefaultEmail, DefaultUsername string
+	// AllowNonLoopback lets the provider run on an issuer that is not a
+	// loopback address. It mints tokens for anyone who asks: never in
+	// production.
+	AllowNonLoopback bool
 }
 
 // Provider is the dev identity provider. It is safe for concurrent use.
 type Provider struct {
 	opts Options
 
-	mu   sync.RWMutex
-	keys []signingKey // keys[len-1] signs; older ones stay published
+	mu     sync.RWMutex
+	keys   []signingKey // keys[len-1] signs; older ones stay published
+	grants grants       // codes, refresh and access tokens (oauth.go)
+	secret []byte       // MAC key of consent forms
 }
 
 type signingKey struct {
@@ -55,6 +68,19 @@ func New(opts Options) (*Provider, error) {
 		return nil, fmt.Errorf("devidp: issuer is required")
 	}
 	opts.Issuer = strings.TrimSuffix(opts.Issuer, "/")
+	u, err := url.Parse(opts.Issuer)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("devidp: issuer %q is not an absolute URL", opts.Issuer)
+	}
+	if !opts.AllowNonLoopback && !isLoopback(u.Hostname()) {
+		return nil, fmt.Errorf("devidp: refusing to run on %s: the dev identity provider signs tokens for anyone and serves only loopback addresses", u.Host)
+	}
+	if opts.DefaultEmail == "" {
+		opts.DefaultEmail = "dev@example.com"
+	}
+	if opts.DefaultUsername == "" {
+		opts.DefaultUsername = "Dev User"
+	}
 	if opts.Alg == "" {
 		opts.Alg = string(jose.RS256)
 	}
@@ -64,7 +90,8 @@ func New(opts Options) (*Provider, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	p := &Provider{opts: opts}
+	p := &Provider{opts: opts, grants: newGrants(), secret: make([]byte, 32)}
+	_, _ = rand.Read(p.secret)
 	if err := p.Rotate(true); err != nil {
 		return nil, err
 	}
@@ -186,6 +213,11 @@ func (p *Provider) Handler() http.Handler {
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, p.JWKS())
 	})
+	mux.HandleFunc("GET /oauth/authorize", p.authorize)
+	mux.HandleFunc("POST /oauth/authorize", p.consent)
+	mux.HandleFunc("POST /oauth/token", p.token)
+	mux.HandleFunc("GET /oauth/userinfo", p.userinfo)
+	mux.HandleFunc("POST /oauth/revoke", p.revoke)
 	return mux
 }
 
@@ -193,6 +225,13 @@ func (p *Provider) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                p.opts.Issuer,
 		"jwks_uri":                              p.opts.Issuer + "/.well-known/jwks.json",
+		"authorization_endpoint":                p.opts.Issuer + "/oauth/authorize",
+		"token_endpoint":                        p.opts.Issuer + "/oauth/token",
+		"userinfo_endpoint":                     p.opts.Issuer + "/oauth/userinfo",
+		"revocation_endpoint":                   p.opts.Issuer + "/oauth/revoke",
+		"code_challenge_methods_supported":      []string{"S256"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
+		"token_endpoint_auth_methods_supported": []string{"none"},
 		"response_types_supported":              []string{"code"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{p.opts.Alg},
@@ -206,4 +245,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -1,0 +1,104 @@
+package tokens
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// FileStore keeps a Set in a 0600 JSON file in a 0700 directory: for
+// headless machines without a keyring, chosen explicitly with
+// --token-store file, never as a silent fallback.
+type FileStore struct{ path string }
+
+// NewFileStore returns the store of profile under dir (see Dir).
+func NewFileStore(dir, profile string) *FileStore {
+	return &FileStore{path: filepath.Join(dir, "tokens-"+profile+".json")}
+}
+
+// Dir returns the per-user directory of sas-login and the sidecar
+// (~/.config/sas on Linux, ~/Library/Application Support/sas on macOS,
+// %AppData%\sas on Windows), creating it with mode 0700.
+func Dir() (string, error) {
+	base, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("find the user config dir: %w", err)
+	}
+	dir := filepath.Join(base, "sas")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	// MkdirAll keeps the mode of a directory that exists: tighten it.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+type fileSet struct {
+	IDToken      string    `json:"id_token"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	Expiry       time.Time `json:"expiry"`
+}
+
+// Load implements Store.
+func (f *FileStore) Load(context.Context) (Set, error) {
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Set{}, ErrNotFound
+	}
+	if err != nil {
+		return Set{}, err
+	}
+	var s fileSet
+	if err := json.Unmarshal(b, &s); err != nil || s.IDToken == "" {
+		return Set{}, fmt.Errorf("token file %s is damaged: run sas-login logout, then sign in again", f.path)
+	}
+	return Set(s), nil
+}
+
+// Save implements Store: write a temp file with mode 0600 and rename it over
+// the old one, so a reader never sees half a file.
+func (f *FileStore) Save(_ context.Context, s Set) error {
+	b, err := json.Marshal(fileSet(s))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(f.path), ".tokens-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), f.path)
+}
+
+// Delete implements Store.
+func (f *FileStore) Delete(context.Context) error {
+	if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

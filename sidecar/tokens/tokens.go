@@ -1,0 +1,39 @@
+// Package tokens keeps a signed-in user's tokens: the Set, the Store
+// interface with its keyring and file backends, and the per-user lock that
+// serialises refreshes across processes (sas-login and sas-sidecar share
+// one store).
+package tokens
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Set is what a sign-in leaves behind.
+type Set struct {
+	IDToken      string    // the JWT the gateway verifies
+	RefreshToken string    // may be empty when the provider gave none
+	Expiry       time.Time // the ID token's exp
+}
+
+// FreshFor reports whether the ID token stays valid for at least margin.
+func (s Set) FreshFor(now time.Time, margin time.Duration) bool {
+	return s.IDToken != "" && now.Add(margin).Before(s.Expiry)
+}
+
+// ErrNotFound means the store holds no session for the profile.
+var ErrNotFound = errors.New("not signed in")
+
+// ErrUnavailable means the OS keyring cannot be reached.
+var ErrUnavailable = errors.New("the OS keyring is not available (no Secret Service, or it is locked): use --token-store file (or SAS_TOKEN_STORE=file) to keep tokens in a 0600 file instead")
+
+// Store keeps one profile's Set.
+type Store interface {
+	// Load returns the stored set. Errors: ErrNotFound, ErrUnavailable.
+	Load(ctx context.Context) (Set, error)
+	// Save replaces the stored set. Errors: ErrUnavailable.
+	Save(ctx context.Context, s Set) error
+	// Delete removes every stored item; deleting nothing is not an error.
+	Delete(ctx context.Context) error
+}
