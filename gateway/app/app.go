@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/auth"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/httpapi"
@@ -22,11 +23,19 @@ import (
 	"github.com/signals-sorcery/sas/gateway/usercache"
 )
 
+// Store is the user store the gateway runs on: postgres.DB, or memstore
+// for `sas-gateway dev` without a database.
+type Store interface {
+	UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error)
+	Ping(ctx context.Context) error
+}
+
 // Gateway is an assembled gateway. Close releases its connections.
 type Gateway struct {
 	Handler http.Handler
 	API     *httpapi.Server
-	DB      *postgres.DB
+	Store   Store
+	DB      *postgres.DB // nil when Deps.Store was given
 	Redis   *redis.Client
 	Users   *usercache.Cache
 }
@@ -40,6 +49,10 @@ type Deps struct {
 	NoUserCache bool
 	// NoTokenCache verifies every token's signature (for benchmarks).
 	NoTokenCache bool
+	// Store, when set, replaces the Postgres store of DATABASE_URL.
+	Store Store
+	// Redis, when set, replaces the client of REDIS_URL.
+	Redis *redis.Client
 }
 
 // New builds the gateway of cfg. It does not wait for Postgres, Redis or the
@@ -59,40 +72,49 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if err != nil {
 		return nil, err
 	}
-	db, err := postgres.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return nil, err
+	g := &Gateway{Store: deps.Store, Redis: deps.Redis}
+	if g.Store == nil {
+		if g.DB, err = postgres.Open(ctx, cfg.DatabaseURL); err != nil {
+			return nil, err
+		}
+		g.Store = g.DB
 	}
 	// go-redis's logger is process-wide: the first gateway's logger serves
 	// (setting it again would race with clients already logging).
 	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{log}) })
-	rdb, err := NewRedis(cfg.RedisURL)
-	if err != nil {
-		db.Close()
-		return nil, err
+	if g.Redis == nil {
+		if g.Redis, err = NewRedis(cfg.RedisURL); err != nil {
+			g.Close()
+			return nil, err
+		}
 	}
-	users := usercache.New(db, usercache.Options{Now: deps.Now})
-	var store httpapi.UserStore = users
+	g.Users = usercache.New(g.Store, usercache.Options{Now: deps.Now})
+	var users httpapi.UserStore = g.Users
 	if deps.NoUserCache {
-		store = db
+		users = g.Store
 	}
-	api := httpapi.New(httpapi.Options{
+	g.API = httpapi.New(httpapi.Options{
 		Verifier: verifier,
-		Users:    store,
+		Users:    users,
 		Checks: map[string]httpapi.Check{
-			"postgres": db.Ping,
-			"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+			"postgres": g.Store.Ping,
+			"redis":    func(ctx context.Context) error { return g.Redis.Ping(ctx).Err() },
 		},
 		Logger: log,
 		Now:    deps.Now,
 	})
-	return &Gateway{Handler: api, API: api, DB: db, Redis: rdb, Users: users}, nil
+	g.Handler = g.API
+	return g, nil
 }
 
 // Close releases the gateway's connections.
 func (g *Gateway) Close() {
-	g.DB.Close()
-	_ = g.Redis.Close()
+	if g.DB != nil {
+		g.DB.Close()
+	}
+	if g.Redis != nil {
+		_ = g.Redis.Close()
+	}
 }
 
 // NewRedis returns a client for a redis:// or rediss:// URL with timeouts

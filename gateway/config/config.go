@@ -91,6 +91,35 @@ func Load(getenv func(string) string) (Config, error) {
 	return c, r.err()
 }
 
+// DevAudience is the OAuth client id of the local profile, which
+// `sas-gateway dev` accepts as audience.
+const DevAudience = "sas-local"
+
+// LoadDev reads the configuration of `sas-gateway dev`: everything is
+// optional (no DATABASE_URL: in-memory users; no REDIS_URL: in-process
+// Redis), it listens on 127.0.0.1 only, and the issuer is the dev identity
+// provider mounted at /dev/idp on the same port.
+func LoadDev(getenv func(string) string) (Config, error) {
+	r := reader{getenv: getenv}
+	c := Config{
+		Host:          "127.0.0.1",
+		Port:          r.port("PORT", DefaultPort),
+		Audiences:     []string{DevAudience},
+		DatabaseURL:   r.postgresURL("DATABASE_URL", false),
+		RedisURL:      r.redisURL("REDIS_URL", false),
+		OpenAIAPIKey:  strings.TrimSpace(getenv("OPENAI_API_KEY")),
+		OpenAIBaseURL: r.url("OPENAI_BASE_URL", false),
+		PlansFile:     strings.TrimSpace(getenv("SAS_PLANS_FILE")),
+		LogLevel:      r.logLevel("LOG_LEVEL"),
+		MetricsAddr:   r.addr("METRICS_ADDR", "127.0.0.1:9091"),
+	}
+	c.Issuer = "http://127.0.0.1:" + strconv.Itoa(c.Port) + "/dev/idp"
+	if c.OpenAIBaseURL == "" {
+		c.OpenAIBaseURL = DefaultOpenAIBaseURL
+	}
+	return c, r.err()
+}
+
 // LoadDatabase reads only DATABASE_URL, for commands that need nothing else
 // (`migrate`, `users`).
 func LoadDatabase(getenv func(string) string) (string, error) {

@@ -23,6 +23,7 @@ const usage = `sas-gateway — the SAS auth gateway (Clerk JWT verifier and API)
 
 Usage:
   sas-gateway [serve]                                      serve the API (the default)
+  sas-gateway dev [--auto-approve]                         the whole stack on 127.0.0.1, no cloud account
   sas-gateway migrate                                      apply database migrations
   sas-gateway users show <clerk_user_id>                   print a user
   sas-gateway users set-plan <clerk_user_id> <free|pro>    change a user's plan
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = e.serve(ctx, rest)
 	case "migrate":
 		err = e.migrate(ctx, rest)
+	case "dev":
+		err = e.dev(ctx, rest)
 	case "users":
 		err = e.users(ctx, rest)
 	case "version", "--version", "-version":
@@ -93,10 +96,7 @@ func parseFlags(name string, args []string, stderr io.Writer, positional ...*str
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+		return flagErr(err)
 	}
 	if fs.NArg() != len(positional) {
 		fmt.Fprintf(stderr, "sas-gateway %s: want %d argument(s), got %d\n\n%s", name, len(positional), fs.NArg(), usage)
@@ -106,6 +106,15 @@ func parseFlags(name string, args []string, stderr io.Writer, positional ...*str
 		*p = fs.Arg(i)
 	}
 	return nil
+}
+
+// flagErr keeps flag.ErrHelp (exit 0) and turns other parse errors, which
+// the flag package has printed, into errUsage (exit 2).
+func flagErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return errUsage
 }
 
 func (e env) logger(level slog.Level) *slog.Logger {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/config"
+	"github.com/signals-sorcery/sas/gateway/devidp"
+	"github.com/signals-sorcery/sas/gateway/memstore"
+	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/shared/buildinfo"
+)
+
+// dev runs the whole stack in one process on 127.0.0.1: the gateway, the
+// dev identity provider at /dev/idp as its trusted issuer, Postgres from
+// DATABASE_URL or in-memory users, Redis from REDIS_URL or an in-process
+// Redis (miniredis, so the real Redis client code runs).
+func (e env) dev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sas-gateway dev", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, usage) }
+	autoApprove := fs.Bool("auto-approve", false, "sign in without the consent page (as dev@example.com, or the login_hint)")
+	if err := fs.Parse(args); err != nil {
+		return flagErr(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "sas-gateway dev: unexpected argument %q\n\n%s", fs.Arg(0), usage)
+		return errUsage
+	}
+	cfg, err := config.LoadDev(e.getenv)
+	if err != nil {
+		return err
+	}
+	log := e.logger(cfg.LogLevel)
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen on 127.0.0.1:%d (set PORT to change it): %w", cfg.Port, err)
+	}
+	idp, err := devidp.New(devidp.Options{Issuer: cfg.Issuer, AutoApprove: *autoApprove})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	deps := app.Deps{}
+	users, rdbDesc := "in memory (set DATABASE_URL for Postgres)", ""
+	if cfg.DatabaseURL != "" {
+		db, err := postgres.Open(ctx, cfg.DatabaseURL)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer db.Close()
+		if err := db.Migrate(ctx, log); err != nil {
+			ln.Close()
+			return err
+		}
+		deps.Store, users = db, "PostgreSQL from DATABASE_URL (migrated)"
+	} else {
+		deps.Store = memstore.New(nil)
+	}
+	if cfg.RedisURL != "" {
+		rdbDesc = "Redis from REDIS_URL"
+	} else {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			ln.Close()
+			return fmt.Errorf("start the in-process Redis: %w", err)
+		}
+		defer mr.Close()
+		deps.Redis = redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		rdbDesc = "in-process Redis (miniredis; set REDIS_URL for a real one)"
+	}
+	gw, err := app.New(ctx, cfg, log, deps)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer gw.Close()
+	gw.API.Router().Mount("/dev/idp", http.StripPrefix("/dev/idp", idp.Handler()))
+
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(e.stderr, `sas-gateway dev (version %s): the whole stack on this machine, no cloud account
+  gateway        %s
+  identity       %s/dev/idp (dev IdP, trusted as issuer; audience %s%s)
+  users          %s
+  quotas         %s
+
+Try:
+  sas-login --profile local login
+  curl -H "Authorization: Bearer $(sas-login --profile local token)" %s/v1/me
+
+`, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], users, rdbDesc, base)
+	return app.Serve(ctx, app.Server(gw.Handler, log), ln, app.DrainTimeout, log)
+}

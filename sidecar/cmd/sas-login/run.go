@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/signals-sorcery/sas/shared/buildinfo"
+	"github.com/signals-sorcery/sas/shared/wire"
+	"github.com/signals-sorcery/sas/sidecar/login"
+	"github.com/signals-sorcery/sas/sidecar/profile"
+	"github.com/signals-sorcery/sas/sidecar/session"
+	"github.com/signals-sorcery/sas/sidecar/tokens"
+)
+
+const usage = `sas-login — sign in to Signals & Sorcery from a terminal
+
+Usage:
+  sas-login login [--no-browser] [--timeout 5m]   sign in through the browser
+  sas-login token                                 print a valid ID token (refreshing it first if needed)
+  sas-login status [--json]                       who is signed in; exit 1 when nobody
+  sas-login whoami                                call GET /v1/me on the gateway and print it
+  sas-login logout                                sign out and delete the stored tokens
+  sas-login version                               print the build version
+
+Every command accepts:
+  --profile prod|dev|local   (SAS_PROFILE)       --issuer URL      (SAS_ISSUER)
+  --client-id ID             (SAS_CLIENT_ID)     --gateway URL     (SAS_GATEWAY_URL)
+  --scopes "…"               (SAS_SCOPES)        --port N          (SAS_REDIRECT_PORT)
+  --token-store keyring|file (SAS_TOKEN_STORE)
+
+Example:
+  curl -H "Authorization: Bearer $(sas-login token)" https://sas.fly.dev/v1/me
+`
+
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+var errUsage = errors.New("usage")
+
+// errQuiet fails with exit 1 after the command printed its own message.
+var errQuiet = errors.New("quiet failure")
+
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[1], args[2:]
+	var err error
+	switch cmd {
+	case "login":
+		err = e.login(ctx, rest)
+	case "token":
+		err = e.token(ctx, rest)
+	case "status":
+		err = e.status(ctx, rest)
+	case "whoami":
+		err = e.whoami(ctx, rest)
+	case "logout":
+		err = e.logout(ctx, rest)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, buildinfo.String())
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "sas-login: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
+	case errors.Is(err, errQuiet):
+		return exitFailure
+	default:
+		fmt.Fprintln(stderr, "sas-login: "+strings.ReplaceAll(err.Error(), "\n", " "))
+		return exitFailure
+	}
+}
+
+// command is a parsed subcommand: its settings and session.
+type command struct {
+	settings profile.Settings
+	session  *session.Session
+}
+
+// parse parses a subcommand's flags (its own, registered by own, plus the
+// configuration flags) and builds its session.
+func (e env) parse(name string, args []string, own func(*flag.FlagSet)) (command, error) {
+	fs := flag.NewFlagSet("sas-login "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, usage) }
+	var pf profile.Flags
+	pf.Register(fs)
+	if own != nil {
+		own(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return command{}, err
+		}
+		return command{}, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "sas-login %s: unexpected argument %q\n\n%s", name, fs.Arg(0), usage)
+		return command{}, errUsage
+	}
+	s, err := pf.Resolve(e.getenv)
+	if err != nil {
+		return command{}, err
+	}
+	dir, err := tokens.Dir()
+	if err != nil {
+		return command{}, err
+	}
+	var store tokens.Store = tokens.NewKeyringStore(s.Profile, nil)
+	if s.TokenStore == profile.StoreFile {
+		store = tokens.NewFileStore(dir, s.Profile)
+	}
+	sess := session.New(session.Options{
+		Profile: s.Profile, Issuer: s.Issuer, ClientID: s.ClientID, Scopes: s.Scopes,
+		Store: store, LockDir: dir,
+	})
+	return command{settings: s, session: sess}, nil
+}
+
+func (e env) login(ctx context.Context, args []string) error {
+	var noBrowser bool
+	var timeout time.Duration
+	c, err := e.parse("login", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&noBrowser, "no-browser", false, "print the URL instead of opening a browser; also accept the redirect URL pasted here")
+		fs.DurationVar(&timeout, "timeout", login.DefaultTimeout, "give up after this long")
+	})
+	if err != nil {
+		return err
+	}
+	res, err := login.Run(ctx, login.Options{
+		Issuer: c.settings.Issuer, ClientID: c.settings.ClientID, Scopes: c.settings.Scopes, Port: c.settings.Port,
+		NoBrowser: noBrowser, Paste: e.stdin, Progress: e.stderr, Timeout: timeout,
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.session.Save(ctx, res.Tokens); err != nil {
+		return err
+	}
+	who := res.Identity.Email
+	if who == "" {
+		who = res.Identity.Username
+	}
+	fmt.Fprintf(e.stderr, "Signed in as %s\n", who)
+	return nil
+}
+
+func (e env) token(ctx context.Context, args []string) error {
+	c, err := e.parse("token", args, nil)
+	if err != nil {
+		return err
+	}
+	set, err := c.session.Token(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, set.IDToken)
+	return nil
+}
+
+func (e env) status(ctx context.Context, args []string) error {
+	var asJSON bool
+	c, err := e.parse("status", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print the status as JSON")
+	})
+	if err != nil {
+		return err
+	}
+	st, err := c.session.Status(ctx)
+	if err != nil {
+		return err
+	}
+	st.Profile = c.settings.Profile
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+	} else if st.SignedIn {
+		fmt.Fprintf(e.stdout, "Signed in as %s (%s) on profile %s; ID token expires %s\n",
+			orDash(st.User.Email), st.User.ID, st.Profile, st.ExpiresAt.Local().Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(e.stdout, "Not signed in on profile %s: run sas-login login\n", st.Profile)
+	}
+	if !st.SignedIn {
+		return errQuiet
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (e env) whoami(ctx context.Context, args []string) error {
+	c, err := e.parse("whoami", args, nil)
+	if err != nil {
+		return err
+	}
+	set, err := c.session.Token(ctx)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.settings.Gateway+"/v1/me", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+set.IDToken)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the gateway at %s: %w", c.settings.Gateway, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read the gateway's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var env wire.ErrorBody
+		if json.Unmarshal(body, &env) == nil && env.Error.Code != "" {
+			return fmt.Errorf("the gateway answered %d %s: %s", resp.StatusCode, env.Error.Code, env.Error.Message)
+		}
+		return fmt.Errorf("the gateway answered %d", resp.StatusCode)
+	}
+	_, err = e.stdout.Write(body)
+	return err
+}
+
+func (e env) logout(ctx context.Context, args []string) error {
+	c, err := e.parse("logout", args, nil)
+	if err != nil {
+		return err
+	}
+	revokeErr, err := c.session.Logout(ctx)
+	if err != nil {
+		return err
+	}
+	if revokeErr != nil {
+		fmt.Fprintf(e.stderr, "Warning: %v; the local session is deleted anyway.\n", revokeErr)
+	}
+	fmt.Fprintf(e.stderr, "Signed out of profile %s.\n", c.settings.Profile)
+	return nil
+}

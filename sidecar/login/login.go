@@ -1,0 +1,363 @@
+// Package login runs the OAuth 2.0 Authorization Code + PKCE sign-in of a
+// native app (RFC 8252): a loopback listener on 127.0.0.1 that lives only for
+// the attempt, the system browser (or a URL pasted back from a browser on
+// another machine), and an ID token verified before anyone stores it.
+// sas-login and the sidecar daemon both run it.
+package login
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/signals-sorcery/sas/sidecar/tokens"
+)
+
+// DefaultTimeout bounds a sign-in attempt.
+const DefaultTimeout = 5 * time.Minute
+
+// Options configure a sign-in.
+type Options struct {
+	Issuer   string
+	ClientID string
+	Scopes   []string
+	Port     int // loopback port of the registered redirect URI
+	// NoBrowser prints the URL without opening a browser and also accepts
+	// the full redirect URL pasted on Paste.
+	NoBrowser bool
+	Paste     io.Reader
+	Browser   Browser   // nil: the system browser
+	Progress  io.Writer // human progress lines (stderr); nil: discarded
+	Timeout   time.Duration
+	// HTTPClient talks to the provider (discovery, token, JWKS).
+	HTTPClient *http.Client
+	Now        func() time.Time
+}
+
+// Identity is who signed in, from the verified ID token.
+type Identity struct {
+	Subject, Email, Username string
+}
+
+// Result is a completed sign-in.
+type Result struct {
+	Tokens   tokens.Set
+	Identity Identity
+	Provider Provider
+}
+
+// Run signs the user in. The listener is up before the browser opens and
+// gone when Run returns, whatever happened.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Browser == nil {
+		o.Browser = SystemBrowser{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+
+	prov, err := Discover(ctx, o.HTTPClient, o.Issuer)
+	if err != nil {
+		return Result{}, err
+	}
+	ln, err := listen(o.Port)
+	if err != nil {
+		return Result{}, err
+	}
+	redirectURI := "http://127.0.0.1:" + strconv.Itoa(o.Port) + "/callback"
+	cfg := oauth2.Config{
+		ClientID:    o.ClientID,
+		Endpoint:    oauth2.Endpoint{AuthURL: prov.AuthorizationEndpoint, TokenURL: prov.TokenEndpoint, AuthStyle: oauth2.AuthStyleInParams},
+		RedirectURL: redirectURI,
+		Scopes:      o.Scopes,
+	}
+	state, nonce, verifier := random(), random(), oauth2.GenerateVerifier()
+	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce))
+
+	cb := newCallback(state)
+	srv := &http.Server{Handler: cb, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		cb.waitPageShown(3 * time.Second) // let the browser fetch the result page
+		_ = srv.Close()
+	}()
+
+	if o.NoBrowser {
+		fmt.Fprintf(o.Progress, "Open this URL in a browser (on any machine) to sign in:\n\n  %s\n\n", authURL)
+		fmt.Fprintf(o.Progress, "Then either let it return to this machine, or paste the full URL of the page it lands on (http://127.0.0.1:%d/callback?…) here and press Enter.\n", o.Port)
+		if o.Paste != nil {
+			go cb.readPasted(ctx, o.Paste, o.Progress)
+		}
+	} else {
+		fmt.Fprintln(o.Progress, "Opening browser…")
+		fmt.Fprintf(o.Progress, "If it does not open, visit:\n\n  %s\n\n", authURL)
+		if err := o.Browser.Open(authURL); err != nil {
+			fmt.Fprintf(o.Progress, "Could not open a browser (%v): open the URL above yourself.\n", err)
+		}
+	}
+	fmt.Fprintln(o.Progress, "Waiting for sign-in (Ctrl-C to cancel)…")
+
+	var params url.Values
+	select {
+	case params = <-cb.params:
+	case <-ctx.Done():
+		err := ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %v waiting for sign-in", o.Timeout)
+		} else {
+			err = errors.New("sign-in cancelled")
+		}
+		cb.finish(Result{}, err)
+		return Result{}, err
+	}
+	res, err := complete(ctx, o, prov, cfg, params, state, nonce, verifier)
+	cb.finish(res, err)
+	return res, err
+}
+
+// complete checks the callback parameters, redeems the code and verifies
+// the ID token.
+func complete(ctx context.Context, o Options, prov Provider, cfg oauth2.Config, q url.Values, state, nonce, verifier string) (Result, error) {
+	if e := q.Get("error"); e != "" {
+		msg := "sign-in failed: " + e
+		if d := q.Get("error_description"); d != "" {
+			msg += ": " + d
+		}
+		return Result{}, errors.New(msg)
+	}
+	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+		return Result{}, errors.New("sign-in failed: the callback's state does not match this attempt (a stale tab or a forged request); nothing was stored")
+	}
+	code := q.Get("code")
+	if code == "" {
+		return Result{}, errors.New("sign-in failed: the callback has no authorization code")
+	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, o.HTTPClient)
+	tok, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return Result{}, fmt.Errorf("sign-in failed: redeem the authorization code: %w", describe(err))
+	}
+	set, id, err := VerifyTokens(ctx, o.HTTPClient, prov, o.ClientID, o.Now, tok, nonce)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Tokens: set, Identity: id, Provider: prov}, nil
+}
+
+// VerifyTokens checks the ID token of a token response (signature against
+// the provider's JWKS, iss, aud = clientID, exp, and nonce when non-empty)
+// and returns what to store. Refreshes reuse it with an empty nonce.
+func VerifyTokens(ctx context.Context, client *http.Client, prov Provider, clientID string, now func() time.Time, tok *oauth2.Token, nonce string) (tokens.Set, Identity, error) {
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return tokens.Set{}, Identity{}, errors.New("the provider returned no ID token (is the openid scope granted?)")
+	}
+	ctx = oidc.ClientContext(ctx, client)
+	v := oidc.NewVerifier(prov.Issuer, oidc.NewRemoteKeySet(ctx, prov.JWKSURI), &oidc.Config{ClientID: clientID, Now: now})
+	idt, err := v.Verify(ctx, raw)
+	if err != nil {
+		return tokens.Set{}, Identity{}, fmt.Errorf("the ID token failed verification: %w", err)
+	}
+	if nonce != "" && subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
+		return tokens.Set{}, Identity{}, errors.New("the ID token's nonce does not match this sign-in; nothing was stored")
+	}
+	var c struct {
+		Email             string `json:"email"`
+		Username          string `json:"username"`
+		PreferredUsername string `json:"preferred_username"`
+		Name              string `json:"name"`
+	}
+	_ = idt.Claims(&c)
+	id := Identity{Subject: idt.Subject, Email: c.Email, Username: firstNonEmpty(c.Username, c.PreferredUsername, c.Name)}
+	return tokens.Set{IDToken: raw, RefreshToken: tok.RefreshToken, Expiry: idt.Expiry}, id, nil
+}
+
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// describe turns an oauth2 error into its OAuth error code and description
+// (never the response body, which a provider may fill with anything).
+func describe(err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.ErrorCode != "" {
+		if re.ErrorDescription != "" {
+			return fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription)
+		}
+		return errors.New(re.ErrorCode)
+	}
+	return err
+}
+
+// listen binds the loopback redirect port, and says how to pick another.
+func listen(port int) (net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("port %d on 127.0.0.1 is already in use (another sign-in running?): free it, or use another registered redirect port with --port or SAS_REDIRECT_PORT", port)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on 127.0.0.1:%d: %w", port, err)
+	}
+	return ln, nil
+}
+
+// random returns 256 bits of randomness, base64url-encoded.
+func random() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// readPasted accepts the redirect URL pasted by a user whose browser is on
+// another machine.
+func (c *callback) readPasted(ctx context.Context, r io.Reader, progress io.Writer) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<10)
+	for sc.Scan() && ctx.Err() == nil {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		u, err := url.Parse(line)
+		if err != nil || u.Path != "/callback" || (u.Query().Get("code") == "" && u.Query().Get("error") == "") {
+			fmt.Fprintln(progress, "That is not the redirect URL: paste the whole address (http://127.0.0.1:…/callback?code=…&state=…).")
+			continue
+		}
+		c.deliver(u.Query(), false)
+		return
+	}
+}
+
+// callback serves GET /callback and nothing else. The first request that
+// carries parameters ends the attempt (good or bad); it is redirected to the
+// bare /callback, which shows the outcome, so the code does not stay in the
+// browser's history or address bar.
+type callback struct {
+	state  string
+	params chan url.Values
+
+	mu        sync.Mutex
+	used      bool
+	browser   bool          // the parameters came through the listener
+	done      chan struct{} // closed by finish
+	result    Result
+	err       error
+	pageShown chan struct{}
+	shownOnce sync.Once
+}
+
+func newCallback(state string) *callback {
+	return &callback{state: state, params: make(chan url.Values, 1), done: make(chan struct{}), pageShown: make(chan struct{})}
+}
+
+// deliver hands the first set of parameters to Run; it reports false for
+// every later one (a replayed callback).
+func (c *callback) deliver(q url.Values, viaBrowser bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.used {
+		return false
+	}
+	c.used, c.browser = true, viaBrowser
+	c.params <- q
+	return true
+}
+
+func (c *callback) finish(res Result, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.result, c.err = res, err
+	close(c.done)
+}
+
+func (c *callback) waitPageShown(d time.Duration) {
+	c.mu.Lock()
+	browser := c.browser
+	c.mu.Unlock()
+	if !browser {
+		return
+	}
+	select {
+	case <-c.pageShown:
+	case <-time.After(d):
+	}
+}
+
+func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/callback" {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	q := r.URL.Query()
+	if q.Has("code") || q.Has("error") || q.Has("state") {
+		if !c.deliver(q, true) {
+			showPage(w, http.StatusBadRequest, pageData{Title: "Link already used",
+				Error: "This sign-in link was already used. Start sign-in again from the app."})
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, "/callback", http.StatusSeeOther)
+		return
+	}
+	// The clean URL: wait for the outcome and show it.
+	select {
+	case <-c.done:
+	case <-r.Context().Done():
+		return
+	case <-time.After(time.Minute):
+		showPage(w, http.StatusGatewayTimeout, pageData{Title: "Still working", Error: "Sign-in is taking too long; check the terminal or the app."})
+		return
+	}
+	c.mu.Lock()
+	res, err := c.result, c.err
+	c.mu.Unlock()
+	if err != nil {
+		showPage(w, http.StatusOK, pageData{Title: "Sign-in failed", Error: err.Error()})
+	} else {
+		who := firstNonEmpty(res.Identity.Email, res.Identity.Username, res.Identity.Subject)
+		showPage(w, http.StatusOK, pageData{Title: "You're signed in", OK: true, Who: who})
+	}
+	c.shownOnce.Do(func() { close(c.pageShown) })
+}

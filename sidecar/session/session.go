@@ -1,0 +1,241 @@
+// Package session is a signed-in user's session on this machine: a fresh ID
+// token on demand (refreshing under a cross-process lock, so sas-login and
+// the sidecar never both spend one refresh token), status, sign-in and
+// sign-out. Both sas-login and the sidecar daemon use it.
+package session
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/signals-sorcery/sas/shared/wire"
+	"github.com/signals-sorcery/sas/sidecar/login"
+	"github.com/signals-sorcery/sas/sidecar/tokens"
+)
+
+// RefreshMargin: an ID token with less than this left is refreshed first.
+const RefreshMargin = 60 * time.Second
+
+// ErrNotSignedIn means there is no session for the profile.
+var ErrNotSignedIn = errors.New("not signed in: run sas-login login")
+
+// ErrSessionEnded means the provider refused the refresh token (revoked,
+// expired, or already spent elsewhere): the local session was cleared.
+var ErrSessionEnded = errors.New("the session has ended at the identity provider (signed out or revoked): run sas-login login")
+
+// Options configure a Session.
+type Options struct {
+	Profile  string
+	Issuer   string
+	ClientID string
+	Scopes   []string
+	Store    tokens.Store
+	// LockDir holds the per-user refresh lock (tokens.Dir()).
+	LockDir    string
+	HTTPClient *http.Client
+	Now        func() time.Time
+}
+
+// Session is safe for concurrent use; refreshes are serialised by the
+// cross-process lock.
+type Session struct {
+	o Options
+
+	mu   sync.Mutex
+	prov *login.Provider // discovered once
+}
+
+// New returns a Session.
+func New(o Options) *Session {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Session{o: o}
+}
+
+// Save stores the tokens of a completed sign-in.
+func (s *Session) Save(ctx context.Context, set tokens.Set) error {
+	return s.o.Store.Save(ctx, set)
+}
+
+// Token returns a stored ID token valid for at least RefreshMargin,
+// refreshing it first when needed.
+//
+// Errors: ErrNotSignedIn, ErrSessionEnded, tokens.ErrUnavailable, or a
+// refresh failure that left the session in place (network, provider down).
+func (s *Session) Token(ctx context.Context) (tokens.Set, error) {
+	set, err := s.load(ctx)
+	if err != nil || set.FreshFor(s.o.Now(), RefreshMargin) {
+		return set, err
+	}
+	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Profile)
+	if err != nil {
+		return tokens.Set{}, err
+	}
+	defer unlock()
+	// Another process may have refreshed while we waited for the lock: its
+	// refresh token is the live one now, ours is spent.
+	if set, err = s.load(ctx); err != nil || set.FreshFor(s.o.Now(), RefreshMargin) {
+		return set, err
+	}
+	if set.RefreshToken == "" {
+		return tokens.Set{}, errors.New("the ID token has expired and there is no refresh token: run sas-login login")
+	}
+	return s.refresh(ctx, set)
+}
+
+func (s *Session) load(ctx context.Context) (tokens.Set, error) {
+	set, err := s.o.Store.Load(ctx)
+	if errors.Is(err, tokens.ErrNotFound) {
+		return tokens.Set{}, ErrNotSignedIn
+	}
+	return set, err
+}
+
+func (s *Session) refresh(ctx context.Context, set tokens.Set) (tokens.Set, error) {
+	prov, err := s.provider(ctx)
+	if err != nil {
+		return tokens.Set{}, err
+	}
+	cfg := oauth2.Config{
+		ClientID: s.o.ClientID,
+		Endpoint: oauth2.Endpoint{TokenURL: prov.TokenEndpoint, AuthStyle: oauth2.AuthStyleInParams},
+		Scopes:   s.o.Scopes,
+	}
+	hctx := context.WithValue(ctx, oauth2.HTTPClient, s.o.HTTPClient)
+	tok, err := cfg.TokenSource(hctx, &oauth2.Token{RefreshToken: set.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || (re.Response != nil && re.Response.StatusCode == http.StatusUnauthorized)) {
+			if derr := s.o.Store.Delete(ctx); derr != nil {
+				return tokens.Set{}, fmt.Errorf("%w (and clearing the local session failed: %v)", ErrSessionEnded, derr)
+			}
+			return tokens.Set{}, ErrSessionEnded
+		}
+		return tokens.Set{}, fmt.Errorf("refresh the session: %w", err)
+	}
+	next, _, err := login.VerifyTokens(ctx, s.o.HTTPClient, prov, s.o.ClientID, s.o.Now, tok, "")
+	if err != nil {
+		return tokens.Set{}, fmt.Errorf("refresh the session: %w", err)
+	}
+	if next.RefreshToken == "" {
+		next.RefreshToken = set.RefreshToken // the provider does not rotate
+	}
+	if err := s.o.Store.Save(ctx, next); err != nil {
+		return tokens.Set{}, fmt.Errorf("store the refreshed session: %w", err)
+	}
+	return next, nil
+}
+
+func (s *Session) provider(ctx context.Context) (login.Provider, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prov != nil {
+		return *s.prov, nil
+	}
+	p, err := login.Discover(ctx, s.o.HTTPClient, s.o.Issuer)
+	if err != nil {
+		return login.Provider{}, err
+	}
+	s.prov = &p
+	return p, nil
+}
+
+// Status reports who is signed in, from the stored ID token (verified when
+// it was stored). Signed in means: a token that is still valid, or a
+// refresh token to get one. It does not refresh and makes no network call.
+func (s *Session) Status(ctx context.Context) (wire.SidecarStatus, error) {
+	set, err := s.load(ctx)
+	if errors.Is(err, ErrNotSignedIn) {
+		return wire.SidecarStatus{}, nil
+	}
+	if err != nil {
+		return wire.SidecarStatus{}, err
+	}
+	if set.RefreshToken == "" && !set.FreshFor(s.o.Now(), 0) {
+		return wire.SidecarStatus{}, nil
+	}
+	u := UserOf(set.IDToken)
+	exp := set.Expiry.UTC()
+	return wire.SidecarStatus{SignedIn: true, User: &u, ExpiresAt: &exp}, nil
+}
+
+// UserOf reads the user of an ID token this program verified and stored.
+// It does not verify: never use it on a token from elsewhere.
+func UserOf(idToken string) wire.SidecarUser {
+	parts := strings.Split(idToken, ".")
+	if len(parts) != 3 {
+		return wire.SidecarUser{}
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return wire.SidecarUser{}
+	}
+	var c struct {
+		Sub, Email, Username, Name string
+		PreferredUsername          string `json:"preferred_username"`
+	}
+	_ = json.Unmarshal(b, &c)
+	u := wire.SidecarUser{ID: c.Sub, Email: c.Email, Username: c.Username}
+	if u.Username == "" {
+		u.Username = c.PreferredUsername
+	}
+	if u.Username == "" {
+		u.Username = c.Name
+	}
+	return u
+}
+
+// Logout revokes the refresh token at the provider when its metadata lists
+// a revocation endpoint (best effort, bounded), then deletes every stored
+// item. Logging out twice is fine. A failed revocation is returned as
+// revokeErr; the local session is gone either way.
+func (s *Session) Logout(ctx context.Context) (revokeErr error, err error) {
+	set, lerr := s.o.Store.Load(ctx)
+	if lerr == nil && set.RefreshToken != "" {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		revokeErr = s.revoke(rctx, set.RefreshToken)
+		cancel()
+	} else if lerr != nil && !errors.Is(lerr, tokens.ErrNotFound) {
+		return nil, lerr
+	}
+	return revokeErr, s.o.Store.Delete(ctx)
+}
+
+func (s *Session) revoke(ctx context.Context, refreshToken string) error {
+	prov, err := s.provider(ctx)
+	if err != nil {
+		return err
+	}
+	if prov.RevocationEndpoint == "" {
+		return nil
+	}
+	form := url.Values{"token": {refreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {s.o.ClientID}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, prov.RevocationEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := s.o.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("revoke at the provider: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("revoke at the provider: status %d", resp.StatusCode)
+	}
+	return nil
+}
