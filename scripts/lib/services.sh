@@ -55,6 +55,10 @@ ensure_packages() {
   command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || want+=(pgbouncer)
   # go test -race needs cgo, hence a C compiler and libc headers.
   command -v gcc >/dev/null || want+=(gcc libc6-dev)
+  # A real Secret Service for the keyring tests.
+  command -v dbus-run-session >/dev/null || want+=(dbus-daemon)
+  command -v dbus-send >/dev/null || want+=(dbus-bin)
+  command -v gnome-keyring-daemon >/dev/null || want+=(gnome-keyring)
   if [ ${#want[@]} -gt 0 ]; then apt_install "${want[@]}"; fi
   PG_BIN=$(pg_bin)
   [ -n "$PG_BIN" ] || die "PostgreSQL server binaries not found after install"
@@ -159,6 +163,31 @@ start_redis() {
   wait_port redis "$port" $!
   export TEST_REDIS_URL="redis://127.0.0.1:$port/0"
   log "Redis $(redis-server --version | awk '{print $3}' | sed 's/^v=//') on 127.0.0.1:$port (pid $!)"
+}
+
+# start_keyring starts gnome-keyring's Secret Service on the session bus
+# (the caller runs under dbus-run-session), with a fresh, unlocked keyring
+# in a temp dir. go-keyring's MockInit is for unit tests only: the keyring
+# store is tested against the real thing.
+start_keyring() {
+  [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] || die "start_keyring needs a D-Bus session (dbus-run-session)"
+  local dir
+  new_dir keyring; dir=$NEW_DIR
+  chown "$(id -u):$(id -g)" "$dir"
+  export XDG_DATA_HOME="$dir"
+  printf 'sas-test\n' | gnome-keyring-daemon --foreground --unlock --components=secrets >"$dir/keyring.log" 2>&1 &
+  SAS_SVC_PIDS+=($!)
+  for _ in $(seq 1 100); do
+    if dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+        org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q 'boolean true'; then
+      export TEST_SECRET_SERVICE=1
+      log "Secret Service (gnome-keyring, unlocked, in $dir) (pid $!)"
+      return
+    fi
+    sleep 0.1
+  done
+  cat "$dir/keyring.log" >&2
+  die "gnome-keyring's Secret Service did not appear on the session bus"
 }
 
 stop_services() {

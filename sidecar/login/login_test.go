@@ -1,0 +1,403 @@
+package login_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signals-sorcery/sas/gateway/devidp"
+	"github.com/signals-sorcery/sas/sidecar/login"
+)
+
+const clientID = "sas-local"
+
+// provider is the dev IdP on 127.0.0.1, optionally behind a middleware that
+// makes it misbehave the way a broken or hostile provider would.
+type provider struct {
+	*devidp.Provider
+	url string
+}
+
+func newProvider(t *testing.T, auto bool, wrap func(http.Handler) http.Handler) provider {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	p, err := devidp.New(devidp.Options{Issuer: "http://" + srv.Listener.Addr().String(), AutoApprove: auto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h http.Handler = p.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv.Config.Handler = h
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return provider{Provider: p, url: srv.URL}
+}
+
+// browserFunc is a test browser.
+type browserFunc func(url string) error
+
+func (f browserFunc) Open(u string) error { return f(u) }
+
+// follow is a headless browser: it follows the authorize URL through the
+// IdP's redirect to the loopback callback and the result page.
+func follow(t *testing.T, pages chan<- string) browserFunc {
+	return func(u string) error {
+		go func() {
+			resp, err := http.Get(u)
+			if err != nil {
+				pages <- "error: " + err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			pages <- string(b)
+		}()
+		return nil
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func options(t *testing.T, p provider, b login.Browser) login.Options {
+	return login.Options{Issuer: p.url, ClientID: clientID, Scopes: []string{"openid", "email", "profile", "offline_access"},
+		Port: freePort(t), Browser: b, Timeout: 20 * time.Second}
+}
+
+func TestLoginWithBrowser(t *testing.T) {
+	p := newProvider(t, true, nil)
+	pages := make(chan string, 1)
+	o := options(t, p, follow(t, pages))
+	var progress bytes.Buffer
+	o.Progress = &progress
+	res, err := login.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Identity.Email != "dev@example.com" || !strings.HasPrefix(res.Identity.Subject, "user_") ||
+		res.Tokens.IDToken == "" || res.Tokens.RefreshToken == "" || res.Tokens.Expiry.Before(time.Now()) {
+		t.Errorf("result = %+v", res)
+	}
+	page := <-pages
+	if !strings.Contains(page, "signed in") || !strings.Contains(page, "dev@example.com") {
+		t.Errorf("result page:\n%s", page)
+	}
+	if regexp.MustCompile(`(?i)<script|(src|href)="https?:`).MatchString(page) {
+		t.Error("the result page loads or runs something")
+	}
+	for _, want := range []string{"Opening browser…", "Waiting for sign-in (Ctrl-C to cancel)…", p.url + "/oauth/authorize?"} {
+		if !strings.Contains(progress.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, progress.String())
+		}
+	}
+	// The listener is gone once Run returns.
+	if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(o.Port)); err == nil {
+		c.Close()
+		t.Error("the loopback listener outlived the attempt")
+	}
+}
+
+// TestLoginRFC8414Fallback: a provider that serves only the OAuth
+// authorization server document (as Clerk does) works.
+func TestLoginRFC8414Fallback(t *testing.T) {
+	p := newProvider(t, true, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/openid-configuration") {
+				http.NotFound(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	pages := make(chan string, 1)
+	if _, err := login.Run(context.Background(), options(t, p, follow(t, pages))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoginRefusesProviderWithoutS256(t *testing.T) {
+	p := newProvider(t, true, rewriteJSON("/.well-known/", func(m map[string]any) { m["code_challenge_methods_supported"] = []string{"plain"} }))
+	opened := false
+	o := options(t, p, browserFunc(func(string) error { opened = true; return nil }))
+	_, err := login.Run(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "S256") || opened {
+		t.Errorf("err = %v, browser opened = %v", err, opened)
+	}
+}
+
+// rewriteJSON edits the JSON bodies of paths containing sub.
+func rewriteJSON(sub string, edit func(map[string]any)) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.Contains(r.URL.Path, sub) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			var m map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+				w.WriteHeader(rec.Code)
+				_, _ = w.Write(rec.Body.Bytes())
+				return
+			}
+			edit(m)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(rec.Code)
+			_ = json.NewEncoder(w).Encode(m)
+		})
+	}
+}
+
+// TestLoginRefusesBadIDTokens: an ID token with a wrong nonce, audience or
+// issuer (a token endpoint that answers with someone else's token) is
+// refused, and the error says so.
+func TestLoginRefusesBadIDTokens(t *testing.T) {
+	for name, tc := range map[string]struct {
+		claims map[string]any
+		want   string
+	}{
+		"wrong nonce": {map[string]any{"nonce": "not-ours"}, "nonce"},
+		"wrong aud":   {map[string]any{"aud": "another-app"}, "audience"},
+		"wrong iss":   {map[string]any{"iss": "http://127.0.0.1:1/evil"}, "different provider"},
+		"expired":     {map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, "expired"},
+	} {
+		claims := tc.claims
+		t.Run(name, func(t *testing.T) {
+			var p provider
+			p = newProvider(t, true, rewriteJSON("/oauth/token", func(m map[string]any) {
+				// Re-sign the genuine ID token with one claim changed.
+				parts := strings.Split(m["id_token"].(string), ".")
+				payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+				var c map[string]any
+				_ = json.Unmarshal(payload, &c)
+				for k, v := range claims {
+					c[k] = v
+				}
+				m["id_token"], _ = p.Sign(c)
+			}))
+			pages := make(chan string, 1)
+			_, err := login.Run(context.Background(), options(t, p, follow(t, pages)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+			if page := <-pages; !strings.Contains(page, "Sign-in failed") {
+				t.Errorf("result page does not show the failure:\n%s", page)
+			}
+		})
+	}
+}
+
+// TestLoginCallbackFailures: wrong state, an error from the provider, no
+// code, a replayed callback. Each ends the attempt with a clear error.
+func TestLoginCallbackFailures(t *testing.T) {
+	p := newProvider(t, true, nil)
+	hit := func(o *login.Options, mutate func(callback *url.URL)) browserFunc {
+		return func(u string) error {
+			go func() {
+				resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(u)
+				if err != nil {
+					return
+				}
+				resp.Body.Close()
+				cb, _ := url.Parse(resp.Header.Get("Location"))
+				mutate(cb)
+				if r, err := http.Get(cb.String()); err == nil {
+					r.Body.Close()
+				}
+			}()
+			return nil
+		}
+	}
+	cases := map[string]struct {
+		mutate func(*url.URL)
+		want   string
+	}{
+		"wrong state": {func(u *url.URL) { q := u.Query(); q.Set("state", "forged"); u.RawQuery = q.Encode() }, "state does not match"},
+		"access denied": {func(u *url.URL) {
+			u.RawQuery = url.Values{"error": {"access_denied"}, "error_description": {"The user cancelled sign-in."}, "state": {u.Query().Get("state")}}.Encode()
+		}, "access_denied: The user cancelled sign-in."},
+		"missing code": {func(u *url.URL) { q := u.Query(); q.Del("code"); u.RawQuery = q.Encode() }, "no authorization code"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			o := options(t, p, nil)
+			o.Browser = hit(&o, tc.mutate)
+			_, err := login.Run(context.Background(), o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("replayed callback", func(t *testing.T) {
+		o := options(t, p, nil)
+		second := make(chan int, 1)
+		o.Browser = hit(&o, func(u *url.URL) {
+			// Replay the same callback while the first is being processed.
+			go func() {
+				time.Sleep(10 * time.Millisecond)
+				r, err := http.Get(u.String())
+				if err != nil {
+					second <- 0 // the listener already closed: also refused
+					return
+				}
+				r.Body.Close()
+				second <- r.StatusCode
+			}()
+		})
+		if _, err := login.Run(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		if code := <-second; code != 0 && code != http.StatusBadRequest {
+			t.Errorf("replayed callback answered %d, want 400 or a refused connection", code)
+		}
+	})
+}
+
+// TestCallbackPageEscapes: the provider's error text is shown HTML-escaped.
+func TestCallbackPageEscapes(t *testing.T) {
+	p := newProvider(t, true, nil)
+	o := options(t, p, nil)
+	pages := make(chan string, 1)
+	o.Browser = browserFunc(func(u string) error {
+		state, _ := url.Parse(u)
+		go func() {
+			cb := "http://127.0.0.1:" + strconv.Itoa(o.Port) + "/callback?" + url.Values{
+				"error": {"access_denied"}, "error_description": {`<script>alert("x")</script>`},
+				"state": {state.Query().Get("state")}}.Encode()
+			resp, err := http.Get(cb)
+			if err != nil {
+				pages <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			pages <- string(b)
+		}()
+		return nil
+	})
+	_, err := login.Run(context.Background(), o)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	page := <-pages
+	if strings.Contains(page, "<script>alert") || !strings.Contains(page, "&lt;script&gt;") {
+		t.Errorf("error not escaped:\n%s", page)
+	}
+}
+
+// TestLoginPasteMode: with --no-browser, the redirect URL pasted on stdin
+// completes the sign-in (the browser was on another machine).
+func TestLoginPasteMode(t *testing.T) {
+	p := newProvider(t, true, nil)
+	o := options(t, p, browserFunc(func(string) error { t.Error("a browser was opened in --no-browser mode"); return nil }))
+	o.NoBrowser = true
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	o.Paste = pr
+	progress := &lineWriter{lines: make(chan string, 100)}
+	o.Progress = progress
+	go func() {
+		for line := range progress.lines {
+			u := regexp.MustCompile(`http://\S+/oauth/authorize\S+`).FindString(line)
+			if u == "" {
+				continue
+			}
+			// The "browser elsewhere" signs in and lands on a page that
+			// cannot load; the user copies its address.
+			resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(u)
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			_, _ = io.WriteString(pw, "not a url\n")
+			_, _ = io.WriteString(pw, resp.Header.Get("Location")+"\n")
+			return
+		}
+	}()
+	res, err := login.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Identity.Email != "dev@example.com" {
+		t.Errorf("identity = %+v", res.Identity)
+	}
+	if !strings.Contains(progress.String(), "That is not the redirect URL") {
+		t.Error("a pasted non-URL line got no hint")
+	}
+}
+
+type lineWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	lines chan string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	select {
+	case w.lines <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.buf.String() }
+
+func TestLoginPortInUse(t *testing.T) {
+	p := newProvider(t, true, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	o := options(t, p, nil)
+	o.Port = ln.Addr().(*net.TCPAddr).Port
+	_, err = login.Run(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(o.Port)) || !strings.Contains(err.Error(), "--port") {
+		t.Errorf("err = %v, want the port and --port named", err)
+	}
+}
+
+func TestLoginTimeoutAndCancel(t *testing.T) {
+	p := newProvider(t, false, nil) // consent page: nobody clicks
+	o := options(t, p, browserFunc(func(string) error { return nil }))
+	o.Timeout = 200 * time.Millisecond
+	_, err := login.Run(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Errorf("err = %v, want a timeout", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o = options(t, p, browserFunc(func(string) error { cancel(); return nil }))
+	_, err = login.Run(ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "cancelled") {
+		t.Errorf("err = %v, want cancelled", err)
+	}
+	if errors.Is(err, context.Canceled) {
+		t.Log("cancel error wraps context.Canceled")
+	}
+}

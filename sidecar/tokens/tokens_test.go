@@ -1,0 +1,254 @@
+package tokens_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zalando/go-keyring"
+
+	"github.com/signals-sorcery/sas/sidecar/tokens"
+)
+
+func sample(n int) tokens.Set {
+	return tokens.Set{
+		IDToken:      "eyJ" + strings.Repeat("a", n),
+		RefreshToken: "rt_" + strings.Repeat("b", 40),
+		Expiry:       time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+	}
+}
+
+// roundTrip runs the behaviour every Store must have.
+func roundTrip(t *testing.T, s tokens.Store) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.Load(ctx); !errors.Is(err, tokens.ErrNotFound) {
+		t.Fatalf("Load of an empty store: %v, want ErrNotFound", err)
+	}
+	for _, size := range []int{1200, 6 << 10, 300} { // whole, split in parts, whole again
+		want := sample(size)
+		if err := s.Save(ctx, want); err != nil {
+			t.Fatalf("Save %d bytes: %v", size, err)
+		}
+		got, err := s.Load(ctx)
+		if err != nil {
+			t.Fatalf("Load %d bytes: %v", size, err)
+		}
+		if got.IDToken != want.IDToken || got.RefreshToken != want.RefreshToken || !got.Expiry.Equal(want.Expiry) {
+			t.Fatalf("round trip of %d bytes: got %d-byte token, refresh %q, expiry %v", size, len(got.IDToken), got.RefreshToken, got.Expiry)
+		}
+	}
+	for range 2 { // idempotent
+		if err := s.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Load(ctx); !errors.Is(err, tokens.ErrNotFound) {
+		t.Errorf("Load after Delete: %v", err)
+	}
+}
+
+func TestFileStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sas")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := tokens.NewFileStore(dir, "local")
+	roundTrip(t, s)
+	if err := s.Save(context.Background(), sample(100)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "tokens-local.json"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode = %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokens-local.json"), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(context.Background()); err == nil || !strings.Contains(err.Error(), "logout") {
+		t.Errorf("damaged file: %v", err)
+	}
+}
+
+func TestDirIsPrivate(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	if err := os.MkdirAll(filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "sas"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := tokens.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("dir mode = %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+}
+
+// fakeKeyring is an in-memory Keyring that, like the macOS and Windows
+// backends, refuses values over a size limit.
+type fakeKeyring struct {
+	mu    sync.Mutex
+	items map[string]string
+	limit int
+	block chan struct{} // when set, every call waits on it
+}
+
+func (f *fakeKeyring) wait() {
+	if f.block != nil {
+		<-f.block
+	}
+}
+
+func (f *fakeKeyring) Get(s, a string) (string, error) {
+	f.wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.items[s+"/"+a]
+	if !ok {
+		return "", keyring.ErrNotFound
+	}
+	return v, nil
+}
+
+func (f *fakeKeyring) Set(s, a, v string) error {
+	f.wait()
+	if len(v) > f.limit {
+		return keyring.ErrSetDataTooBig
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.items[s+"/"+a] = v
+	return nil
+}
+
+func (f *fakeKeyring) Delete(s, a string) error {
+	f.wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.items[s+"/"+a]; !ok {
+		return keyring.ErrNotFound
+	}
+	delete(f.items, s+"/"+a)
+	return nil
+}
+
+func TestKeyringStoreSplitsLargeValues(t *testing.T) {
+	kr := &fakeKeyring{items: map[string]string{}, limit: 2560}
+	s := tokens.NewKeyringStore("prod", kr)
+	roundTrip(t, s)
+	ctx := context.Background()
+	// A value that fits is stored whole under the contract's names, so
+	// `security find-generic-password -s sas-prod -a id_token -w` prints it.
+	small := sample(1000)
+	if err := s.Save(ctx, small); err != nil {
+		t.Fatal(err)
+	}
+	if kr.items["sas-prod/id_token"] != small.IDToken || kr.items["sas-prod/expiry"] != "2030-01-02T03:04:05Z" {
+		t.Errorf("items = %v", keysOf(kr.items))
+	}
+	// A big one is split, and shrinking it removes the parts it left.
+	if err := s.Save(ctx, sample(6<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if kr.items["sas-prod/id_token"] != "sas-parts:3" || kr.items["sas-prod/id_token.3"] == "" {
+		t.Errorf("items after a 6 KB save = %v", keysOf(kr.items))
+	}
+	if err := s.Save(ctx, small); err != nil {
+		t.Fatal(err)
+	}
+	for k := range kr.items {
+		if strings.HasPrefix(k, "sas-prod/id_token.") {
+			t.Errorf("stale part %s left behind", k)
+		}
+	}
+}
+
+func keysOf(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestKeyringStoreTimeout: a keyring that never answers (an unlock prompt
+// nobody sees) becomes ErrUnavailable, naming --token-store file.
+func TestKeyringStoreTimeout(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	s := tokens.NewKeyringStore("prod", &fakeKeyring{items: map[string]string{}, limit: 2560, block: block})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := s.Load(ctx)
+	if !errors.Is(err, tokens.ErrUnavailable) || !strings.Contains(err.Error(), "--token-store file") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// TestKeyringStoreSecretService runs the store against the real Secret
+// Service that scripts/test starts (gnome-keyring in a private D-Bus
+// session).
+func TestKeyringStoreSecretService(t *testing.T) {
+	if os.Getenv("TEST_SECRET_SERVICE") == "" {
+		t.Fatal("TEST_SECRET_SERVICE is not set: run scripts/test, which starts gnome-keyring's Secret Service in a private D-Bus session")
+	}
+	profile := "test-" + strings.ReplaceAll(t.Name(), "/", "-")
+	roundTrip(t, tokens.NewKeyringStore(profile, nil))
+	// The items are really in the Secret Service under the contract's names.
+	s := tokens.NewKeyringStore(profile, nil)
+	if err := s.Save(context.Background(), sample(500)); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Delete(context.Background())
+	if v, err := keyring.Get("sas-"+profile, "id_token"); err != nil || v != sample(500).IDToken {
+		t.Errorf("keyring.Get(sas-%s, id_token) = %d bytes, %v", profile, len(v), err)
+	}
+}
+
+// TestLockExcludes: the refresh lock admits one holder at a time.
+func TestLockExcludes(t *testing.T) {
+	dir := t.TempDir()
+	var inside, maxInside atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			unlock, err := tokens.Lock(context.Background(), dir, "prod")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := inside.Add(1)
+			for {
+				m := maxInside.Load()
+				if n <= m || maxInside.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+			inside.Add(-1)
+			unlock()
+		})
+	}
+	wg.Wait()
+	if maxInside.Load() != 1 {
+		t.Errorf("%d holders at once", maxInside.Load())
+	}
+	// A held lock makes a waiter give up when its context ends.
+	unlock, err := tokens.Lock(context.Background(), dir, "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := tokens.Lock(ctx, dir, "prod"); err == nil {
+		t.Error("took a held lock")
+	}
+}
