@@ -1,0 +1,452 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The real binaries: sas-login against `sas-gateway dev` (gateway + dev IdP
+// in one process), with a test "browser" that follows the printed URL.
+
+var bin = map[string]string{}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sas-login-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for name, pkg := range map[string]string{"sas-login": ".", "sas-gateway": "../../../gateway/cmd/sas-gateway"} {
+		bin[name] = filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", bin[name], pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", name, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// stack is a running `sas-gateway dev` and a sas-login home for it.
+type stack struct {
+	t       *testing.T
+	base    string
+	home    string
+	port    string // sas-login's loopback port
+	store   string
+	devLogs *syncBuf
+	cliLogs *syncBuf // every sas-login stderr
+}
+
+func startDev(t *testing.T, autoApprove bool) *stack {
+	t.Helper()
+	port := freePort(t)
+	args := []string{"dev"}
+	if autoApprove {
+		args = append(args, "--auto-approve")
+	}
+	cmd := exec.Command(bin["sas-gateway"], args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port, "LOG_LEVEL=debug"}
+	logs := &syncBuf{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	base := "http://127.0.0.1:" + port
+	for i := 0; ; i++ {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 300 {
+			t.Fatalf("sas-gateway dev did not start:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s := &stack{t: t, base: base, home: t.TempDir(), port: freePort(t), store: "file", devLogs: logs, cliLogs: &syncBuf{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sas-gateway dev:\n%s\nsas-login:\n%s", logs, s.cliLogs)
+		}
+	})
+	return s
+}
+
+func (s *stack) env(extra ...string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.home, "XDG_CONFIG_HOME=" + filepath.Join(s.home, ".config"),
+		"SAS_PROFILE=local", "SAS_ISSUER=" + s.base + "/dev/idp", "SAS_GATEWAY_URL=" + s.base,
+		"SAS_REDIRECT_PORT=" + s.port, "SAS_TOKEN_STORE=" + s.store}
+	if v := os.Getenv("DBUS_SESSION_BUS_ADDRESS"); v != "" {
+		env = append(env, "DBUS_SESSION_BUS_ADDRESS="+v)
+	}
+	return append(env, extra...)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (s *stack) run(stdin io.Reader, env []string, args ...string) result {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin["sas-login"], args...)
+	cmd.Env = env
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, io.MultiWriter(&errb, s.cliLogs)
+	err := cmd.Run()
+	code := 0
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+var authorizeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/dev/idp/oauth/authorize\?\S+`)
+
+// login runs `sas-login login --no-browser`; act plays the browser with the
+// printed URL. It returns the command's result.
+func (s *stack) login(act func(authURL string, stdin io.Writer), extraEnv ...string) result {
+	s.t.Helper()
+	cmd := exec.Command(bin["sas-login"], "login", "--no-browser", "--timeout", "30s")
+	cmd.Env = s.env(extraEnv...)
+	stdin, _ := cmd.StdinPipe()
+	stderr, _ := cmd.StderrPipe()
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	sc := bufio.NewScanner(stderr)
+	acted := false
+	for sc.Scan() {
+		line := sc.Text()
+		errb.WriteString(line + "\n")
+		s.cliLogs.Write([]byte(line + "\n"))
+		if u := authorizeURL.FindString(line); u != "" && !acted {
+			acted = true
+			go act(u, stdin)
+		}
+	}
+	err := cmd.Wait()
+	stdin.Close()
+	code := 0
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		code = ee.ExitCode()
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+// browse follows the URL like a browser that reaches this machine.
+func browse(authURL string, _ io.Writer) {
+	if resp, err := http.Get(authURL); err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// paste signs in "on another machine" and pastes the redirect URL.
+func paste(authURL string, stdin io.Writer) {
+	resp, err := noRedirect.Get(authURL)
+	if err != nil {
+		return
+	}
+	resp.Body.Close()
+	_, _ = io.WriteString(stdin, resp.Header.Get("Location")+"\n")
+}
+
+func (s *stack) tokenFile() map[string]any {
+	s.t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.home, ".config", "sas", "tokens-local.json"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		s.t.Fatal(err)
+	}
+	return m
+}
+
+// expire rewrites the stored expiry as if the ID token were about to lapse.
+func (s *stack) expire() {
+	s.t.Helper()
+	m := s.tokenFile()
+	m["expiry"] = time.Now().Add(30 * time.Second).UTC().Format(time.RFC3339)
+	b, _ := json.Marshal(m)
+	if err := os.WriteFile(filepath.Join(s.home, ".config", "sas", "tokens-local.json"), b, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func TestSignInAndUse(t *testing.T) {
+	s := startDev(t, true)
+	r := s.login(browse)
+	if r.code != 0 || !strings.Contains(r.stderr, "Signed in as dev@example.com") || r.stdout != "" {
+		t.Fatalf("login: exit %d, stdout %q\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"Waiting for sign-in (Ctrl-C to cancel)…", "/dev/idp/oauth/authorize?"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("login stderr lacks %q", want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(s.home, ".config", "sas", "tokens-local.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file: %v %v", fi, err)
+	}
+
+	tok := s.run(nil, s.env(), "token")
+	if tok.code != 0 || strings.Count(tok.stdout, ".") != 2 || strings.Count(tok.stdout, "\n") != 1 || tok.stderr != "" {
+		t.Fatalf("token: exit %d, stdout %q, stderr %q", tok.code, tok.stdout, tok.stderr)
+	}
+	// curl -H "Authorization: Bearer $(sas-login token)" $GATEWAY/v1/me
+	req, _ := http.NewRequest("GET", s.base+"/v1/me", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(tok.stdout))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var me map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&me)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || me["email"] != "dev@example.com" || !strings.HasPrefix(me["id"], "user_") || me["plan"] != "free" {
+		t.Fatalf("/v1/me = %d %v", resp.StatusCode, me)
+	}
+
+	who := s.run(nil, s.env(), "whoami")
+	if who.code != 0 || !strings.Contains(who.stdout, `"id":"`+me["id"]+`"`) {
+		t.Errorf("whoami: exit %d %q %q", who.code, who.stdout, who.stderr)
+	}
+
+	st := s.run(nil, s.env(), "status", "--json")
+	var status map[string]any
+	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil || st.code != 0 {
+		t.Fatalf("status --json: exit %d %q (%v)", st.code, st.stdout, err)
+	}
+	user, _ := status["user"].(map[string]any)
+	if status["signedIn"] != true || status["profile"] != "local" || user["id"] != me["id"] || user["email"] != "dev@example.com" || status["expiresAt"] == nil {
+		t.Errorf("status = %v", status)
+	}
+	if st := s.run(nil, s.env(), "status"); st.code != 0 || !strings.Contains(st.stdout, "dev@example.com") {
+		t.Errorf("status: %d %q", st.code, st.stdout)
+	}
+
+	// Near expiry: token refreshes once; the next call reuses the new one.
+	s.expire()
+	t1 := s.run(nil, s.env(), "token")
+	t2 := s.run(nil, s.env(), "token")
+	if t1.code != 0 || t1.stdout == tok.stdout || t2.stdout != t1.stdout {
+		t.Errorf("refresh: exit %d, new token %v, stable after %v", t1.code, t1.stdout != tok.stdout, t2.stdout == t1.stdout)
+	}
+
+	// No token or refresh token in any log line or message, anywhere.
+	secrets := []string{strings.TrimSpace(tok.stdout), strings.TrimSpace(t1.stdout), s.tokenFile()["refresh_token"].(string)}
+	for range 2 { // logout is idempotent
+		if r := s.run(nil, s.env(), "logout"); r.code != 0 || !strings.Contains(r.stderr, "Signed out") {
+			t.Errorf("logout: %d %q", r.code, r.stderr)
+		}
+	}
+	if st := s.run(nil, s.env(), "status", "--json"); st.code != 1 || !strings.Contains(st.stdout, `"signedIn": false`) {
+		t.Errorf("status after logout: %d %q", st.code, st.stdout)
+	}
+	if r := s.run(nil, s.env(), "token"); r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "sas-login login") {
+		t.Errorf("token after logout: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	logs := s.devLogs.String() + s.cliLogs.String()
+	for _, secret := range secrets {
+		for _, part := range strings.Split(secret, ".") {
+			if len(part) > 8 && strings.Contains(logs, part) {
+				t.Errorf("a token part appears in the logs: %.12s…", part)
+			}
+		}
+	}
+}
+
+func TestPasteMode(t *testing.T) {
+	s := startDev(t, true)
+	r := s.login(paste)
+	if r.code != 0 || !strings.Contains(r.stderr, "Signed in as dev@example.com") {
+		t.Fatalf("paste login: %d\n%s", r.code, r.stderr)
+	}
+	if r := s.run(nil, s.env(), "token"); r.code != 0 {
+		t.Errorf("token: %d %s", r.code, r.stderr)
+	}
+}
+
+// TestTwoProcessesRefreshOnce: two sas-login processes that both find the
+// token about to expire refresh it once between them. The dev IdP rotates
+// refresh tokens, so a second refresh with the same token would fail and
+// end the session: both succeeding with the same token proves one grant.
+func TestTwoProcessesRefreshOnce(t *testing.T) {
+	s := startDev(t, true)
+	if r := s.login(browse); r.code != 0 {
+		t.Fatalf("login: %d %s", r.code, r.stderr)
+	}
+	for round := range 3 {
+		s.expire()
+		var wg sync.WaitGroup
+		results := make([]result, 4)
+		for i := range results {
+			wg.Go(func() { results[i] = s.run(nil, s.env(), "token") })
+		}
+		wg.Wait()
+		for i, r := range results {
+			if r.code != 0 || r.stdout != results[0].stdout {
+				t.Fatalf("round %d, process %d: exit %d, same token %v, stderr %q", round, i, r.code, r.stdout == results[0].stdout, r.stderr)
+			}
+		}
+	}
+}
+
+func TestDeniedAndRevoked(t *testing.T) {
+	s := startDev(t, false)
+	deny := func(authURL string, _ io.Writer) {
+		resp, err := http.Get(authURL)
+		if err != nil {
+			return
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		form := url.Values{}
+		for _, m := range regexp.MustCompile(`name="([a-z_]+)" value="([^"]*)"`).FindAllStringSubmatch(string(page), -1) {
+			form.Set(m[1], strings.ReplaceAll(m[2], "&#43;", "+"))
+		}
+		form.Set("action", "deny")
+		if resp, err := http.PostForm(s.base+"/dev/idp/oauth/authorize", form); err == nil {
+			resp.Body.Close()
+		}
+	}
+	r := s.login(deny)
+	if r.code != 1 || !strings.Contains(r.stderr, "access_denied") {
+		t.Fatalf("denied: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(s.home, ".config", "sas", "tokens-local.json")); !os.IsNotExist(err) {
+		t.Error("something was stored after a denied sign-in")
+	}
+}
+
+func TestRevokedRefresh(t *testing.T) {
+	s := startDev(t, true)
+	if r := s.login(browse); r.code != 0 {
+		t.Fatalf("login: %d %s", r.code, r.stderr)
+	}
+	resp, err := http.PostForm(s.base+"/dev/idp/oauth/revoke", url.Values{"token": {s.tokenFile()["refresh_token"].(string)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	s.expire()
+	r := s.run(nil, s.env(), "token")
+	if r.code != 1 || !strings.Contains(r.stderr, "run sas-login login") || r.stdout != "" {
+		t.Errorf("revoked: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	if st := s.run(nil, s.env(), "status"); st.code != 1 {
+		t.Errorf("session not cleared after a refused refresh: status exit %d", st.code)
+	}
+}
+
+func TestKeyring(t *testing.T) {
+	if os.Getenv("TEST_SECRET_SERVICE") == "" {
+		t.Fatal("TEST_SECRET_SERVICE is not set: run scripts/test, which starts a Secret Service")
+	}
+	s := startDev(t, true)
+	s.store = "keyring"
+	if r := s.login(browse); r.code != 0 {
+		t.Fatalf("login with the keyring: %d %s", r.code, r.stderr)
+	}
+	defer s.run(nil, s.env(), "logout")
+	if r := s.run(nil, s.env(), "token"); r.code != 0 || strings.Count(r.stdout, ".") != 2 {
+		t.Errorf("token from the keyring: %d %q", r.code, r.stderr)
+	}
+	// No Secret Service reachable: a clear error naming the way out.
+	r := s.run(nil, s.env("DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(t.TempDir(), "nobus")), "token")
+	if r.code != 1 || !strings.Contains(r.stderr, "--token-store file") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("no keyring: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	s := &stack{t: t, home: t.TempDir(), cliLogs: &syncBuf{}, base: "http://127.0.0.1:9", port: "43110", store: "file"}
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"--help"}, 0, "sas-login login"},
+		{[]string{"version"}, 0, ""},
+		{[]string{"--version"}, 0, ""},
+		{[]string{"login", "--bogus"}, 2, ""},
+		{[]string{"frobnicate"}, 2, ""},
+		{[]string{"token", "extra"}, 2, ""},
+		{[]string{"token", "--profile", "staging"}, 1, "unknown profile"},
+		{[]string{"token", "--issuer", "http://evil.example.com"}, 1, "https"},
+		{[]string{"status"}, 1, "Not signed in"},
+		{[]string{"token"}, 1, "sas-login login"},
+		{[]string{"logout"}, 0, "Signed out"},
+	} {
+		r := s.run(nil, s.env(), tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stdout+r.stderr, tc.out) {
+			t.Errorf("%v: exit %d (want %d), output %q", tc.args, r.code, tc.code, r.stdout+r.stderr)
+		}
+		if strings.Contains(r.stderr, "goroutine ") {
+			t.Errorf("%v: stack trace", tc.args)
+		}
+	}
+	// Port busy: exit 1 naming the port and the flag.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dev := startDev(t, true)
+	dev.port = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	r := dev.run(nil, dev.env(), "login", "--no-browser")
+	if r.code != 1 || !strings.Contains(r.stderr, dev.port) || !strings.Contains(r.stderr, "--port") {
+		t.Errorf("port busy: exit %d %q", r.code, r.stderr)
+	}
+}
