@@ -105,7 +105,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	srv := &http.Server{Handler: cb, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
-		cb.waitPageShown(3 * time.Second) // let the browser fetch the result page
+		// Let the browser fetch the result page, then let the response
+		// flush: Close would cut it mid-write and the browser would retry
+		// against a closed port.
+		cb.waitPageShown(3 * time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
 		_ = srv.Close()
 	}()
 

@@ -17,6 +17,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/memstore"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
+	"github.com/signals-sorcery/sas/shared/exitcode"
 )
 
 // dev runs the whole stack in one process on 127.0.0.1: the gateway, the
@@ -29,11 +30,11 @@ func (e env) dev(ctx context.Context, args []string) error {
 	fs.Usage = func() { fmt.Fprint(e.stderr, usage) }
 	autoApprove := fs.Bool("auto-approve", false, "sign in without the consent page (as dev@example.com, or the login_hint)")
 	if err := fs.Parse(args); err != nil {
-		return flagErr(err)
+		return exitcode.FlagError(err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(e.stderr, "sas-gateway dev: unexpected argument %q\n\n%s", fs.Arg(0), usage)
-		return errUsage
+		return exitcode.ErrUsage
 	}
 	cfg, err := config.LoadDev(e.getenv)
 	if err != nil {

@@ -197,14 +197,7 @@ func TestServe(t *testing.T) {
 		"REDIS_URL=" + testenv.RedisURL(t),
 		"LOG_LEVEL=debug",
 	}
-	var stderr testenv.SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	stderr, exited := start(t, cmd)
 	base := "http://127.0.0.1:" + port
 	waitHealthy(t, base, exited)
 
@@ -264,6 +257,20 @@ func TestServePortBusy(t *testing.T) {
 	noStack(t, r)
 }
 
+// start starts cmd, collecting its stderr, and kills it when t ends.
+func start(t *testing.T, cmd *exec.Cmd) (*testenv.SyncBuffer, <-chan error) {
+	t.Helper()
+	stderr := &testenv.SyncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return stderr, exited
+}
+
 func waitHealthy(t *testing.T, base string, exited <-chan error) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -305,4 +312,53 @@ func freePort(t *testing.T) string {
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
+}
+
+// TestDev runs `sas-gateway dev` on a real Postgres and Redis: it migrates,
+// binds 127.0.0.1 only, serves both discovery documents of the dev IdP, and
+// is ready.
+func TestDev(t *testing.T) {
+	d := testenv.NewEmptyDatabase(t)
+	port := freePort(t)
+	cmd := exec.Command(binary, "dev")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port, "DATABASE_URL=" + d.PoolerURL, "REDIS_URL=" + testenv.RedisURL(t)}
+	stderr, exited := start(t, cmd)
+	base := "http://127.0.0.1:" + port
+	waitHealthy(t, base, exited)
+	if status, body := get(t, base+"/readyz", ""); status != 200 {
+		t.Errorf("/readyz = %d %s", status, body)
+	}
+	for _, doc := range []string{"openid-configuration", "oauth-authorization-server"} {
+		status, body := get(t, base+"/dev/idp/.well-known/"+doc, "")
+		if status != 200 || !strings.Contains(body, `"issuer":"`+base+`/dev/idp"`) || !strings.Contains(body, `"S256"`) {
+			t.Errorf("%s = %d %s", doc, status, body)
+		}
+	}
+	// Loopback only: the port is not reachable on another local address.
+	if addrs, _ := net.InterfaceAddrs(); len(addrs) > 0 {
+		for _, a := range addrs {
+			ip, _, _ := net.ParseCIDR(a.String())
+			if ip == nil || ip.IsLoopback() || ip.To4() == nil {
+				continue
+			}
+			if c, err := net.DialTimeout("tcp", net.JoinHostPort(ip.String(), port), time.Second); err == nil {
+				c.Close()
+				t.Errorf("sas-gateway dev answers on %s", ip)
+			}
+		}
+	}
+	for _, want := range []string{"sas-login --profile local login", base + "/v1/me", "PostgreSQL from DATABASE_URL"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-exited; err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	// It migrated the database.
+	var n int
+	if err := openPool(t, d.URL).QueryRow(context.Background(), "SELECT count(*) FROM users").Scan(&n); err != nil {
+		t.Errorf("users table: %v", err)
+	}
 }

@@ -10,12 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
+	"github.com/signals-sorcery/sas/shared/exitcode"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
@@ -33,16 +33,6 @@ Usage:
 Configuration comes from the environment (PORT, CLERK_ISSUER, CLERK_AUDIENCE,
 DATABASE_URL, REDIS_URL, …): see README.md.
 `
-
-// exit codes
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-)
-
-// errUsage marks command-line mistakes (exit 2); its text has been printed.
-var errUsage = errors.New("usage")
 
 // env is what a command needs from the process.
 type env struct {
@@ -75,46 +65,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "sas-gateway: unknown command %q\n\n%s", cmd, usage)
-		return exitUsage
+		return exitcode.Usage
 	}
-	switch {
-	case err == nil || errors.Is(err, flag.ErrHelp):
-		return exitOK
-	case errors.Is(err, errUsage):
-		return exitUsage
-	default:
-		fmt.Fprintln(stderr, "sas-gateway: "+oneLine(err))
-		return exitFailure
-	}
+	return exitcode.Of("sas-gateway", err, stderr, oneLine)
 }
 
 // parseFlags parses a subcommand's flags (none so far besides -h) and
 // returns its positional arguments' error: flag.ErrHelp after printing
-// usage, errUsage for a bad flag.
+// usage, exitcode.ErrUsage for a bad flag.
 func parseFlags(name string, args []string, stderr io.Writer, positional ...*string) error {
 	fs := flag.NewFlagSet("sas-gateway "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	if err := fs.Parse(args); err != nil {
-		return flagErr(err)
+		return exitcode.FlagError(err)
 	}
 	if fs.NArg() != len(positional) {
 		fmt.Fprintf(stderr, "sas-gateway %s: want %d argument(s), got %d\n\n%s", name, len(positional), fs.NArg(), usage)
-		return errUsage
+		return exitcode.ErrUsage
 	}
 	for i, p := range positional {
 		*p = fs.Arg(i)
 	}
 	return nil
-}
-
-// flagErr keeps flag.ErrHelp (exit 0) and turns other parse errors, which
-// the flag package has printed, into errUsage (exit 2).
-func flagErr(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return err
-	}
-	return errUsage
 }
 
 func (e env) logger(level slog.Level) *slog.Logger {
@@ -165,7 +138,7 @@ func (e env) migrate(ctx context.Context, args []string) error {
 func (e env) users(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprintf(e.stderr, "sas-gateway users: want a subcommand (show, set-plan, set-status)\n\n%s", usage)
-		return errUsage
+		return exitcode.ErrUsage
 	}
 	var id, value string
 	var do func(*postgres.DB) (any, error)
@@ -187,7 +160,7 @@ func (e env) users(ctx context.Context, args []string) error {
 		do = func(db *postgres.DB) (any, error) { u, err := db.SetStatus(ctx, id, value); return u.Me(), err }
 	default:
 		fmt.Fprintf(e.stderr, "sas-gateway users: unknown subcommand %q\n\n%s", sub, usage)
-		return errUsage
+		return exitcode.ErrUsage
 	}
 	db, err := e.openDB(ctx)
 	if err != nil {
@@ -221,7 +194,7 @@ func oneLine(err error) string {
 			msg += " (" + innermost(cause).Error() + ")"
 		}
 	}
-	return strings.ReplaceAll(msg, "\n", " ")
+	return msg
 }
 
 func innermost(err error) error {

@@ -3,15 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/signals-sorcery/sas/shared/buildinfo"
+	"github.com/signals-sorcery/sas/shared/exitcode"
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/login"
 	"github.com/signals-sorcery/sas/sidecar/profile"
@@ -39,17 +38,6 @@ Example:
   curl -H "Authorization: Bearer $(sas-login token)" https://sas.fly.dev/v1/me
 `
 
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-)
-
-var errUsage = errors.New("usage")
-
-// errQuiet fails with exit 1 after the command printed its own message.
-var errQuiet = errors.New("quiet failure")
-
 type env struct {
 	getenv func(string) string
 	stdin  io.Reader
@@ -61,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	e := env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) < 2 {
 		fmt.Fprint(stderr, usage)
-		return exitUsage
+		return exitcode.Usage
 	}
 	cmd, rest := args[1], args[2:]
 	var err error
@@ -82,19 +70,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "sas-login: unknown command %q\n\n%s", cmd, usage)
-		return exitUsage
+		return exitcode.Usage
 	}
-	switch {
-	case err == nil || errors.Is(err, flag.ErrHelp):
-		return exitOK
-	case errors.Is(err, errUsage):
-		return exitUsage
-	case errors.Is(err, errQuiet):
-		return exitFailure
-	default:
-		fmt.Fprintln(stderr, "sas-login: "+strings.ReplaceAll(err.Error(), "\n", " "))
-		return exitFailure
-	}
+	return exitcode.Of("sas-login", err, stderr, nil)
 }
 
 // command is a parsed subcommand: its settings and session.
@@ -115,14 +93,11 @@ func (e env) parse(name string, args []string, own func(*flag.FlagSet)) (command
 		own(fs)
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return command{}, err
-		}
-		return command{}, errUsage
+		return command{}, exitcode.FlagError(err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(e.stderr, "sas-login %s: unexpected argument %q\n\n%s", name, fs.Arg(0), usage)
-		return command{}, errUsage
+		return command{}, exitcode.ErrUsage
 	}
 	s, err := pf.Resolve(e.getenv)
 	if err != nil {
@@ -210,7 +185,7 @@ func (e env) status(ctx context.Context, args []string) error {
 		fmt.Fprintf(e.stdout, "Not signed in on profile %s: run sas-login login\n", st.Profile)
 	}
 	if !st.SignedIn {
-		return errQuiet
+		return exitcode.ErrQuiet
 	}
 	return nil
 }
