@@ -65,23 +65,40 @@ ensure_packages() {
   PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 }
 
-# free_port prints a TCP port nobody listens on right now.
+# free_port prints a TCP port nobody listens on right now, below Linux's
+# ephemeral range (32768+) so the tests' own 127.0.0.1:0 listeners and
+# outgoing connections cannot take it between this check and the bind.
 free_port() {
   local p
   for _ in $(seq 1 50); do
-    p=$(( RANDOM % 30000 + 20000 ))
+    p=$(( RANDOM % 12000 + 20000 ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   die "no free port found"
 }
 
-wait_port() { # name port pid
+wait_port() { # name port pid logfile — fails (after printing the log) if the server died
   for _ in $(seq 1 150); do
     (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || die "$1 exited during startup (see its log above)"
+    if ! kill -0 "$3" 2>/dev/null; then
+      log "$1 exited during startup on port $2:"
+      [ -n "${4:-}" ] && tail -n 20 "$4" >&2
+      return 1
+    fi
     sleep 0.1
   done
   die "$1 did not listen on 127.0.0.1:$2 within 15 s"
+}
+
+# retry runs a start function up to 3 times: a random port can still be
+# taken by someone else between free_port and the server's bind.
+retry() {
+  local i
+  for i in 1 2 3; do
+    "$@" && return 0
+    log "retrying $1 on another port ($i/3)"
+  done
+  die "$1 failed 3 times"
 }
 
 # as_service_user runs a command as the postgres OS user when we are root
@@ -116,7 +133,7 @@ start_postgres() {
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
     >"$dir/postgres.log" 2>&1 &
   SAS_SVC_PIDS+=($!)
-  wait_port postgres "$port" $!
+  wait_port postgres "$port" $! "$dir/postgres.log" || return 1
   for _ in $(seq 1 100); do
     "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break
     sleep 0.1
@@ -149,7 +166,7 @@ INI
   [ "$(id -u)" = 0 ] && chown postgres: "$dir"/*
   as_service_user "$PGBOUNCER" -q "$dir/pgbouncer.ini" >"$dir/pgbouncer.log" 2>&1 &
   SAS_SVC_PIDS+=($!)
-  wait_port pgbouncer "$port" $!
+  wait_port pgbouncer "$port" $! "$dir/pgbouncer.log" || return 1
   export TEST_PGBOUNCER_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
   log "PgBouncer (transaction mode) on 127.0.0.1:$port (pid $!)"
 }
@@ -160,7 +177,7 @@ start_redis() {
   redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
     --daemonize no --logfile "$dir/redis.log" &
   SAS_SVC_PIDS+=($!)
-  wait_port redis "$port" $!
+  wait_port redis "$port" $! "$dir/redis.log" || return 1
   export TEST_REDIS_URL="redis://127.0.0.1:$port/0"
   log "Redis $(redis-server --version | awk '{print $3}' | sed 's/^v=//') on 127.0.0.1:$port (pid $!)"
 }
@@ -204,7 +221,7 @@ start_services() {
   ensure_packages
   trap stop_services EXIT
   trap 'exit 130' INT TERM
-  start_postgres
-  start_pgbouncer
-  start_redis
+  retry start_postgres
+  retry start_pgbouncer
+  retry start_redis
 }

@@ -450,3 +450,37 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("port busy: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// TestLoginCancelAndTimeout: Ctrl-C and --timeout end a waiting sign-in
+// with exit 1 and one clear line, and free the port.
+func TestLoginCancelAndTimeout(t *testing.T) {
+	s := startDev(t, false) // consent page: nobody clicks
+	r := s.run(nil, s.env(), "login", "--no-browser", "--timeout", "300ms")
+	if r.code != 1 || !strings.Contains(r.stderr, "timed out") {
+		t.Errorf("timeout: exit %d %q", r.code, r.stderr)
+	}
+	cmd := exec.Command(bin["sas-login"], "login", "--no-browser")
+	cmd.Env = s.env()
+	stderr := &syncBuf{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; !strings.Contains(stderr.String(), "Waiting for sign-in"); i++ {
+		if i > 500 {
+			t.Fatalf("never waited:\n%s", stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	ee, ok := errors.AsType[*exec.ExitError](err)
+	if !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "sign-in cancelled") || strings.Contains(stderr.String(), "goroutine") {
+		t.Errorf("Ctrl-C: %v\n%s", err, stderr)
+	}
+	if ln, err := net.Listen("tcp", "127.0.0.1:"+s.port); err != nil {
+		t.Errorf("port %s still taken after cancel: %v", s.port, err)
+	} else {
+		ln.Close()
+	}
+}
