@@ -19,7 +19,9 @@ import (
 	"github.com/signals-sorcery/sas/gateway/auth"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/httpapi"
+	"github.com/signals-sorcery/sas/gateway/llmproxy"
 	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/gateway/usercache"
 )
 
@@ -38,6 +40,7 @@ type Gateway struct {
 	DB      *postgres.DB // nil when Deps.Store was given
 	Redis   *redis.Client
 	Users   *usercache.Cache
+	Limiter *quota.Limiter
 }
 
 // Deps are optional overrides of what New builds, for tests.
@@ -53,6 +56,9 @@ type Deps struct {
 	Store Store
 	// Redis, when set, replaces the client of REDIS_URL.
 	Redis *redis.Client
+	// UpstreamHeaderTimeout and UpstreamIdleTimeout override the proxy's
+	// bounds on the upstream (tests make them short).
+	UpstreamHeaderTimeout, UpstreamIdleTimeout time.Duration
 }
 
 // New builds the gateway of cfg. It does not wait for Postgres, Redis or the
@@ -93,9 +99,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if deps.NoUserCache {
 		users = g.Store
 	}
+	g.Limiter = quota.NewLimiter(g.Redis, deps.Now)
+	plans := cfg.Plans
+	if plans == nil {
+		plans = quota.BuiltIn()
+	}
+	var proxy httpapi.AIProxy
+	if cfg.OpenAIAPIKey != "" {
+		proxy = llmproxy.New(llmproxy.Options{
+			BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, Plans: plans, Limiter: g.Limiter,
+			HeaderTimeout: deps.UpstreamHeaderTimeout, IdleTimeout: deps.UpstreamIdleTimeout, Logger: log,
+		})
+	}
 	g.API = httpapi.New(httpapi.Options{
 		Verifier: verifier,
 		Users:    users,
+		Plans:    plans,
+		Quota:    g.Limiter,
+		Proxy:    proxy,
 		Checks: map[string]httpapi.Check{
 			"postgres": g.Store.Ping,
 			"redis":    func(ctx context.Context) error { return g.Redis.Ping(ctx).Err() },

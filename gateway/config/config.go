@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/signals-sorcery/sas/gateway/quota"
 )
 
 // Defaults of the contract.
@@ -38,7 +40,7 @@ type Config struct {
 	RedisURL          string
 	OpenAIAPIKey      string
 	OpenAIBaseURL     string
-	PlansFile         string
+	Plans             quota.Plans // built-in, or read from SAS_PLANS_FILE
 	LogLevel          slog.Level
 	MetricsAddr       string
 }
@@ -81,7 +83,7 @@ func Load(getenv func(string) string) (Config, error) {
 		RedisURL:          r.redisURL("REDIS_URL", true),
 		OpenAIAPIKey:      strings.TrimSpace(getenv("OPENAI_API_KEY")),
 		OpenAIBaseURL:     r.url("OPENAI_BASE_URL", false),
-		PlansFile:         strings.TrimSpace(getenv("SAS_PLANS_FILE")),
+		Plans:             r.plans("SAS_PLANS_FILE"),
 		LogLevel:          r.logLevel("LOG_LEVEL"),
 		MetricsAddr:       r.addr("METRICS_ADDR", DefaultMetricsAddr),
 	}
@@ -109,7 +111,7 @@ func LoadDev(getenv func(string) string) (Config, error) {
 		RedisURL:      r.redisURL("REDIS_URL", false),
 		OpenAIAPIKey:  strings.TrimSpace(getenv("OPENAI_API_KEY")),
 		OpenAIBaseURL: r.url("OPENAI_BASE_URL", false),
-		PlansFile:     strings.TrimSpace(getenv("SAS_PLANS_FILE")),
+		Plans:         r.plans("SAS_PLANS_FILE"),
 		LogLevel:      r.logLevel("LOG_LEVEL"),
 		MetricsAddr:   r.addr("METRICS_ADDR", "127.0.0.1:9091"),
 	}
@@ -238,6 +240,15 @@ func (r *reader) dsn(name string, required bool, kind string, schemes []string, 
 		return ""
 	}
 	return v
+}
+
+func (r *reader) plans(name string) quota.Plans {
+	p, err := quota.Load(r.get(name, false))
+	if err != nil {
+		r.problems = append(r.problems, err.Error())
+		return quota.BuiltIn()
+	}
+	return p
 }
 
 func (r *reader) logLevel(name string) slog.Level {

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
@@ -39,12 +40,29 @@ type UserStore interface {
 // Check is a readiness probe of one dependency; it must honour ctx.
 type Check func(ctx context.Context) error
 
+// AIProxy serves the OpenAI-compatible routes. Each returns an error only
+// when it wrote nothing (the caller answers with the envelope).
+type AIProxy interface {
+	Models(w http.ResponseWriter, u gateway.User) error
+	Chat(w http.ResponseWriter, r *http.Request, u gateway.User) error
+}
+
+// QuotaReader reads a user's quota without consuming it.
+//
+// Errors: *wire.Error unavailable.
+type QuotaReader interface {
+	Peek(ctx context.Context, user string, p quota.Plan) ([]quota.Usage, error)
+}
+
 // Options are the Server's dependencies. Verifier and Users are required.
 type Options struct {
 	Verifier TokenVerifier
 	Users    UserStore
 	// Checks are the /readyz probes by name ("postgres", "redis").
 	Checks map[string]Check
+	Plans  quota.Plans
+	Quota  QuotaReader
+	Proxy  AIProxy
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -54,6 +72,9 @@ type Server struct {
 	verifier TokenVerifier
 	users    UserStore
 	checks   map[string]Check
+	plans    quota.Plans
+	quota    QuotaReader
+	proxy    AIProxy
 	log      *slog.Logger
 	now      func() time.Time
 	router   chi.Router
@@ -69,7 +90,8 @@ const (
 
 // New builds the Server and its routes.
 func New(opts Options) *Server {
-	s := &Server{verifier: opts.Verifier, users: opts.Users, checks: opts.Checks, log: opts.Logger, now: opts.Now}
+	s := &Server{verifier: opts.Verifier, users: opts.Users, checks: opts.Checks, plans: opts.Plans,
+		quota: opts.Quota, proxy: opts.Proxy, log: opts.Logger, now: opts.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -88,8 +110,13 @@ func New(opts Options) *Server {
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(deadline(APITimeout), s.authenticate)
-		r.Get("/me", s.me)
+		r.Use(s.authenticate)
+		r.With(deadline(APITimeout)).Get("/me", s.me)
+		r.With(deadline(APITimeout)).Get("/limits", s.limits)
+		r.With(deadline(APITimeout)).Get("/models", s.models)
+		// Not under APITimeout: a streamed completion may run for minutes;
+		// the proxy bounds the upstream itself.
+		r.Post("/chat/completions", s.chat)
 	})
 	s.router = r
 	return s
@@ -161,6 +188,49 @@ func userFrom(ctx context.Context) gateway.User {
 func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, userFrom(r.Context()).Me())
 }
+
+// limits answers GET /v1/limits: the caller's plan and what is left of it,
+// without consuming anything.
+func (s *Server) limits(w http.ResponseWriter, r *http.Request) {
+	u := userFrom(r.Context())
+	if s.quota == nil {
+		s.writeError(w, r, errNoQuota)
+		return
+	}
+	usage, err := s.quota.Peek(r.Context(), u.ClerkUserID, s.plans[u.Plan])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Plan   string        `json:"plan"`
+		Limits []quota.Usage `json:"limits"`
+	}{u.Plan, usage})
+}
+
+var errNoQuota = wire.Errorf(wire.CodeUnavailable, "The quota service is not configured.")
+
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	if s.proxy == nil {
+		s.writeError(w, r, errNoProxy)
+		return
+	}
+	if err := s.proxy.Models(w, userFrom(r.Context())); err != nil {
+		s.writeError(w, r, err)
+	}
+}
+
+func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
+	if s.proxy == nil {
+		s.writeError(w, r, errNoProxy)
+		return
+	}
+	if err := s.proxy.Chat(w, r, userFrom(r.Context())); err != nil {
+		s.writeError(w, r, err)
+	}
+}
+
+var errNoProxy = wire.Errorf(wire.CodeUnavailable, "The AI proxy is not configured on this gateway.")
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.Health{Status: "ok"})

@@ -28,6 +28,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		e = &wire.Error{Code: wire.CodeInternal, Message: "Internal error.", Err: err}
 	}
 	status := wire.HTTPStatus(e.Code)
+	if se, ok := errors.AsType[interface {
+		error
+		Status() int
+	}](err); ok {
+		status = se.Status() // e.g. OpenAI's 404/422 relayed as bad_request
+	}
 	log := s.logger(r)
 	switch {
 	case status >= 500:

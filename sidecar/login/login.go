@@ -22,6 +22,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -45,6 +46,9 @@ type Options struct {
 	Browser   Browser   // nil: the system browser
 	Progress  io.Writer // human progress lines (stderr); nil: discarded
 	Timeout   time.Duration
+	// Save, when set, stores a verified result before the browser page says
+	// "signed in"; its failure fails the sign-in.
+	Save func(ctx context.Context, r Result) error
 	// HTTPClient talks to the provider (discovery, token, JWKS).
 	HTTPClient *http.Client
 	Now        func() time.Time
@@ -151,15 +155,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 // complete checks the callback parameters, redeems the code and verifies
 // the ID token.
 func complete(ctx context.Context, o Options, prov Provider, cfg oauth2.Config, q url.Values, state, nonce, verifier string) (Result, error) {
-	if e := q.Get("error"); e != "" {
-		msg := "sign-in failed: " + e
-		if d := q.Get("error_description"); d != "" {
-			msg += ": " + d
-		}
-		return Result{}, errors.New(msg)
-	}
+	// State first, errors included (RFC 6749 §4.1.2.1: error responses
+	// carry it): any web page can send the browser to our callback, and its
+	// text must not reach the terminal as if the provider had said it.
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
 		return Result{}, errors.New("sign-in failed: the callback's state does not match this attempt (a stale tab or a forged request); nothing was stored")
+	}
+	if e := q.Get("error"); e != "" {
+		msg := "sign-in failed: " + Printable(e, 64)
+		if d := q.Get("error_description"); d != "" {
+			msg += ": " + Printable(d, 300)
+		}
+		return Result{}, errors.New(msg)
 	}
 	code := q.Get("code")
 	if code == "" {
@@ -168,13 +175,20 @@ func complete(ctx context.Context, o Options, prov Provider, cfg oauth2.Config, 
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, o.HTTPClient)
 	tok, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
 	if err != nil {
-		return Result{}, fmt.Errorf("sign-in failed: redeem the authorization code: %w", describe(err))
+		return Result{}, fmt.Errorf("sign-in failed: redeem the authorization code: %w", Describe(err))
 	}
 	set, id, err := VerifyTokens(ctx, o.HTTPClient, prov, o.ClientID, o.Now, tok, nonce)
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Tokens: set, Identity: id, Provider: prov}, nil
+	res := Result{Tokens: set, Identity: id, Provider: prov}
+	// Store before the browser is told "signed in".
+	if o.Save != nil {
+		if err := o.Save(ctx, res); err != nil {
+			return Result{}, fmt.Errorf("signed in, but the tokens could not be stored: %w", err)
+		}
+	}
+	return res, nil
 }
 
 // VerifyTokens checks the ID token of a token response (signature against
@@ -214,17 +228,42 @@ func firstNonEmpty(v ...string) string {
 	return ""
 }
 
-// describe turns an oauth2 error into its OAuth error code and description
-// (never the response body, which a provider may fill with anything).
-func describe(err error) error {
+// Describe turns an oauth2 error into its OAuth error code and description,
+// or just the HTTP status — never the response body, which a provider (or a
+// proxy's HTML error page) may fill with anything.
+func Describe(err error) error {
 	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.ErrorCode != "" {
-		if re.ErrorDescription != "" {
-			return fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription)
-		}
-		return errors.New(re.ErrorCode)
+	if !errors.As(err, &re) {
+		return err
 	}
-	return err
+	switch {
+	case re.ErrorCode != "" && re.ErrorDescription != "":
+		return fmt.Errorf("%s: %s", Printable(re.ErrorCode, 64), Printable(re.ErrorDescription, 300))
+	case re.ErrorCode != "":
+		return errors.New(Printable(re.ErrorCode, 64))
+	case re.Response != nil:
+		return fmt.Errorf("the provider answered HTTP %d", re.Response.StatusCode)
+	}
+	return errors.New("the provider refused the request")
+}
+
+// Printable keeps at most max runes of s, without control characters, so
+// text from a provider or a web page cannot redraw the user's terminal.
+func Printable(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == max {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsControl(r) {
+			r = ' '
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
 }
 
 // listen binds the loopback redirect port, and says how to pick another.
@@ -234,7 +273,9 @@ func listen(port int) (net.Listener, error) {
 		return nil, fmt.Errorf("port %d on 127.0.0.1 is already in use (another sign-in running?): free it, or use another registered redirect port with --port or SAS_REDIRECT_PORT", port)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("listen on 127.0.0.1:%d: %w", port, err)
+		// Windows reports a busy port as WSAEADDRINUSE, which EADDRINUSE
+		// does not match: the hint goes with every failure.
+		return nil, fmt.Errorf("cannot listen on 127.0.0.1:%d (%v): if it is in use, free it or pick another registered redirect port with --port or SAS_REDIRECT_PORT", port, err)
 	}
 	return ln, nil
 }

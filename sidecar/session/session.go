@@ -66,8 +66,24 @@ func New(o Options) *Session {
 	return &Session{o: o}
 }
 
-// Save stores the tokens of a completed sign-in.
+// Check fails early when the store cannot be used (no keyring), so a
+// sign-in does not end with tokens that have nowhere to go.
+func (s *Session) Check(ctx context.Context) error {
+	_, err := s.o.Store.Load(ctx)
+	if errors.Is(err, tokens.ErrUnavailable) {
+		return err
+	}
+	return nil
+}
+
+// Save stores the tokens of a completed sign-in, under the refresh lock so
+// that a refresh in another process cannot overwrite them.
 func (s *Session) Save(ctx context.Context, set tokens.Set) error {
+	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Profile)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return s.o.Store.Save(ctx, set)
 }
 
@@ -125,16 +141,26 @@ func (s *Session) refresh(ctx context.Context, set tokens.Set) (tokens.Set, erro
 			}
 			return tokens.Set{}, ErrSessionEnded
 		}
-		return tokens.Set{}, fmt.Errorf("refresh the session: %w", err)
+		return tokens.Set{}, fmt.Errorf("refresh the session: %w", login.Describe(err))
+	}
+	// The old refresh token is spent now: whatever happens next, the new
+	// one must be kept, or the session is lost.
+	if tok.RefreshToken == "" {
+		tok.RefreshToken = set.RefreshToken // the provider does not rotate
 	}
 	next, _, err := login.VerifyTokens(ctx, s.o.HTTPClient, prov, s.o.ClientID, s.o.Now, tok, "")
 	if err != nil {
+		keep := tokens.Set{IDToken: set.IDToken, RefreshToken: tok.RefreshToken} // zero expiry: refresh next time
+		if serr := s.o.Store.Save(ctx, keep); serr != nil {
+			return tokens.Set{}, fmt.Errorf("refresh the session: %w (and keeping the new refresh token failed: %v)", err, serr)
+		}
 		return tokens.Set{}, fmt.Errorf("refresh the session: %w", err)
 	}
-	if next.RefreshToken == "" {
-		next.RefreshToken = set.RefreshToken // the provider does not rotate
+	err = s.o.Store.Save(ctx, next)
+	if err != nil {
+		err = s.o.Store.Save(ctx, next) // once more: a keyring hiccup should not cost the session
 	}
-	if err := s.o.Store.Save(ctx, next); err != nil {
+	if err != nil {
 		return tokens.Set{}, fmt.Errorf("store the refreshed session: %w", err)
 	}
 	return next, nil
@@ -204,14 +230,23 @@ func UserOf(idToken string) wire.SidecarUser {
 // item. Logging out twice is fine. A failed revocation is returned as
 // revokeErr; the local session is gone either way.
 func (s *Session) Logout(ctx context.Context) (revokeErr error, err error) {
+	// Under the refresh lock: a refresh finishing in another process must
+	// not write a session back after it was deleted.
+	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Profile)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	set, lerr := s.o.Store.Load(ctx)
-	if lerr == nil && set.RefreshToken != "" {
+	switch {
+	case lerr == nil && set.RefreshToken != "":
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		revokeErr = s.revoke(rctx, set.RefreshToken)
 		cancel()
-	} else if lerr != nil && !errors.Is(lerr, tokens.ErrNotFound) {
+	case errors.Is(lerr, tokens.ErrUnavailable):
 		return nil, lerr
 	}
+	// Not found, damaged or unreadable: delete what is there all the same.
 	return revokeErr, s.o.Store.Delete(ctx)
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,5 +193,24 @@ func TestStatusAndLogout(t *testing.T) {
 	resp.Body.Close()
 	if st, _ := s.Status(context.Background()); st.SignedIn {
 		t.Error("still signed in after logout")
+	}
+}
+
+// TestLogoutClearsDamagedStore: the message for a damaged token file says
+// to run logout, so logout must work on it.
+func TestLogoutClearsDamagedStore(t *testing.T) {
+	f := newFixture(t)
+	store := tokens.NewFileStore(f.dir, "local")
+	if err := os.WriteFile(filepath.Join(f.dir, "tokens-local.json"), []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Load(context.Background()); err == nil {
+		t.Fatal("damaged file loaded")
+	}
+	if _, err := f.session(store).Logout(context.Background()); err != nil {
+		t.Fatalf("logout: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "tokens-local.json")); !os.IsNotExist(err) {
+		t.Errorf("damaged file still there: %v", err)
 	}
 }

@@ -2,6 +2,8 @@ package tokens
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -24,9 +26,14 @@ const (
 // Larger values go into numbered parts.
 const MaxItemBytes = 2500
 
-// partsPrefix marks an item whose value is split: "sas-parts:N" means the
-// value is the concatenation of items <account>.1 … <account>.N.
+// partsPrefix marks an item whose value is split: "sas-parts:G:N" means
+// the value is the concatenation of items <account>.G.1 … <account>.G.N.
+// Each write uses a new generation G, so a reader that races a writer
+// joins the parts of one value — old or new — never a mix.
 const partsPrefix = "sas-parts:"
+
+// ErrDamaged means a split value lacks a part (a write was cut short).
+var ErrDamaged = errors.New("the stored session is damaged: run sas-login logout, then sas-login login")
 
 // KeyringTimeout bounds every keyring call: a Secret Service that waits on
 // an unlock prompt nobody answers must not hang a CLI or the sidecar.
@@ -77,10 +84,14 @@ func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
 			return r.v, nil
 		case errors.Is(r.err, keyring.ErrNotFound):
 			return r.v, ErrNotFound
+		case errors.Is(r.err, keyring.ErrSetDataTooBig):
+			return r.v, fmt.Errorf("the OS keyring refused a value as too large: %w", r.err)
 		default:
 			return r.v, fmt.Errorf("%w (%v)", ErrUnavailable, r.err)
 		}
 	case <-ctx.Done():
+		// The call goes on in its goroutine and may still complete: callers
+		// write in an order that leaves a readable state either way.
 		var zero T
 		return zero, fmt.Errorf("%w (no answer within %v)", ErrUnavailable, KeyringTimeout)
 	}
@@ -109,56 +120,72 @@ func (k *KeyringStore) readValue(ctx context.Context, account string) (string, e
 	if err != nil {
 		return "", err
 	}
-	n, split := partCount(v)
+	gen, n, split := parseParts(v)
 	if !split {
 		return v, nil
 	}
 	var b strings.Builder
 	for i := 1; i <= n; i++ {
-		part, err := k.get(ctx, account+"."+strconv.Itoa(i))
+		part, err := k.get(ctx, partName(account, gen, i))
+		if errors.Is(err, ErrNotFound) {
+			return "", fmt.Errorf("%w (part %d of %d of %s is missing)", ErrDamaged, i, n, account)
+		}
 		if err != nil {
-			return "", fmt.Errorf("read part %d of %d of %s: %w", i, n, account, err)
+			return "", err
 		}
 		b.WriteString(part)
 	}
 	return b.String(), nil
 }
 
-// writeValue stores a value whole when it fits, else in numbered parts, and
-// removes parts a longer previous value left behind.
+func partName(account, gen string, i int) string {
+	return account + "." + gen + "." + strconv.Itoa(i)
+}
+
+// writeValue stores a value whole when it fits, else in numbered parts of a
+// new generation; the marker is written after its parts, and the previous
+// generation's parts are deleted after the marker moved on.
 func (k *KeyringStore) writeValue(ctx context.Context, account, value string) error {
 	old, _ := k.get(ctx, account)
-	oldParts, _ := partCount(old)
-	newParts := 0
 	if len(value) > MaxItemBytes {
+		gen := strconv.FormatInt(time.Now().UnixNano(), 36)
+		n := 0
 		for i := 0; i*MaxItemBytes < len(value); i++ {
-			part := value[i*MaxItemBytes : min((i+1)*MaxItemBytes, len(value))]
-			if err := k.set(ctx, account+"."+strconv.Itoa(i+1), part); err != nil {
+			n = i + 1
+			if err := k.set(ctx, partName(account, gen, n), value[i*MaxItemBytes:min((i+1)*MaxItemBytes, len(value))]); err != nil {
 				return err
 			}
-			newParts = i + 1
 		}
-		value = partsPrefix + strconv.Itoa(newParts)
+		value = partsPrefix + gen + ":" + strconv.Itoa(n)
 	}
-	// The marker goes last: a reader never sees it before its parts.
 	if err := k.set(ctx, account, value); err != nil {
 		return err
 	}
-	for i := newParts + 1; i <= oldParts; i++ {
-		if err := k.del(ctx, account+"."+strconv.Itoa(i)); err != nil {
+	return k.deleteParts(ctx, account, old)
+}
+
+// deleteParts deletes the parts a marker value points at.
+func (k *KeyringStore) deleteParts(ctx context.Context, account, marker string) error {
+	gen, n, split := parseParts(marker)
+	if !split {
+		return nil
+	}
+	for i := 1; i <= n; i++ {
+		if err := k.del(ctx, partName(account, gen, i)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func partCount(v string) (int, bool) {
+func parseParts(v string) (gen string, n int, ok bool) {
 	rest, ok := strings.CutPrefix(v, partsPrefix)
 	if !ok {
-		return 0, false
+		return "", 0, false
 	}
-	n, err := strconv.Atoi(rest)
-	return n, err == nil && n > 0 && n < 100
+	gen, count, ok := strings.Cut(rest, ":")
+	n, err := strconv.Atoi(count)
+	return gen, n, ok && err == nil && gen != "" && n > 0 && n < 100
 }
 
 // Load implements Store.
@@ -171,16 +198,40 @@ func (k *KeyringStore) Load(ctx context.Context) (Set, error) {
 	if s.RefreshToken, err = k.readValue(ctx, AccountRefreshToken); err != nil && !errors.Is(err, ErrNotFound) {
 		return Set{}, err
 	}
-	exp, err := k.get(ctx, AccountExpiry)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return Set{}, err
-	}
-	s.Expiry, _ = time.Parse(time.RFC3339, exp) // unreadable: zero, which means "refresh"
+	// The expiry comes from the ID token itself: items are written one at a
+	// time, and a reader must never pair an old token with a new expiry.
+	// The expiry item is kept for people and tools that read the keychain.
+	s.Expiry = ExpiryOf(s.IDToken)
 	return s, nil
 }
 
+// ExpiryOf returns the exp claim of a JWT (zero when unreadable, which
+// means "refresh"). It does not verify: the token was verified when stored.
+func ExpiryOf(jwt string) time.Time {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return time.Time{}
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}
+	}
+	var c struct {
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return time.Time{}
+	}
+	f, err := c.Exp.Float64()
+	if err != nil || f <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(int64(f), 0)
+}
+
 // Save implements Store. The refresh token and expiry are written before
-// the ID token, whose presence is what "signed in" means.
+// the ID token, whose presence is what "signed in" means (and whose exp is
+// what Load trusts).
 func (k *KeyringStore) Save(ctx context.Context, s Set) error {
 	if s.RefreshToken == "" {
 		if err := k.deleteValue(ctx, AccountRefreshToken); err != nil {
@@ -203,16 +254,12 @@ func (k *KeyringStore) deleteValue(ctx context.Context, account string) error {
 	if err != nil {
 		return err
 	}
-	n, _ := partCount(v)
-	if err := k.del(ctx, account); err != nil {
+	// Parts first, marker last: a deletion cut short can be retried, since
+	// the marker still names what is left.
+	if err := k.deleteParts(ctx, account, v); err != nil {
 		return err
 	}
-	for i := 1; i <= n; i++ {
-		if err := k.del(ctx, account+"."+strconv.Itoa(i)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return k.del(ctx, account)
 }
 
 // Delete implements Store.

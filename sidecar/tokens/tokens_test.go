@@ -2,9 +2,11 @@ package tokens_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,11 +18,15 @@ import (
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
+// sample is a token set whose ID token is JWT-shaped, about n bytes long,
+// with exp = the set's expiry (the keyring store reads it from there).
 func sample(n int) tokens.Set {
+	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"exp":` + strconv.FormatInt(exp.Unix(), 10) + `,"pad":"` + strings.Repeat("a", n) + `"}`))
 	return tokens.Set{
-		IDToken:      "eyJ" + strings.Repeat("a", n),
+		IDToken:      "eyJhbGciOiJSUzI1NiJ9." + payload + ".c2ln",
 		RefreshToken: "rt_" + strings.Repeat("b", 40),
-		Expiry:       time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+		Expiry:       exp,
 	}
 }
 
@@ -157,7 +163,8 @@ func TestKeyringStoreSplitsLargeValues(t *testing.T) {
 	if err := s.Save(ctx, sample(6<<10)); err != nil {
 		t.Fatal(err)
 	}
-	if kr.items["sas-prod/id_token"] != "sas-parts:3" || kr.items["sas-prod/id_token.3"] == "" {
+	marker := kr.items["sas-prod/id_token"]
+	if !strings.HasPrefix(marker, "sas-parts:") || !strings.HasSuffix(marker, ":4") {
 		t.Errorf("items after a 6 KB save = %v", keysOf(kr.items))
 	}
 	if err := s.Save(ctx, small); err != nil {
@@ -168,6 +175,44 @@ func TestKeyringStoreSplitsLargeValues(t *testing.T) {
 			t.Errorf("stale part %s left behind", k)
 		}
 	}
+}
+
+// TestKeyringReaderNeverMixesValues: a reader racing writers of large
+// values gets one whole value or the other, never parts of both.
+func TestKeyringReaderNeverMixesValues(t *testing.T) {
+	kr := &fakeKeyring{items: map[string]string{}, limit: 2560}
+	s := tokens.NewKeyringStore("prod", kr)
+	a, b := sample(6<<10), sample(6<<10)
+	b.IDToken = strings.ReplaceAll(b.IDToken, "YWFh", "YmJi") // same length, other bytes
+	ctx := context.Background()
+	_ = s.Save(ctx, a)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			set := a
+			if i%2 == 1 {
+				set = b
+			}
+			_ = s.Save(ctx, set)
+		}
+	})
+	for range 2000 {
+		got, err := s.Load(ctx)
+		if err != nil && !errors.Is(err, tokens.ErrDamaged) {
+			t.Fatal(err)
+		}
+		if err == nil && got.IDToken != a.IDToken && got.IDToken != b.IDToken {
+			t.Fatal("read a mix of two values")
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
 
 func keysOf(m map[string]string) []string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devidp"
+	"github.com/signals-sorcery/sas/gateway/devllm"
 	"github.com/signals-sorcery/sas/gateway/memstore"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
@@ -49,6 +51,22 @@ func (e env) dev(ctx context.Context, args []string) error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	base := "http://" + ln.Addr().String()
+	// The local profile points at port 8080; on another port, say how to
+	// point sas-login here.
+	loginEnv := ""
+	if cfg.Port != config.DefaultPort {
+		loginEnv = "export SAS_ISSUER=" + cfg.Issuer + " SAS_GATEWAY_URL=" + base + "\n  "
+	}
+	model := "OpenAI at " + cfg.OpenAIBaseURL
+	var devModel *devllm.Model
+	if cfg.OpenAIAPIKey == "" {
+		// The built-in dev model, served on this port at /dev/openai, with
+		// a key of its own so the proxy's real code path runs.
+		cfg.OpenAIAPIKey, cfg.OpenAIBaseURL = "sk-dev-"+rand.Text(), base+"/dev/openai/v1"
+		devModel = devllm.New(devllm.Options{APIKey: cfg.OpenAIAPIKey})
+		model = "built-in dev model at " + cfg.OpenAIBaseURL + " (set OPENAI_API_KEY for OpenAI)"
 	}
 	deps := app.Deps{}
 	users, rdbDesc := "in memory (set DATABASE_URL for Postgres)", ""
@@ -86,18 +104,21 @@ func (e env) dev(ctx context.Context, args []string) error {
 	}
 	defer gw.Close()
 	gw.API.Router().Mount("/dev/idp", http.StripPrefix("/dev/idp", idp.Handler()))
+	if devModel != nil {
+		gw.API.Router().Mount("/dev/openai", http.StripPrefix("/dev/openai", devModel.Handler()))
+	}
 
-	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(e.stderr, `sas-gateway dev (version %s): the whole stack on this machine, no cloud account
   gateway        %s
   identity       %s/dev/idp (dev IdP, trusted as issuer; audience %s%s)
   users          %s
   quotas         %s
+  AI model       %s
 
 Try:
-  sas-login --profile local login
+  %ssas-login --profile local login
   curl -H "Authorization: Bearer $(sas-login --profile local token)" %s/v1/me
 
-`, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], users, rdbDesc, base)
+`, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], users, rdbDesc, model, loginEnv, base)
 	return app.Serve(ctx, app.Server(gw.Handler, log), ln, app.DrainTimeout, log)
 }

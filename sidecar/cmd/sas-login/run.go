@@ -128,14 +128,16 @@ func (e env) login(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// No keyring: say so now, not after the user approved in the browser.
+	if err := c.session.Check(ctx); err != nil {
+		return err
+	}
 	res, err := login.Run(ctx, login.Options{
 		Issuer: c.settings.Issuer, ClientID: c.settings.ClientID, Scopes: c.settings.Scopes, Port: c.settings.Port,
 		NoBrowser: noBrowser, Paste: e.stdin, Progress: e.stderr, Timeout: timeout,
+		Save: func(ctx context.Context, r login.Result) error { return c.session.Save(ctx, r.Tokens) },
 	})
 	if err != nil {
-		return err
-	}
-	if err := c.session.Save(ctx, res.Tokens); err != nil {
 		return err
 	}
 	who := res.Identity.Email
