@@ -93,15 +93,21 @@ func (p *Proxy) plan(u gateway.User) quota.Plan {
 // Models answers GET /v1/models: the caller's plan's models, in OpenAI's
 // list shape.
 func (p *Proxy) Models(w http.ResponseWriter, u gateway.User) error {
-	list := openai.ModelsList{}
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	list := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list", Data: []model{}}
 	for _, id := range p.plan(u).Models {
-		list.Models = append(list.Models, openai.Model{ID: id, Object: "model", CreatedAt: 1715367049, OwnedBy: "openai"})
+		list.Data = append(list.Data, model{ID: id, Object: "model", Created: 1715367049, OwnedBy: "openai"})
 	}
 	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(struct {
-		Object string         `json:"object"`
-		Data   []openai.Model `json:"data"`
-	}{"list", list.Models})
+	return json.NewEncoder(w).Encode(list)
 }
 
 // Chat answers POST /v1/chat/completions. It returns an error only when it
@@ -134,7 +140,7 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 	defer resp.Body.Close()
 	var acct accounting
 	if req.stream {
-		acct = p.relayStream(w, r, resp, log)
+		acct = p.relayStream(w, r, resp, req.clientWantsUsage, log)
 	} else {
 		acct = relayJSON(w, resp)
 	}
@@ -267,7 +273,11 @@ func relayJSON(w http.ResponseWriter, resp *http.Response) accounting {
 // event at a time, flushing after each, and reads usage from the chunks as
 // they pass. It stops when the upstream ends, goes silent for IdleTimeout,
 // or the client leaves (whose request context then cancels the upstream).
-func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response, log *slog.Logger) accounting {
+//
+// The usage-only chunk (no choices) that the gateway asked for is passed on
+// only if the client asked for it too: a client that did not may index
+// choices[0] of every chunk.
+func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response, passUsage bool, log *slog.Logger) accounting {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -306,7 +316,7 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 	acct := accounting{}
 	idle := time.NewTimer(p.o.IdleTimeout)
 	defer idle.Stop()
-	sawDone := false
+	sawDone, skipEvent := false, false
 	for {
 		select {
 		case line, ok := <-lines:
@@ -338,6 +348,7 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 					} else {
 						if chunk.Usage != nil && chunk.Usage.TotalTokens > 0 {
 							acct.usage = chunk.Usage
+							skipEvent = !passUsage && len(chunk.Choices) == 0
 						}
 						for _, c := range chunk.Choices {
 							acct.completionBytes += len(c.Delta.Content)
@@ -345,12 +356,17 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 					}
 				}
 			}
+			blank := len(bytes.TrimSpace(line)) == 0
+			if skipEvent {
+				skipEvent = !blank // drop through the event's closing blank line
+				continue
+			}
 			if _, err := w.Write(line); err != nil {
 				acct.outcome = "client_gone"
 				return acct
 			}
 			// An event ends with a blank line: flush whole events.
-			if len(bytes.TrimSpace(line)) == 0 {
+			if blank {
 				if err := rc.Flush(); err != nil {
 					acct.outcome = "client_gone"
 					return acct

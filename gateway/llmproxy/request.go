@@ -20,6 +20,8 @@ type chatRequest struct {
 	stream bool
 	// promptBytes sizes the messages, for the usage estimate.
 	promptBytes int
+	// clientWantsUsage: the client itself asked for the usage chunk.
+	clientWantsUsage bool
 }
 
 // parseChat validates what the gateway must understand and applies the
@@ -78,6 +80,7 @@ func parseChat(body []byte, readErr error, planName string, plan quota.Plan) (ch
 				return chatRequest{}, wire.Errorf(wire.CodeBadRequest, "\"stream_options\" must be an object.")
 			}
 		}
+		req.clientWantsUsage = bytes.Equal(bytes.TrimSpace(opts["include_usage"]), []byte("true"))
 		// Tokens are counted from the final usage chunk.
 		opts["include_usage"] = json.RawMessage("true")
 		req.fields["stream_options"], _ = json.Marshal(opts)
