@@ -59,6 +59,9 @@ ensure_packages() {
   command -v dbus-run-session >/dev/null || want+=(dbus-daemon)
   command -v dbus-send >/dev/null || want+=(dbus-bin)
   command -v gnome-keyring-daemon >/dev/null || want+=(gnome-keyring)
+  # The official openai npm package is tested against the gateway.
+  command -v node >/dev/null || want+=(nodejs)
+  command -v npm >/dev/null || want+=(npm)
   if [ ${#want[@]} -gt 0 ]; then apt_install "${want[@]}"; fi
   PG_BIN=$(pg_bin)
   [ -n "$PG_BIN" ] || die "PostgreSQL server binaries not found after install"
@@ -205,6 +208,16 @@ start_keyring() {
   done
   cat "$dir/keyring.log" >&2
   die "gnome-keyring's Secret Service did not appear on the session bus"
+}
+
+# install_sdk_deps installs the npm packages the SDK tests run (openai 6.x,
+# pinned by its package-lock.json).
+install_sdk_deps() {
+  local dir=gateway/llmproxy/testdata/sdk
+  if [ ! -f "$dir/node_modules/openai/package.json" ]; then
+    log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+  fi
 }
 
 stop_services() {

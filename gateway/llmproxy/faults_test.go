@@ -1,0 +1,318 @@
+package llmproxy_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/config"
+	"github.com/signals-sorcery/sas/gateway/devllm"
+	"github.com/signals-sorcery/sas/gateway/internal/testenv"
+	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+// TestUpstreamErrors: each upstream failure maps to the contract's answer
+// and gives the request back to the quota.
+func TestUpstreamErrors(t *testing.T) {
+	e := newEnv(t, nil, app.Deps{UpstreamHeaderTimeout: 300 * time.Millisecond})
+	cases := []struct {
+		name   string
+		fault  http.HandlerFunc
+		status int
+		code   string
+		check  func(t *testing.T, r response)
+	}{
+		{"400 relayed", func(w http.ResponseWriter, r *http.Request) {
+			devllm.Error(w, 400, "Invalid value for 'temperature': must be between 0 and 2.", "invalid_request_error", "")
+		}, 400, wire.CodeBadRequest, func(t *testing.T, r response) {
+			if !strings.Contains(r.body, "must be between 0 and 2") {
+				t.Errorf("OpenAI's message not relayed: %s", r.body)
+			}
+		}},
+		{"404 relayed", func(w http.ResponseWriter, r *http.Request) {
+			devllm.Error(w, 404, "The model does not exist.", "invalid_request_error", "model_not_found")
+		}, 404, wire.CodeBadRequest, nil},
+		{"422 relayed", func(w http.ResponseWriter, r *http.Request) {
+			devllm.Error(w, 422, "Unprocessable.", "invalid_request_error", "")
+		}, 422, wire.CodeBadRequest, nil},
+		{"401 our key", func(w http.ResponseWriter, r *http.Request) {
+			devllm.Error(w, 401, "Incorrect API key provided: sk-upstr****test.", "invalid_request_error", "invalid_api_key")
+		}, 502, wire.CodeUpstreamError, func(t *testing.T, r response) {
+			if strings.Contains(r.body, "sk-upstr") {
+				t.Errorf("upstream key hint reached the client: %s", r.body)
+			}
+		}},
+		{"403 our key", func(w http.ResponseWriter, r *http.Request) {
+			devllm.Error(w, 403, "Country not supported.", "invalid_request_error", "")
+		}, 502, wire.CodeUpstreamError, nil},
+		{"429 our org", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "7")
+			devllm.Error(w, 429, "Rate limit reached for organization.", "requests", "rate_limit_exceeded")
+		}, 503, wire.CodeUnavailable, func(t *testing.T, r response) {
+			if r.header.Get("Retry-After") != "7" {
+				t.Errorf("Retry-After = %q, want 7", r.header.Get("Retry-After"))
+			}
+		}},
+		{"500", func(w http.ResponseWriter, r *http.Request) {
+			devllm.Error(w, 500, "The server had an error.", "server_error", "")
+		}, 502, wire.CodeUpstreamError, nil},
+		{"hung upstream", func(w http.ResponseWriter, r *http.Request) {
+			hang(r) // never answers
+		}, 502, wire.CodeUpstreamError, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e.setFault(tc.fault)
+			before := e.usage()
+			start := time.Now()
+			r := e.post("/v1/chat/completions", hello)
+			wantError(t, r, tc.status, tc.code)
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Errorf("took %v", time.Since(start))
+			}
+			if after := e.usage(); after[quota.RequestsPerDay] != before[quota.RequestsPerDay] {
+				t.Errorf("not refunded: %v → %v", before, after)
+			}
+		})
+	}
+	e.fault.Store(nil)
+	unreachable := newEnv(t, func(c *config.Config) { c.OpenAIBaseURL = "http://127.0.0.1:9/v1" }, app.Deps{})
+	wantError(t, unreachable.post("/v1/chat/completions", hello), 502, wire.CodeUpstreamError)
+	if strings.Contains(unreachable.logs.String(), upstreamKey) {
+		t.Error("the upstream key is in the logs")
+	}
+}
+
+// TestStreamFaults: a malformed stream, a stream cut midway and a silent
+// stream end the client's stream, and the tokens are charged by estimate.
+func TestStreamFaults(t *testing.T) {
+	e := newEnv(t, nil, app.Deps{UpstreamIdleTimeout: 300 * time.Millisecond})
+	start := func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // so the server notices when the proxy hangs up
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"partial answer"}}]}`+"\n\n")
+		w.(http.Flusher).Flush()
+	}
+	for name, tc := range map[string]struct {
+		fault   http.HandlerFunc
+		outcome string
+	}{
+		"malformed": {func(w http.ResponseWriter, r *http.Request) {
+			start(w, r)
+			io.WriteString(w, "data: {not json\n\ndata: [DONE]\n\n")
+		}, `"outcome":"complete"`},
+		"cut midway": {func(w http.ResponseWriter, r *http.Request) {
+			start(w, r)
+			panic(http.ErrAbortHandler) // the connection drops, no [DONE]
+		}, `"outcome":"upstream_cut"`},
+		"silent": {func(w http.ResponseWriter, r *http.Request) {
+			start(w, r)
+			hang(r)
+		}, `"outcome":"idle_timeout"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e.setFault(tc.fault)
+			before := e.usage()[quota.TokensPerDay]
+			r := e.post("/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"x"}]}`)
+			if r.status != 200 || !strings.Contains(r.body, "partial answer") {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			for i := 0; e.usage()[quota.TokensPerDay] == before; i++ {
+				if i > 200 {
+					t.Fatal("nothing charged")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !strings.Contains(e.logs.String(), tc.outcome) || !strings.Contains(e.logs.String(), `"usage_source":"estimate"`) {
+				t.Errorf("log lacks %s and usage_source=estimate", tc.outcome)
+			}
+		})
+	}
+}
+
+// TestClientDisconnectMidStream: the upstream request is cancelled, the
+// tokens are still charged, and nothing is left running (goleak in
+// TestMain checks the goroutines).
+func TestClientDisconnectMidStream(t *testing.T) {
+	e := newEnv(t, nil, app.Deps{})
+	upstreamGone := make(chan struct{})
+	e.setFault(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; ; i++ {
+			if _, err := io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"word "}}]}`+"\n\n"); err != nil {
+				break
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				close(upstreamGone)
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		close(upstreamGone)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"x"}]}`))
+	req.Header.Set("Authorization", "Bearer "+e.tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	for range 5 {
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	resp.Body.Close()
+	select {
+	case <-upstreamGone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream request was not cancelled")
+	}
+	for i := 0; e.usage()[quota.TokensPerDay] == 0; i++ {
+		if i > 200 {
+			t.Fatal("nothing charged after the client left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(e.logs.String(), `"outcome":"client_gone"`) {
+		t.Error("no client_gone outcome logged")
+	}
+}
+
+// TestRedisDownFailsClosed: with Redis unreachable, completions and limits
+// answer 503 with Retry-After, /v1/me keeps working, and all recover.
+func TestRedisDownFailsClosed(t *testing.T) {
+	var proxy *testenv.Proxy
+	e := newEnv(t, func(c *config.Config) {
+		hp := strings.TrimSuffix(strings.TrimPrefix(c.RedisURL, "redis://"), "/0")
+		proxy = testenv.NewProxy(t, hp)
+		c.RedisURL = "redis://" + proxy.Addr() + "/0"
+	}, app.Deps{})
+	if r := e.post("/v1/chat/completions", hello); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	proxy.Cut()
+	for _, r := range []response{e.post("/v1/chat/completions", hello), e.get("/v1/limits")} {
+		wantError(t, r, 503, wire.CodeUnavailable)
+		if r.header.Get("Retry-After") == "" {
+			t.Error("no Retry-After")
+		}
+	}
+	if r := e.get("/v1/me"); r.status != 200 {
+		t.Errorf("/v1/me with Redis down: %d", r.status)
+	}
+	proxy.Restore()
+	if r := e.post("/v1/chat/completions", hello); r.status != 200 {
+		t.Errorf("after recovery: %d %s", r.status, r.body)
+	}
+}
+
+// TestExactAcrossInstances: three gateways on one Redis, 150 concurrent
+// completions from one user against requests_per_day 20: exactly 20 pass.
+// Then the token budget: the request that crosses it passes, the next not.
+func TestExactAcrossInstances(t *testing.T) {
+	plans := quota.BuiltIn()
+	free := plans["free"]
+	free.RequestsPerMinute, free.RequestsPerDay = 1000, 20
+	plans["free"] = free
+	a := newEnv(t, func(c *config.Config) { c.Plans = plans }, app.Deps{})
+	instances := []string{a.url}
+	instances = append(instances, a.extraInstances(t, plans, 2)...)
+	var ok, limited atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 150 {
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", instances[i%3]+"/v1/chat/completions", strings.NewReader(hello))
+			req.Header.Set("Authorization", "Bearer "+a.tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case 200:
+				ok.Add(1)
+			case 429:
+				limited.Add(1)
+			default:
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 20 || limited.Load() != 130 {
+		t.Errorf("admitted %d, refused %d; want exactly 20 and 130", ok.Load(), limited.Load())
+	}
+
+	// Tokens: each dev completion of "hello there" costs 30 tokens; with a
+	// budget of 100 the 4th request crosses it (90 → 120), the 5th is refused.
+	free.RequestsPerDay, free.TokensPerDay = 1000, 100
+	plans["free"] = free
+	b := newEnv(t, func(c *config.Config) { c.Plans = plans }, app.Deps{})
+	urls := append([]string{b.url}, b.extraInstances(t, plans, 2)...)
+	for i := range 4 {
+		req, _ := http.NewRequest("POST", urls[i%3]+"/v1/chat/completions", strings.NewReader(hello))
+		req.Header.Set("Authorization", "Bearer "+b.tok)
+		if r := b.do(req); r.status != 200 {
+			t.Fatalf("request %d: %d %s", i+1, r.status, r.body)
+		}
+	}
+	req, _ := http.NewRequest("POST", urls[1]+"/v1/chat/completions", strings.NewReader(hello))
+	req.Header.Set("Authorization", "Bearer "+b.tok)
+	r := b.do(req)
+	wantError(t, r, 429, wire.CodeQuotaExceeded)
+	if r.header.Get("Retry-After") == "" {
+		t.Error("no Retry-After on quota_exceeded")
+	}
+}
+
+// extraInstances starts n more gateways like e's (same Redis, issuer and
+// upstream) and returns their URLs.
+func (e *env) extraInstances(t *testing.T, plans quota.Plans, n int) []string {
+	t.Helper()
+	var urls []string
+	for range n {
+		gw, err := app.New(context.Background(), config.Config{Issuer: e.iss.Issuer(), Audiences: []string{aud},
+			RedisURL: testenv.RedisURL(t), OpenAIAPIKey: upstreamKey, OpenAIBaseURL: e.upstreamURL(), Plans: plans},
+			nilLogger(), app.Deps{Store: e.store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(gw.Close)
+		srv := httptest.NewServer(gw.Handler)
+		t.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
+	}
+	return urls
+}
+
+func nilLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// hang blocks like an upstream that stopped answering, until the proxy
+// hangs up (or 10 s, so a broken proxy fails the test instead of hanging it).
+func hang(r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body) // lets the server see the disconnect
+	select {
+	case <-r.Context().Done():
+	case <-time.After(10 * time.Second):
+	}
+}

@@ -1,0 +1,122 @@
+package llmproxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/signals-sorcery/sas/gateway/app"
+)
+
+// The official clients, unchanged, configured with baseURL = <gateway>/v1
+// and the user's ID token as API key.
+
+func TestGoOpenAIClient(t *testing.T) {
+	e := newEnv(t, nil, app.Deps{})
+	cfg := openai.DefaultConfig(e.tok)
+	cfg.BaseURL = e.url + "/v1"
+	c := openai.NewClientWithConfig(cfg)
+	ctx := context.Background()
+
+	models, err := c.ListModels(ctx)
+	if err != nil || len(models.Models) != 1 || models.Models[0].ID != "gpt-4o-mini" {
+		t.Fatalf("ListModels = %+v, %v", models, err)
+	}
+	req := openai.ChatCompletionRequest{Model: "gpt-4o-mini", Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "hello from go"}}}
+	resp, err := c.CreateChatCompletion(ctx, req)
+	if err != nil || !strings.Contains(resp.Choices[0].Message.Content, "hello from go") || resp.Usage.TotalTokens == 0 {
+		t.Fatalf("CreateChatCompletion = %+v, %v", resp, err)
+	}
+	stream, err := c.CreateChatCompletionStream(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	chunks := 0
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+		chunks++
+		if len(chunk.Choices) > 0 {
+			text.WriteString(chunk.Choices[0].Delta.Content)
+		}
+	}
+	stream.Close()
+	if chunks < 3 || text.String() != resp.Choices[0].Message.Content {
+		t.Errorf("streamed %d chunks: %q, want the same text as %q", chunks, text.String(), resp.Choices[0].Message.Content)
+	}
+	// The free plan's 10 a minute: the SDK surfaces the 429.
+	var apiErr *openai.APIError
+	for range 20 {
+		_, err = c.CreateChatCompletion(ctx, req)
+		if err != nil {
+			break
+		}
+	}
+	if !errors.As(err, &apiErr) || apiErr.HTTPStatusCode != 429 || apiErr.Code != "rate_limited" {
+		t.Errorf("after the per-minute limit: %v", err)
+	}
+}
+
+func TestNodeOpenAISDK(t *testing.T) {
+	dir, _ := filepath.Abs("testdata/sdk")
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed: run scripts/test, which installs Node.js and the openai package")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openai", "package.json")); err != nil {
+		t.Fatalf("the openai npm package is not installed in %s: run scripts/test (it runs npm ci there)", dir)
+	}
+	e := newEnv(t, nil, app.Deps{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "sdk.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SAS_BASE_URL="+e.url+"/v1", "SAS_TOKEN="+e.tok)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("node: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	var got struct {
+		Models          []string
+		Text            string
+		Usage           int
+		Chunks          int
+		Streamed        string
+		RateLimit       string
+		RateLimitStatus int
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("node printed %q: %v", out, err)
+	}
+	if len(got.Models) != 1 || got.Models[0] != "gpt-4o-mini" {
+		t.Errorf("models = %v", got.Models)
+	}
+	if !strings.Contains(got.Text, "hello from node") || got.Usage == 0 {
+		t.Errorf("completion = %q, usage %d", got.Text, got.Usage)
+	}
+	if got.Chunks < 3 || !strings.Contains(got.Streamed, "stream please") {
+		t.Errorf("stream: %d chunks, %q", got.Chunks, got.Streamed)
+	}
+	if got.RateLimit != "RateLimitError" || got.RateLimitStatus != 429 {
+		t.Errorf("rate limit surfaced as %q (%d), want the SDK's RateLimitError", got.RateLimit, got.RateLimitStatus)
+	}
+}
