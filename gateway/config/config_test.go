@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/signals-sorcery/sas/gateway/config"
+	"github.com/signals-sorcery/sas/gateway/quota"
 )
 
 func getenv(m map[string]string) func(string) string {
@@ -38,6 +39,7 @@ func TestLoadDefaults(t *testing.T) {
 		OpenAIBaseURL: "https://api.openai.com/v1",
 		LogLevel:      slog.LevelInfo,
 		MetricsAddr:   ":9091",
+		Plans:         quota.BuiltIn(),
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -76,13 +78,14 @@ func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
 		"OPENAI_BASE_URL": "ftp://x",
 		"LOG_LEVEL":       "loud",
 		"METRICS_ADDR":    "nope",
+		"SAS_PLANS_FILE":  "/nonexistent/plans.json",
 	}
 	_, err := config.Load(getenv(env))
 	var ce *config.Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v, want *config.Error", err)
 	}
-	for _, name := range []string{"PORT", "CLERK_ISSUER", "CLERK_JWKS_URL", "CLERK_AUDIENCE", "DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "LOG_LEVEL", "METRICS_ADDR"} {
+	for _, name := range []string{"PORT", "CLERK_ISSUER", "CLERK_JWKS_URL", "CLERK_AUDIENCE", "DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "LOG_LEVEL", "METRICS_ADDR", "SAS_PLANS_FILE"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("message does not name %s: %v", name, err)
 		}

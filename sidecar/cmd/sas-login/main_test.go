@@ -258,6 +258,19 @@ func TestSignInAndUse(t *testing.T) {
 		t.Fatalf("/v1/me = %d %v", resp.StatusCode, me)
 	}
 
+	// The dev stack's built-in model answers through the gateway's proxy.
+	req, _ = http.NewRequest("POST", s.base+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello dev"}]}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(tok.stdout))
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "hello dev") {
+			t.Errorf("dev model completion: %d %s", resp.StatusCode, b)
+		}
+	}
+
 	who := s.run(nil, s.env(), "whoami")
 	if who.code != 0 || !strings.Contains(who.stdout, `"id":"`+me["id"]+`"`) {
 		t.Errorf("whoami: exit %d %q %q", who.code, who.stdout, who.stderr)
