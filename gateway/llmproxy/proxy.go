@@ -259,9 +259,11 @@ func relayJSON(w http.ResponseWriter, resp *http.Response) accounting {
 	if err != nil {
 		acct.outcome = "upstream_cut"
 	}
-	var cr openai.ChatCompletionResponse
-	if json.Unmarshal(b, &cr) == nil && cr.Usage.TotalTokens > 0 {
-		acct.usage = &cr.Usage
+	var cr struct {
+		Usage *openai.Usage `json:"usage"`
+	}
+	if json.Unmarshal(b, &cr) == nil && cr.Usage != nil && cr.Usage.TotalTokens > 0 {
+		acct.usage = cr.Usage
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(resp.StatusCode)

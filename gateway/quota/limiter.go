@@ -59,12 +59,8 @@ type Usage struct {
 // Admission is an admitted request: the state after it, and what Refund
 // needs to give it back.
 type Admission struct {
-	Usage   []Usage
-	user    string
-	minute  string
-	dayReq  string
-	dayTok  string
-	dayTTLs int64
+	Usage                  []Usage
+	minute, dayReq, dayTok string
 }
 
 // Tightest returns the limit with the least remaining (for the RateLimit-*
@@ -113,7 +109,12 @@ if m >= tonumber(ARGV[1]) then return {1, m, d, t} end
 m = redis.call('INCR', KEYS[1])
 if m == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 d = redis.call('INCR', KEYS[2])
-if d == 1 then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
+if d == 1 then
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+  -- the day's token counter exists (with its expiry) from the first
+  -- request on, so charging is a single INCRBY
+  redis.call('SET', KEYS[3], t, 'EX', ARGV[5], 'NX')
+end
 return {0, m, d, t}
 `)
 
@@ -143,19 +144,17 @@ func (l *Limiter) Admit(ctx context.Context, user string, p Plan) (Admission, er
 		return Admission{Usage: usage}, &wire.Error{Code: wire.CodeQuotaExceeded, RetryAfter: retryAfter(now, w.dayEnd),
 			Message: fmt.Sprintf("Daily token quota used up (%d per day); it resets at 00:00 UTC.", p.TokensPerDay)}
 	}
-	return Admission{Usage: usage, user: user, minute: w.minute, dayReq: w.dayReq, dayTok: w.dayTok, dayTTLs: dayTTL}, nil
+	return Admission{Usage: usage, minute: w.minute, dayReq: w.dayReq, dayTok: w.dayTok}, nil
 }
 
-// Charge adds the tokens a response used to the admission's day. Errors:
+// Charge adds the tokens a response used to the admission's day: one
+// INCRBY (the admission created the counter with its expiry). Errors:
 // unavailable.
 func (l *Limiter) Charge(ctx context.Context, a Admission, tokens int64) error {
 	if tokens <= 0 || a.dayTok == "" {
 		return nil
 	}
-	pipe := l.rdb.TxPipeline()
-	pipe.IncrBy(ctx, a.dayTok, tokens)
-	pipe.Expire(ctx, a.dayTok, time.Duration(a.dayTTLs)*time.Second)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := l.rdb.IncrBy(ctx, a.dayTok, tokens).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil

@@ -1,8 +1,10 @@
-// Command loadgen is scripts/bench's load generator: it measures GET /v1/me
+// Command loadgen is scripts/bench's load generator. It measures GET /v1/me
 // of a gateway assembled exactly as `sas-gateway serve` assembles it (real
 // PostgreSQL and Redis, a dev issuer standing in for Clerk) beside a bare
 // chi handler that returns constant JSON, on 127.0.0.1 in the same run, and
-// prints requests/s, p50 and p99 of each and their ratio.
+// prints requests/s, p50 and p99 of each and their ratio. Then it measures
+// non-streamed chat completions through the gateway against the same dev
+// model called directly, and the time to a stream's first byte both ways.
 //
 // Every run is bounded: -duration per measurement and -max-requests in all.
 package main
@@ -18,10 +20,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,7 +37,9 @@ import (
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devidp"
+	"github.com/signals-sorcery/sas/gateway/devllm"
 	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/gateway/quota"
 )
 
 func main() {
@@ -58,7 +66,20 @@ func run() error {
 	flag.IntVar(&o.users, "users", 1000, "distinct users (tokens) the requests rotate through")
 	flag.IntVar(&o.rounds, "rounds", 2, "alternating rounds per target")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "stop after this many requests in all")
+	only := flag.String("only", "", "run one section only: me or proxy")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (servers and load) to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	adminURL, redisURL := os.Getenv("TEST_DATABASE_URL"), os.Getenv("TEST_REDIS_URL")
 	if adminURL == "" || redisURL == "" {
 		return errors.New("TEST_DATABASE_URL and TEST_REDIS_URL are not set: run scripts/bench")
@@ -104,6 +125,9 @@ func run() error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency, MaxConnsPerHost: o.concurrency}}
 	var budget atomic.Int64
 	budget.Store(o.maxRequests)
+	if *only == "proxy" {
+		return proxyBench(ctx, o, cfg, log, client, tokens, &budget)
+	}
 	for i := range targets {
 		// Warm-up: connections, JWKS, user rows, caches.
 		targets[i].measure(client, tokens, o.concurrency, o.warmup, &budget)
@@ -126,12 +150,127 @@ func run() error {
 	if budget.Load() <= 0 {
 		fmt.Println("\n(stopped early: -max-requests reached)")
 	}
+	if *only == "me" {
+		return nil
+	}
+	return proxyBench(ctx, o, cfg, log, client, tokens, &budget)
+}
+
+// proxyBench compares non-streamed completions through the gateway with
+// the same dev model called directly, and the time to the first byte of a
+// stream both ways.
+func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Logger, client *http.Client, tokens []string, budget *atomic.Int64) error {
+	const key = "sk-bench"
+	model := devllm.New(devllm.Options{APIKey: key, ChunkDelay: -1})
+	direct := serve(model.Handler())
+	plans := quota.BuiltIn()
+	free := plans["free"]
+	free.RequestsPerMinute, free.RequestsPerDay, free.TokensPerDay = 1<<40, 1<<40, 1<<50
+	plans["free"] = free
+	cfg.OpenAIAPIKey, cfg.OpenAIBaseURL, cfg.Plans = key, direct+"/v1", plans
+	gw, err := app.New(ctx, cfg, log, app.Deps{})
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	viaGateway := serve(gw.Handler)
+	// A second baseline: the cheapest possible proxy (httputil.ReverseProxy,
+	// no auth, no quota) — what one extra HTTP hop costs on this machine.
+	du, _ := url.Parse(direct)
+	plain := httputil.NewSingleHostReverseProxy(du)
+	plain.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
+	viaPlain := serve(plain)
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a short prompt for the benchmark"}]}`
+	targets := []target{
+		{name: "dev model called directly (baseline)", url: direct + "/v1/chat/completions", body: body, key: key},
+		{name: "same model through a bare httputil.ReverseProxy (one extra hop, nothing else)", url: viaPlain + "/v1/chat/completions", body: body, key: key},
+		{name: "same model through the gateway (auth, quota, proxy, usage)", url: viaGateway + "/v1/chat/completions", body: body},
+	}
+	for i := range targets {
+		targets[i].measure(client, tokens, o.concurrency, o.warmup, budget)
+	}
+	results := make([][]result, len(targets))
+	for range o.rounds {
+		for i := range targets {
+			results[i] = append(results[i], targets[i].measure(client, tokens, o.concurrency, o.duration, budget))
+		}
+	}
+	fmt.Printf("\nnon-streamed POST /v1/chat/completions, concurrency %d:\n\n", o.concurrency)
+	fmt.Println("| target | requests/s | p50 ms | p99 ms | errors | req/s vs baseline |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	base := best(results[0]).rps
+	for i, t := range targets {
+		r := best(results[i])
+		fmt.Printf("| %s | %.0f | %.2f | %.2f | %d | %.0f%% |\n", t.name, r.rps, ms(r.p50), ms(r.p99), r.errors, 100*r.rps/base)
+	}
+
+	// Time to first byte of a stream, one request at a time, alternating.
+	stream := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"a short prompt"}]}`
+	ttfb := func(t target, tok string) (time.Duration, error) {
+		req := t.request(tok)
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var b [1]byte
+		if _, err := resp.Body.Read(b[:]); err != nil {
+			return 0, err
+		}
+		d := time.Since(t0)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return d, nil
+	}
+	st := []target{{url: direct + "/v1/chat/completions", body: stream, key: key}, {url: viaGateway + "/v1/chat/completions", body: stream}}
+	var lat [2][]time.Duration
+	for i := range 600 {
+		for j, t := range st {
+			d, err := ttfb(t, tokens[i%len(tokens)])
+			if err != nil {
+				return err
+			}
+			if i >= 100 { // the first 100 warm up
+				lat[j] = append(lat[j], d)
+			}
+		}
+	}
+	for j := range lat {
+		slices.Sort(lat[j])
+	}
+	p50 := func(l []time.Duration) time.Duration { return l[len(l)/2] }
+	fmt.Printf("\nstreamed completion, time to first byte, 500 sequential requests each (after 100 warm-up):\n\n")
+	fmt.Println("| path | p50 ms | p99 ms |")
+	fmt.Println("|---|---:|---:|")
+	fmt.Printf("| dev model directly (baseline) | %.3f | %.3f |\n", ms(p50(lat[0])), ms(lat[0][len(lat[0])*99/100]))
+	fmt.Printf("| through the gateway | %.3f | %.3f |\n", ms(p50(lat[1])), ms(lat[1][len(lat[1])*99/100]))
+	fmt.Printf("\nadded time to first byte at p50: %.3f ms\n", ms(p50(lat[1])-p50(lat[0])))
 	return nil
 }
 
 type target struct {
 	name string
 	url  string
+	body string // POST body; GET when empty
+	// key, when set, is the bearer for every request instead of the users'
+	// tokens (the direct calls to the model).
+	key string
+}
+
+func (t target) request(tok string) *http.Request {
+	method, body := http.MethodGet, io.Reader(nil)
+	if t.body != "" {
+		method, body = http.MethodPost, strings.NewReader(t.body)
+	}
+	req, _ := http.NewRequest(method, t.url, body)
+	if t.key != "" {
+		tok = t.key
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if t.body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req
 }
 
 type result struct {
@@ -160,9 +299,7 @@ func (t target) measure(client *http.Client, tokens []string, workers int, d tim
 		wg.Go(func() {
 			local := make([]time.Duration, 0, 4096)
 			for time.Now().Before(cutoff) && budget.Add(-1) >= 0 {
-				tok := tokens[int(next.Add(1))%len(tokens)]
-				req, _ := http.NewRequest("GET", t.url, nil)
-				req.Header.Set("Authorization", "Bearer "+tok)
+				req := t.request(tokens[int(next.Add(1))%len(tokens)])
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err == nil {
@@ -265,4 +402,4 @@ func newDatabase(ctx context.Context, adminURL string) (string, func(), error) {
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
