@@ -322,13 +322,15 @@ func TestStreamRelaysChunkByChunk(t *testing.T) {
 // after the response is complete, as the handler returns).
 func waitCharged(t *testing.T, e *env, want int64) {
 	t.Helper()
-	for i := 0; ; i++ {
-		got := e.usage()[quota.TokensPerDay]
-		if got == want {
-			return
-		}
+	waitFor(t, "the charge", func() bool { return e.usage()[quota.TokensPerDay] == want })
+}
+
+// waitFor polls cond for up to 2 s: charges land just after the response.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; !cond(); i++ {
 		if i > 200 {
-			t.Fatalf("tokens charged = %d, want %d", got, want)
+			t.Fatalf("no %s within 2 s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -49,15 +49,15 @@ func TestLoadPlansFile(t *testing.T) {
 		t.Fatalf("Load = %+v, %v", p, err)
 	}
 	for name, tc := range map[string]struct{ body, want string }{
-		"unknown key":      {strings.Replace(good, `"max_tokens":4`, `"max_tokens":4,"burst":9`, 1), "unknown field \"burst\""},
-		"negative":         {strings.Replace(good, `"requests_per_day":2`, `"requests_per_day":-2`, 1), "free: requests_per_day is negative"},
-		"empty models":     {strings.Replace(good, `"models":["m"]`, `"models":[]`, 1), "free: models must list"},
-		"zero max_tokens":  {strings.Replace(good, `"max_tokens":8`, `"max_tokens":0`, 1), "pro: max_tokens must be at least 1"},
-		"missing field":    {strings.Replace(good, `"tokens_per_day":3,`, ``, 1), "free: tokens_per_day is missing"},
-		"missing plan":     {`{"free":{"requests_per_minute":1,"requests_per_day":2,"tokens_per_day":3,"max_tokens":4,"models":["m"]}}`, `plan "pro" is missing`},
-		"unknown plan":     {strings.Replace(good, `"pro"`, `"gold"`, 1), `unknown plan "gold"`},
-		"not JSON":         {`{`, "not a JSON object"},
-		"wrong type":       {strings.Replace(good, `"max_tokens":4`, `"max_tokens":"4"`, 1), "free:"},
+		"unknown key":     {strings.Replace(good, `"max_tokens":4`, `"max_tokens":4,"burst":9`, 1), "unknown field \"burst\""},
+		"negative":        {strings.Replace(good, `"requests_per_day":2`, `"requests_per_day":-2`, 1), "free: requests_per_day is negative"},
+		"empty models":    {strings.Replace(good, `"models":["m"]`, `"models":[]`, 1), "free: models must list"},
+		"zero max_tokens": {strings.Replace(good, `"max_tokens":8`, `"max_tokens":0`, 1), "pro: max_tokens must be at least 1"},
+		"missing field":   {strings.Replace(good, `"tokens_per_day":3,`, ``, 1), "free: tokens_per_day is missing"},
+		"missing plan":    {`{"free":{"requests_per_minute":1,"requests_per_day":2,"tokens_per_day":3,"max_tokens":4,"models":["m"]}}`, `plan "pro" is missing`},
+		"unknown plan":    {strings.Replace(good, `"pro"`, `"gold"`, 1), `unknown plan "gold"`},
+		"not JSON":        {`{`, "not a JSON object"},
+		"wrong type":      {strings.Replace(good, `"max_tokens":4`, `"max_tokens":"4"`, 1), "free:"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := quota.Load(write(tc.body))

@@ -26,8 +26,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"sync"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -128,25 +128,10 @@ func run() error {
 	if *only == "proxy" {
 		return proxyBench(ctx, o, cfg, log, client, tokens, &budget)
 	}
-	for i := range targets {
-		// Warm-up: connections, JWKS, user rows, caches.
-		targets[i].measure(client, tokens, o.concurrency, o.warmup, &budget)
-	}
-	results := make([][]result, len(targets))
-	for range o.rounds {
-		for i := range targets {
-			results[i] = append(results[i], targets[i].measure(client, tokens, o.concurrency, o.duration, &budget))
-		}
-	}
+	results := measureAll(targets, client, tokens, o, &budget)
 	fmt.Printf("loadgen: concurrency %d, %d users, %d rounds of %v per target, GOMAXPROCS %d, on 127.0.0.1\n\n",
 		o.concurrency, o.users, o.rounds, o.duration, runtimeProcs())
-	fmt.Println("| target | requests/s | p50 ms | p99 ms | errors | req/s vs baseline |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|")
-	base := best(results[0]).rps
-	for i, t := range targets {
-		r := best(results[i])
-		fmt.Printf("| %s | %.0f | %.2f | %.2f | %d | %.0f%% |\n", t.name, r.rps, ms(r.p50), ms(r.p99), r.errors, 100*r.rps/base)
-	}
+	printTable(targets, results)
 	if budget.Load() <= 0 {
 		fmt.Println("\n(stopped early: -max-requests reached)")
 	}
@@ -186,23 +171,9 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 		{name: "same model through a bare httputil.ReverseProxy (one extra hop, nothing else)", url: viaPlain + "/v1/chat/completions", body: body, key: key},
 		{name: "same model through the gateway (auth, quota, proxy, usage)", url: viaGateway + "/v1/chat/completions", body: body},
 	}
-	for i := range targets {
-		targets[i].measure(client, tokens, o.concurrency, o.warmup, budget)
-	}
-	results := make([][]result, len(targets))
-	for range o.rounds {
-		for i := range targets {
-			results[i] = append(results[i], targets[i].measure(client, tokens, o.concurrency, o.duration, budget))
-		}
-	}
+	results := measureAll(targets, client, tokens, o, budget)
 	fmt.Printf("\nnon-streamed POST /v1/chat/completions, concurrency %d:\n\n", o.concurrency)
-	fmt.Println("| target | requests/s | p50 ms | p99 ms | errors | req/s vs baseline |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|")
-	base := best(results[0]).rps
-	for i, t := range targets {
-		r := best(results[i])
-		fmt.Printf("| %s | %.0f | %.2f | %.2f | %d | %.0f%% |\n", t.name, r.rps, ms(r.p50), ms(r.p99), r.errors, 100*r.rps/base)
-	}
+	printTable(targets, results)
 
 	// Time to first byte of a stream, one request at a time, alternating.
 	stream := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"a short prompt"}]}`
@@ -403,3 +374,29 @@ func newDatabase(ctx context.Context, adminURL string) (string, func(), error) {
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+
+// measureAll warms every target up (connections, JWKS, user rows, caches),
+// then measures them in alternating rounds, so a noisy moment hits all.
+func measureAll(targets []target, client *http.Client, tokens []string, o options, budget *atomic.Int64) [][]result {
+	for i := range targets {
+		targets[i].measure(client, tokens, o.concurrency, o.warmup, budget)
+	}
+	results := make([][]result, len(targets))
+	for range o.rounds {
+		for i := range targets {
+			results[i] = append(results[i], targets[i].measure(client, tokens, o.concurrency, o.duration, budget))
+		}
+	}
+	return results
+}
+
+// printTable prints the best round of each target against the first.
+func printTable(targets []target, results [][]result) {
+	fmt.Println("| target | requests/s | p50 ms | p99 ms | errors | req/s vs baseline |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	base := best(results[0]).rps
+	for i, t := range targets {
+		r := best(results[i])
+		fmt.Printf("| %s | %.0f | %.2f | %.2f | %d | %.0f%% |\n", t.name, r.rps, ms(r.p50), ms(r.p99), r.errors, 100*r.rps/base)
+	}
+}

@@ -6,8 +6,6 @@ package session
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -200,21 +198,14 @@ func (s *Session) Status(ctx context.Context) (wire.SidecarStatus, error) {
 }
 
 // UserOf reads the user of an ID token this program verified and stored.
-// It does not verify: never use it on a token from elsewhere.
 func UserOf(idToken string) wire.SidecarUser {
-	parts := strings.Split(idToken, ".")
-	if len(parts) != 3 {
-		return wire.SidecarUser{}
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return wire.SidecarUser{}
-	}
 	var c struct {
 		Sub, Email, Username, Name string
 		PreferredUsername          string `json:"preferred_username"`
 	}
-	_ = json.Unmarshal(b, &c)
+	if tokens.StoredClaims(idToken, &c) != nil {
+		return wire.SidecarUser{}
+	}
 	u := wire.SidecarUser{ID: c.Sub, Email: c.Email, Username: c.Username}
 	if u.Username == "" {
 		u.Username = c.PreferredUsername

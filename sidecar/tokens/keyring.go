@@ -208,18 +208,10 @@ func (k *KeyringStore) Load(ctx context.Context) (Set, error) {
 // ExpiryOf returns the exp claim of a JWT (zero when unreadable, which
 // means "refresh"). It does not verify: the token was verified when stored.
 func ExpiryOf(jwt string) time.Time {
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return time.Time{}
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}
-	}
 	var c struct {
 		Exp json.Number `json:"exp"`
 	}
-	if json.Unmarshal(b, &c) != nil {
+	if StoredClaims(jwt, &c) != nil {
 		return time.Time{}
 	}
 	f, err := c.Exp.Float64()
@@ -227,6 +219,21 @@ func ExpiryOf(jwt string) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(int64(f), 0)
+}
+
+// StoredClaims decodes the claims of a JWT this program verified and
+// stored, into v. It does not verify: never use it on a token from
+// elsewhere.
+func StoredClaims(jwt string, v any) error {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return errors.New("not a JWT")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
 }
 
 // Save implements Store. The refresh token and expiry are written before
