@@ -29,6 +29,7 @@ const (
 	// Sidecar-only codes.
 	CodeNotSignedIn        = "not_signed_in"
 	CodeGatewayUnreachable = "gateway_unreachable"
+	CodeForbidden          = "forbidden" // a request from a browser context
 )
 
 // HTTPStatus maps an error code to its HTTP status. It is the only place
@@ -39,7 +40,7 @@ func HTTPStatus(code string) int {
 		return http.StatusBadRequest
 	case CodeMissingToken, CodeInvalidToken, CodeNotSignedIn:
 		return http.StatusUnauthorized
-	case CodeAccountSuspended, CodeModelNotAllowed:
+	case CodeAccountSuspended, CodeModelNotAllowed, CodeForbidden:
 		return http.StatusForbidden
 	case CodeNotFound:
 		return http.StatusNotFound

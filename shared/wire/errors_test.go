@@ -18,6 +18,7 @@ func TestHTTPStatus(t *testing.T) {
 		wire.CodeNotSignedIn:        401,
 		wire.CodeAccountSuspended:   403,
 		wire.CodeModelNotAllowed:    403,
+		wire.CodeForbidden:          403,
 		wire.CodeNotFound:           404,
 		wire.CodeMethodNotAllowed:   405,
 		wire.CodeConflict:           409,

@@ -111,6 +111,27 @@ func (s *Session) Token(ctx context.Context) (tokens.Set, error) {
 	return s.refresh(ctx, set)
 }
 
+// Refresh gets a new ID token in place of stale, one the gateway refused
+// although it looked valid (revoked session, rotated keys, clock skew). If
+// another caller already replaced it, that token is returned instead.
+//
+// Errors: as Token.
+func (s *Session) Refresh(ctx context.Context, stale string) (tokens.Set, error) {
+	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Profile)
+	if err != nil {
+		return tokens.Set{}, err
+	}
+	defer unlock()
+	set, err := s.load(ctx)
+	if err != nil || (set.IDToken != stale && set.FreshFor(s.o.Now(), RefreshMargin)) {
+		return set, err
+	}
+	if set.RefreshToken == "" {
+		return tokens.Set{}, ErrSessionEnded
+	}
+	return s.refresh(ctx, set)
+}
+
 func (s *Session) load(ctx context.Context) (tokens.Set, error) {
 	set, err := s.o.Store.Load(ctx)
 	if errors.Is(err, tokens.ErrNotFound) {

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/signals-sorcery/sas/shared/buildinfo"
+	"github.com/signals-sorcery/sas/shared/exitcode"
+	"github.com/signals-sorcery/sas/sidecar/daemon"
+	"github.com/signals-sorcery/sas/sidecar/localapi"
+	"github.com/signals-sorcery/sas/sidecar/profile"
+	"github.com/signals-sorcery/sas/sidecar/rpc"
+	"github.com/signals-sorcery/sas/sidecar/session"
+	"github.com/signals-sorcery/sas/sidecar/tokens"
+)
+
+const usage = `sas-sidecar — the Signals & Sorcery desktop daemon (spawned by the app)
+
+Usage:
+  sas-sidecar serve [--stdio] [--socket PATH] [--log-level info]
+  sas-sidecar version
+
+serve answers JSON-RPC 2.0 on stdin/stdout with --stdio (one JSON object a
+line: status, login, logout, request; notifications ready, authChanged,
+loginStarted) and HTTP on a Unix socket (default
+$XDG_RUNTIME_DIR/sas/sidecar-<profile>.sock): GET /sidecar/status,
+POST /sidecar/login, POST /sidecar/logout, and /v1/… proxied to the gateway.
+With --stdio it exits when stdin closes. Logs go to stderr.
+
+Configuration flags (also accepted): --profile, --issuer, --client-id,
+--gateway, --scopes, --port, --token-store (see sas-login --help).
+`
+
+// ShutdownTimeout bounds the exit after stdin closes or a signal: the
+// contract allows 2 s.
+const ShutdownTimeout = 1500 * time.Millisecond
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return exitcode.Usage
+	}
+	var err error
+	switch args[1] {
+	case "serve":
+		err = serve(ctx, args[2:], getenv, stdin, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, buildinfo.String())
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "sas-sidecar: unknown command %q\n\n%s", args[1], usage)
+		return exitcode.Usage
+	}
+	return exitcode.Of("sas-sidecar", err, stderr, nil)
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sas-sidecar serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	stdio := fs.Bool("stdio", false, "answer JSON-RPC on stdin/stdout, and exit when stdin closes")
+	socketPath := fs.String("socket", "", "Unix socket path (default per profile under $XDG_RUNTIME_DIR or the temp dir)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	var pf profile.Flags
+	pf.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitcode.FlagError(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sas-sidecar serve: unexpected argument %q\n\n%s", fs.Arg(0), usage)
+		return exitcode.ErrUsage
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	settings, err := pf.Resolve(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	dir, err := tokens.Dir()
+	if err != nil {
+		return err
+	}
+	var store tokens.Store = tokens.NewKeyringStore(settings.Profile, nil)
+	if settings.TokenStore == profile.StoreFile {
+		store = tokens.NewFileStore(dir, settings.Profile)
+	}
+	sess := session.New(session.Options{Profile: settings.Profile, Issuer: settings.Issuer, ClientID: settings.ClientID,
+		Scopes: settings.Scopes, Store: store, LockDir: dir})
+	d := daemon.New(daemon.Options{Settings: settings, Session: sess, Logger: log})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Sign-ins outlive the request that started them, not the process.
+	flows, stopFlows := context.WithCancel(context.Background())
+	defer stopFlows()
+
+	// The socket (not on Windows, where peer credentials cannot be checked:
+	// the app uses the stdio channel there).
+	var srv *http.Server
+	socket := ""
+	if runtime.GOOS != "windows" {
+		path := *socketPath
+		if path == "" {
+			path = localapi.DefaultSocketPath(getenv, settings.Profile)
+		}
+		ln, err := localapi.Listen(path, log)
+		if err != nil {
+			return err
+		}
+		socket = path
+		srv = &http.Server{Handler: localapi.Handler(d, flows, log), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() { _ = srv.Serve(ln) }()
+		defer ln.Close() // removes the socket file
+	}
+	go d.Watch(ctx)
+
+	var rpcDone chan error
+	if *stdio {
+		s := rpc.NewServer(d, stdout, log)
+		s.Notify("ready", map[string]any{"socket": nullable(socket), "version": buildinfo.String()})
+		rpcDone = make(chan error, 1)
+		go func() { rpcDone <- s.Serve(ctx, flows, stdin) }()
+	} else {
+		log.Info("sas-sidecar serving", "socket", socket, "version", buildinfo.String(), "profile", settings.Profile)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: shutting down")
+	case err := <-rpcDone:
+		log.Info("stdin closed: shutting down", "err", errString(err))
+	}
+	cancel()
+	stopFlows()
+	if srv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+	}
+	return nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+

@@ -1,0 +1,284 @@
+// Package daemon is the sidecar's core, shared by its two front doors (the
+// stdio JSON-RPC channel and the Unix-socket HTTP API): who is signed in,
+// signing in and out (one browser flow at a time), and calling the gateway
+// with the ID token attached — refreshed before expiry, refreshed and
+// retried once when the gateway answers 401. The token never leaves it.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/signals-sorcery/sas/shared/wire"
+	"github.com/signals-sorcery/sas/sidecar/login"
+	"github.com/signals-sorcery/sas/sidecar/profile"
+	"github.com/signals-sorcery/sas/sidecar/session"
+	"github.com/signals-sorcery/sas/sidecar/tokens"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	Settings profile.Settings
+	Session  *session.Session
+	// Browser opens the sign-in page (default: the system browser).
+	Browser login.Browser
+	// Client calls the gateway (default: no overall timeout, streams may be
+	// long; dial and header timeouts bounded).
+	Client *http.Client
+	// WatchInterval is how often the store is re-read to notice a sign-in
+	// or sign-out made by sas-login (default 3 s; negative: never).
+	WatchInterval time.Duration
+	Logger        *slog.Logger
+}
+
+// Daemon is safe for concurrent use.
+type Daemon struct {
+	o       Options
+	client  *http.Client
+	tokenSF singleflight.Group
+
+	loginMu sync.Mutex
+	login   *loginCall // the sign-in in progress, if any
+
+	listenMu  sync.Mutex
+	listeners []func(Notification)
+	lastMu    sync.Mutex
+	last      wire.SidecarStatus
+}
+
+// Notification is an event for the app: "authChanged" with an AuthChanged,
+// or "loginStarted" with a LoginStarted.
+type Notification struct {
+	Method string
+	Params any
+}
+
+// AuthChanged is the contract's authChanged notification.
+type AuthChanged struct {
+	SignedIn bool              `json:"signedIn"`
+	User     *wire.SidecarUser `json:"user"`
+}
+
+// LoginStarted carries the sign-in URL, so the app can offer it as a link
+// when no browser opens (an extension of the contract).
+type LoginStarted struct {
+	URL string `json:"url"`
+}
+
+type loginCall struct {
+	done chan struct{}
+	st   wire.SidecarStatus
+	err  error
+}
+
+// New returns a Daemon.
+func New(o Options) *Daemon {
+	if o.Browser == nil {
+		o.Browser = login.SystemBrowser{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.WatchInterval == 0 {
+		o.WatchInterval = 3 * time.Second
+	}
+	c := o.Client
+	if c == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = 5 * time.Minute // a non-streamed completion answers when done
+		t.MaxIdleConnsPerHost = 16
+		c = &http.Client{Transport: t}
+	}
+	return &Daemon{o: o, client: c}
+}
+
+// OnNotify registers fn for notifications. Listeners must not block.
+func (d *Daemon) OnNotify(fn func(Notification)) {
+	d.listenMu.Lock()
+	defer d.listenMu.Unlock()
+	d.listeners = append(d.listeners, fn)
+}
+
+func (d *Daemon) notify(n Notification) {
+	d.listenMu.Lock()
+	ls := slices.Clone(d.listeners)
+	d.listenMu.Unlock()
+	for _, fn := range ls {
+		fn(n)
+	}
+}
+
+// Status reports who is signed in, re-reading the store (so a sign-in made
+// by sas-login shows at once), and emits authChanged if it changed.
+func (d *Daemon) Status(ctx context.Context) (wire.SidecarStatus, error) {
+	st, err := d.o.Session.Status(ctx)
+	if err != nil {
+		return st, err
+	}
+	d.observe(st)
+	return st, nil
+}
+
+// observe records st and notifies authChanged when who is signed in
+// changed.
+func (d *Daemon) observe(st wire.SidecarStatus) {
+	d.lastMu.Lock()
+	changed := st.SignedIn != d.last.SignedIn || userID(st) != userID(d.last)
+	d.last = st
+	d.lastMu.Unlock()
+	if changed {
+		d.notify(Notification{Method: "authChanged", Params: AuthChanged{SignedIn: st.SignedIn, User: st.User}})
+	}
+}
+
+func userID(st wire.SidecarStatus) string {
+	if st.User == nil {
+		return ""
+	}
+	return st.User.ID
+}
+
+// Watch re-reads the store every WatchInterval until ctx ends, so changes
+// made by another process (sas-login login/logout) are announced.
+func (d *Daemon) Watch(ctx context.Context) {
+	if st, err := d.o.Session.Status(ctx); err == nil {
+		d.lastMu.Lock()
+		d.last = st
+		d.lastMu.Unlock()
+	}
+	if d.o.WatchInterval < 0 {
+		return
+	}
+	t := time.NewTicker(d.o.WatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := d.Status(ctx); err != nil && ctx.Err() == nil {
+				d.o.Logger.Debug("store re-read failed", "err", err)
+			}
+		}
+	}
+}
+
+// Login runs the browser sign-in. A Login while one runs joins it instead
+// of opening a second tab. ctx bounds this caller's wait, not the flow,
+// which runs until it completes or times out (login.DefaultTimeout).
+func (d *Daemon) Login(ctx context.Context, runCtx context.Context) (wire.SidecarStatus, error) {
+	d.loginMu.Lock()
+	call := d.login
+	if call == nil {
+		call = &loginCall{done: make(chan struct{})}
+		d.login = call
+		go d.runLogin(runCtx, call)
+	}
+	d.loginMu.Unlock()
+	select {
+	case <-call.done:
+		return call.st, call.err
+	case <-ctx.Done():
+		return wire.SidecarStatus{}, ctx.Err()
+	}
+}
+
+func (d *Daemon) runLogin(ctx context.Context, call *loginCall) {
+	defer func() {
+		d.loginMu.Lock()
+		d.login = nil
+		d.loginMu.Unlock()
+		close(call.done)
+	}()
+	s := d.o.Settings
+	if err := d.o.Session.Check(ctx); err != nil {
+		call.err = err
+		return
+	}
+	_, err := login.Run(ctx, login.Options{
+		Issuer: s.Issuer, ClientID: s.ClientID, Scopes: s.Scopes, Port: s.Port,
+		// The URL goes to the app (loginStarted), not to the log: it
+		// carries the attempt's state.
+		Browser: announcingBrowser{d: d, next: d.o.Browser},
+		Save:     func(ctx context.Context, r login.Result) error { return d.o.Session.Save(ctx, r.Tokens) },
+	})
+	if err != nil {
+		call.err = err
+		d.o.Logger.Warn("sign-in failed", "err", err)
+		return
+	}
+	call.st, call.err = d.Status(ctx)
+}
+
+// announcingBrowser tells the app the sign-in URL (loginStarted) before
+// opening it, so the app can offer a link when no browser opens.
+type announcingBrowser struct {
+	d    *Daemon
+	next login.Browser
+}
+
+func (b announcingBrowser) Open(url string) error {
+	b.d.o.Logger.Info("sign-in started: opening the browser")
+	b.d.notify(Notification{Method: "loginStarted", Params: LoginStarted{URL: url}})
+	if err := b.next.Open(url); err != nil {
+		b.d.o.Logger.Warn("could not open a browser; the app has the URL (loginStarted)", "err", err)
+	}
+	return nil
+}
+
+// Logout revokes and deletes the session and announces it.
+func (d *Daemon) Logout(ctx context.Context) (wire.SidecarStatus, error) {
+	revokeErr, err := d.o.Session.Logout(ctx)
+	if err != nil {
+		return wire.SidecarStatus{}, err
+	}
+	if revokeErr != nil {
+		d.o.Logger.Warn("revocation at the provider failed; the local session is deleted", "err", revokeErr)
+	}
+	return d.Status(ctx)
+}
+
+// token returns a valid ID token; concurrent callers share one load (and
+// one refresh, which the session also serialises across processes).
+func (d *Daemon) token(ctx context.Context) (tokens.Set, error) {
+	v, err, _ := d.tokenSF.Do("token", func() (any, error) {
+		return d.o.Session.Token(context.WithoutCancel(ctx))
+	})
+	set, _ := v.(tokens.Set)
+	return set, d.sessionError(ctx, err)
+}
+
+// refreshed replaces a token the gateway refused; concurrent callers with
+// the same stale token share one refresh.
+func (d *Daemon) refreshed(ctx context.Context, stale string) (tokens.Set, error) {
+	v, err, _ := d.tokenSF.Do("refresh:"+stale, func() (any, error) {
+		return d.o.Session.Refresh(context.WithoutCancel(ctx), stale)
+	})
+	set, _ := v.(tokens.Set)
+	return set, d.sessionError(ctx, err)
+}
+
+// sessionError maps session failures to the sidecar's error codes and
+// announces a session that ended.
+func (d *Daemon) sessionError(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, session.ErrNotSignedIn), errors.Is(err, session.ErrSessionEnded):
+		if errors.Is(err, session.ErrSessionEnded) {
+			_, _ = d.Status(ctx)
+		}
+		return &wire.Error{Code: wire.CodeNotSignedIn, Message: "Not signed in: sign in first.", Err: err}
+	case errors.Is(err, tokens.ErrUnavailable):
+		return &wire.Error{Code: wire.CodeUnavailable, Message: "The OS keyring is not available.", Err: err}
+	default:
+		return &wire.Error{Code: wire.CodeGatewayUnreachable, Message: "Could not refresh the session: " + login.Printable(err.Error(), 300), Err: err}
+	}
+}

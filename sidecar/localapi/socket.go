@@ -1,0 +1,97 @@
+package localapi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// MaxSocketPath keeps socket paths under the 104-byte sun_path of macOS
+// (Linux allows 108).
+const MaxSocketPath = 100
+
+// DefaultSocketPath is $XDG_RUNTIME_DIR/sas/sidecar-<profile>.sock, else
+// under the user's temp dir in a per-user directory; if that is too long
+// for a socket (macOS's temp dirs are long), under /tmp.
+func DefaultSocketPath(getenv func(string) string, profile string) string {
+	name := "sidecar-" + profile + ".sock"
+	if d := getenv("XDG_RUNTIME_DIR"); d != "" {
+		if p := filepath.Join(d, "sas", name); len(p) <= MaxSocketPath {
+			return p
+		}
+	}
+	dir := "sas-" + strconv.Itoa(os.Getuid())
+	if p := filepath.Join(os.TempDir(), dir, name); len(p) <= MaxSocketPath {
+		return p
+	}
+	return filepath.Join("/tmp", dir, name)
+}
+
+// ErrInUse means another live sidecar serves the socket.
+var ErrInUse = errors.New("another sas-sidecar is already serving")
+
+// Listen prepares path's directory (created 0700, and refused if another
+// user owns it or it is open to others), removes a stale socket left by a
+// crashed run, refuses to take over a live one, and listens with mode 0600.
+// The returned listener checks every connection's peer uid.
+func Listen(path string, log *slog.Logger) (net.Listener, error) {
+	if len(path) > MaxSocketPath {
+		return nil, fmt.Errorf("socket path %s is %d bytes, over the %d a Unix socket allows on macOS: pass a shorter --socket", path, len(path), MaxSocketPath)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create the socket directory: %w", err)
+	}
+	if err := checkPrivateDir(dir); err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(path); err == nil {
+		// Something is there: a live sidecar answers, a stale socket from a
+		// crash does not. Never remove a socket that someone still serves.
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%w on %s: quit it first, or use another --socket / --profile", ErrInUse, path)
+		}
+		log.Info("removing a stale socket left by an earlier run", "path", path)
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove the stale socket %s: %w", path, err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("restrict the socket: %w", err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	return &peerListener{Listener: ln, uid: os.Getuid(), log: log}, nil
+}
+
+// peerListener drops connections from other users.
+type peerListener struct {
+	net.Listener
+	uid int
+	log *slog.Logger
+}
+
+func (l *peerListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		uid, err := peerUID(c)
+		if err == nil && uid == l.uid {
+			return c, nil
+		}
+		l.log.Warn("refused a connection from another user", "peer_uid", uid, "err", err)
+		c.Close()
+	}
+}

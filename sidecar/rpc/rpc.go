@@ -1,0 +1,337 @@
+// Package rpc is the sidecar's stdio channel: JSON-RPC 2.0, one JSON object
+// per line, requests on stdin, responses and notifications on stdout. Each
+// request runs in its own goroutine (a sign-in may take minutes while status
+// calls go on); writes are serialised, one line each.
+package rpc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/signals-sorcery/sas/shared/wire"
+	"github.com/signals-sorcery/sas/sidecar/daemon"
+)
+
+// JSON-RPC 2.0 error codes.
+const (
+	CodeParseError     = -32700
+	CodeInvalidRequest = -32600
+	CodeMethodNotFound = -32601
+	CodeInvalidParams  = -32602
+	CodeInternal       = -32603
+	// CodeApplication is a failure of the method itself; data.code holds the
+	// contract's error code (not_signed_in, gateway_unreachable, …).
+	CodeApplication = -32000
+)
+
+// MaxLineBytes bounds one request line (a 1 MiB body, JSON-escaped, fits).
+const MaxLineBytes = 8 << 20
+
+// MaxResponseBody bounds what a `request` call reads from the gateway.
+const MaxResponseBody = 32 << 20
+
+// Request is one parsed line.
+type Request struct {
+	ID     json.RawMessage // nil for a notification
+	Method string
+	Params json.RawMessage
+}
+
+// Error is a JSON-RPC error object.
+type Error struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Data    any    `json:"data,omitempty"`
+}
+
+// ParseLine parses one line. The returned id (possibly JSON null) is the
+// one to answer an error with.
+func ParseLine(line []byte) (Request, *Error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(line, &raw); err != nil {
+		trimmed := bytes.TrimSpace(line)
+		if len(trimmed) > 0 && trimmed[0] == '[' && json.Valid(trimmed) {
+			return Request{}, &Error{Code: CodeInvalidRequest, Message: "Batches are not supported: send one request per line."}
+		}
+		return Request{}, &Error{Code: CodeParseError, Message: "Parse error: each line must be one JSON object."}
+	}
+	req := Request{ID: raw["id"], Params: raw["params"]}
+	if id := bytes.TrimSpace(req.ID); len(id) > 0 && id[0] != '"' && (id[0] < '0' || id[0] > '9') && id[0] != '-' && !bytes.Equal(id, []byte("null")) {
+		return Request{}, &Error{Code: CodeInvalidRequest, Message: "id must be a string, a number or null."}
+	}
+	var version string
+	if json.Unmarshal(raw["jsonrpc"], &version) != nil || version != "2.0" {
+		return req, &Error{Code: CodeInvalidRequest, Message: `"jsonrpc" must be "2.0".`}
+	}
+	if json.Unmarshal(raw["method"], &req.Method) != nil || req.Method == "" {
+		return req, &Error{Code: CodeInvalidRequest, Message: `"method" must be a non-empty string.`}
+	}
+	if p := bytes.TrimSpace(req.Params); len(p) > 0 && p[0] != '{' && p[0] != '[' && !bytes.Equal(p, []byte("null")) {
+		return req, &Error{Code: CodeInvalidRequest, Message: `"params" must be an object or an array.`}
+	}
+	return req, nil
+}
+
+// Server answers requests for a Daemon.
+type Server struct {
+	d   *daemon.Daemon
+	log *slog.Logger
+
+	wmu sync.Mutex
+	out *bufio.Writer
+
+	cmu      sync.Mutex
+	inflight map[string]context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// NewServer returns a Server writing to out.
+func NewServer(d *daemon.Daemon, out io.Writer, log *slog.Logger) *Server {
+	s := &Server{d: d, log: log, out: bufio.NewWriter(out), inflight: map[string]context.CancelFunc{}}
+	d.OnNotify(func(n daemon.Notification) { s.Notify(n.Method, n.Params) })
+	return s
+}
+
+// Notify writes a notification.
+func (s *Server) Notify(method string, params any) {
+	s.write(map[string]any{"jsonrpc": "2.0", "method": method, "params": params})
+}
+
+func (s *Server) write(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("encode a JSON-RPC message", "err", err)
+		return
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, _ = s.out.Write(append(b, '\n'))
+	_ = s.out.Flush()
+}
+
+func (s *Server) reply(id json.RawMessage, result any, e *Error) {
+	if id == nil {
+		return // a notification gets no answer, not even an error
+	}
+	msg := map[string]any{"jsonrpc": "2.0", "id": id}
+	if e != nil {
+		msg["error"] = e
+	} else {
+		msg["result"] = result
+	}
+	s.write(msg)
+}
+
+// Serve reads requests from in until it ends (the parent closed our stdin:
+// time to go) or ctx is done. Requests still running are cancelled and
+// waited for. flows bounds the sign-ins started here (they outlive the
+// request that started them only as long as flows lives).
+func (s *Server) Serve(ctx context.Context, flows context.Context, in io.Reader) error {
+	lines := make(chan []byte)
+	readErr := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), MaxLineBytes)
+		for sc.Scan() {
+			line := append([]byte(nil), sc.Bytes()...)
+			select {
+			case lines <- line:
+			case <-ctx.Done():
+				return
+			}
+		}
+		readErr <- sc.Err()
+		close(lines)
+	}()
+	defer func() {
+		s.cmu.Lock()
+		for _, cancel := range s.inflight {
+			cancel()
+		}
+		s.cmu.Unlock()
+		s.wg.Wait()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case line, ok := <-lines:
+			if !ok {
+				err := <-readErr
+				if errors.Is(err, bufio.ErrTooLong) {
+					s.reply(json.RawMessage("null"), nil, &Error{Code: CodeParseError, Message: fmt.Sprintf("Line over %d bytes.", MaxLineBytes)})
+				}
+				return err
+			}
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			req, perr := ParseLine(line)
+			if perr != nil {
+				id := req.ID
+				if id == nil {
+					id = json.RawMessage("null")
+				}
+				s.reply(id, nil, perr)
+				continue
+			}
+			s.dispatch(ctx, flows, req)
+		}
+	}
+}
+
+func (s *Server) dispatch(ctx, flows context.Context, req Request) {
+	if req.Method == "$/cancelRequest" {
+		var p struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(req.Params, &p) == nil {
+			s.cmu.Lock()
+			if cancel, ok := s.inflight[string(p.ID)]; ok {
+				cancel()
+			}
+			s.cmu.Unlock()
+		}
+		return
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	key := string(req.ID)
+	if req.ID != nil {
+		s.cmu.Lock()
+		s.inflight[key] = cancel
+		s.cmu.Unlock()
+	}
+	s.wg.Go(func() {
+		defer func() {
+			cancel()
+			if req.ID != nil {
+				s.cmu.Lock()
+				delete(s.inflight, key)
+				s.cmu.Unlock()
+			}
+		}()
+		result, e := s.call(rctx, flows, req)
+		s.reply(req.ID, result, e)
+	})
+}
+
+func (s *Server) call(ctx, flows context.Context, req Request) (any, *Error) {
+	switch req.Method {
+	case "status":
+		return appResult(s.d.Status(ctx))
+	case "login":
+		return appResult(s.d.Login(ctx, flows))
+	case "logout":
+		return appResult(s.d.Logout(ctx))
+	case "request":
+		return s.request(ctx, req.Params)
+	default:
+		return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("Method %q not found (methods: status, login, logout, request).", req.Method)}
+	}
+}
+
+func appResult(v any, err error) (any, *Error) {
+	if err == nil {
+		return v, nil
+	}
+	return nil, appError(err)
+}
+
+func appError(err error) *Error {
+	code, msg := wire.ErrorCode(err), "Internal error."
+	if we, ok := errors.AsType[*wire.Error](err); ok {
+		msg = we.Message
+	} else if errors.Is(err, context.Canceled) {
+		code, msg = "cancelled", "The request was cancelled."
+	} else {
+		msg = err.Error()
+	}
+	return &Error{Code: CodeApplication, Message: msg, Data: map[string]string{"code": code}}
+}
+
+// requestParams are the params of `request`.
+type requestParams struct {
+	Method  string            `json:"method"`
+	Path    string            `json:"path"`
+	Headers map[string]string `json:"headers"`
+	Body    json.RawMessage   `json:"body"`
+}
+
+// requestResult is the result of `request`: headers by lower-case name,
+// body parsed when the gateway answered JSON, else text.
+type requestResult struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers"`
+	Body    any               `json:"body"`
+}
+
+func (s *Server) request(ctx context.Context, raw json.RawMessage) (any, *Error) {
+	var p requestParams
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return nil, &Error{Code: CodeInvalidParams, Message: "params must be {method, path, headers?, body?}: " + err.Error()}
+	}
+	if p.Method == "" {
+		p.Method = http.MethodGet
+	}
+	if !strings.HasPrefix(p.Path, "/v1/") {
+		return nil, &Error{Code: CodeInvalidParams, Message: "path must start with /v1/."}
+	}
+	h := http.Header{}
+	for k, v := range p.Headers {
+		h.Set(k, v)
+	}
+	var body []byte
+	if b := bytes.TrimSpace(p.Body); len(b) > 0 && !bytes.Equal(b, []byte("null")) {
+		var text string
+		if json.Unmarshal(b, &text) == nil {
+			body = []byte(text) // a string is sent as it is
+		} else {
+			body = b // any other JSON value is sent as JSON
+			if h.Get("Content-Type") == "" {
+				h.Set("Content-Type", "application/json")
+			}
+		}
+	}
+	if len(body) > daemon.MaxBodyBytes {
+		return requestResult{Status: 413, Headers: map[string]string{"content-type": "application/json"},
+			Body: wire.ErrorBody{Error: wire.ErrorDetail{Code: wire.CodePayloadTooLarge, Message: "The request body is over 1 MiB."}}}, nil
+	}
+	resp, err := s.d.Do(ctx, p.Method, p.Path, h, body)
+	if err != nil {
+		if we, ok := errors.AsType[*wire.Error](err); ok {
+			// The gateway's own shape, as the socket answers it.
+			return requestResult{Status: wire.HTTPStatus(we.Code), Headers: map[string]string{"content-type": "application/json"},
+				Body: wire.ErrorBody{Error: wire.ErrorDetail{Code: we.Code, Message: we.Message}}}, nil
+		}
+		return nil, appError(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
+	if err != nil {
+		return nil, appError(err)
+	}
+	out := requestResult{Status: resp.StatusCode, Headers: map[string]string{}}
+	for k := range resp.Header {
+		out.Headers[strings.ToLower(k)] = resp.Header.Get(k)
+	}
+	out.Body = string(b)
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" || strings.HasSuffix(mt, "+json") {
+		var v any
+		if json.Unmarshal(b, &v) == nil {
+			out.Body = v
+		}
+	}
+	return out, nil
+}
