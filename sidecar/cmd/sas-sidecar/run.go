@@ -96,7 +96,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 	}
 	sess := session.New(session.Options{Profile: settings.Profile, Issuer: settings.Issuer, ClientID: settings.ClientID,
 		Scopes: settings.Scopes, Store: store, LockDir: dir})
-	d := daemon.New(daemon.Options{Settings: settings, Session: sess, Logger: log})
+	watch := time.Duration(0)
+	if v := getenv("SAS_SIDECAR_WATCH_INTERVAL"); v != "" {
+		if watch, err = time.ParseDuration(v); err != nil {
+			return fmt.Errorf("SAS_SIDECAR_WATCH_INTERVAL: %w", err)
+		}
+	}
+	d := daemon.New(daemon.Options{Settings: settings, Session: sess, Logger: log, WatchInterval: watch})
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -1,0 +1,586 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The real binaries: sas-sidecar serve --stdio against `sas-gateway dev`
+// (gateway + dev IdP + dev model in one process, real Postgres and Redis).
+
+var bin = map[string]string{}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sas-sidecar-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for name, pkg := range map[string]string{"sas-sidecar": ".", "sas-gateway": "../../../gateway/cmd/sas-gateway", "sas-login": "../sas-login"} {
+		bin[name] = filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", bin[name], pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", name, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// devStack runs `sas-gateway dev --auto-approve` on Postgres and Redis from
+// scripts/test.
+func devStack(t *testing.T) string {
+	t.Helper()
+	for _, v := range []string{"TEST_DATABASE_URL", "TEST_REDIS_URL"} {
+		if os.Getenv(v) == "" {
+			t.Fatalf("%s is not set: run scripts/test", v)
+		}
+	}
+	port := freePort(t)
+	cmd := exec.Command(bin["sas-gateway"], "dev", "--auto-approve")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port,
+		"DATABASE_URL=" + os.Getenv("TEST_DATABASE_URL"), "REDIS_URL=" + os.Getenv("TEST_REDIS_URL")}
+	logs := &syncBuf{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	base := "http://127.0.0.1:" + port
+	for i := 0; ; i++ {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if i > 500 {
+			t.Fatalf("sas-gateway dev did not start:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return base
+}
+
+// sidecar is a running `sas-sidecar serve --stdio`.
+type sidecar struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	home   string
+	env    []string
+	socket string
+	stderr *syncBuf
+	exited chan error
+
+	mu      sync.Mutex
+	waiters map[string]chan map[string]any
+	notes   chan map[string]any
+	nextID  int
+}
+
+func home(t *testing.T, gateway string) (string, []string) {
+	h, err := os.MkdirTemp("/tmp", "sas-e2e-") // short: socket paths have a length limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(h) })
+	return h, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h, "XDG_CONFIG_HOME=" + filepath.Join(h, "config"),
+		"XDG_RUNTIME_DIR=" + filepath.Join(h, "run"), "SAS_PROFILE=local", "SAS_ISSUER=" + gateway + "/dev/idp",
+		"SAS_GATEWAY_URL=" + gateway, "SAS_TOKEN_STORE=file", "SAS_REDIRECT_PORT=" + freePort(t)}
+}
+
+func startSidecar(t *testing.T, h string, env []string, args ...string) *sidecar {
+	t.Helper()
+	_ = os.MkdirAll(filepath.Join(h, "run"), 0o700)
+	cmd := exec.Command(bin["sas-sidecar"], append([]string{"serve", "--stdio"}, args...)...)
+	cmd.Env = env
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	s := &sidecar{t: t, cmd: cmd, stdin: stdin, home: h, env: env, stderr: &syncBuf{}, exited: make(chan error, 1),
+		waiters: map[string]chan map[string]any{}, notes: make(chan map[string]any, 100)}
+	cmd.Stderr = s.stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("sidecar stderr:\n%s", s.stderr)
+		}
+	})
+	lines := bufio.NewScanner(stdout)
+	lines.Buffer(make([]byte, 1<<20), 16<<20)
+	if !lines.Scan() {
+		t.Fatalf("no ready line; stderr:\n%s", s.stderr)
+	}
+	var ready struct {
+		Method string
+		Params struct{ Socket, Version string }
+	}
+	if err := json.Unmarshal(lines.Bytes(), &ready); err != nil || ready.Method != "ready" {
+		t.Fatalf("first line %q is not the ready notification", lines.Text())
+	}
+	t.Logf("ready after %v", time.Since(start))
+	s.socket = ready.Params.Socket
+	go func() {
+		for lines.Scan() {
+			var m map[string]any
+			if err := json.Unmarshal(lines.Bytes(), &m); err != nil {
+				t.Errorf("stdout line is not JSON: %q", lines.Text())
+				continue
+			}
+			if id, ok := m["id"]; ok {
+				key := fmt.Sprint(id)
+				s.mu.Lock()
+				ch := s.waiters[key]
+				s.mu.Unlock()
+				if ch != nil {
+					ch <- m
+				}
+				continue
+			}
+			s.notes <- m
+		}
+	}()
+	go func() { s.exited <- cmd.Wait() }()
+	return s
+}
+
+// call sends a request and waits for its response.
+func (s *sidecar) call(method string, params any) map[string]any {
+	s.t.Helper()
+	s.mu.Lock()
+	s.nextID++
+	id := s.nextID
+	ch := make(chan map[string]any, 1)
+	s.waiters[strconv.Itoa(id)] = ch
+	s.mu.Unlock()
+	msg := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
+	if params != nil {
+		msg["params"] = params
+	}
+	b, _ := json.Marshal(msg)
+	s.send(string(b))
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(30 * time.Second):
+		s.t.Fatalf("no answer to %s", method)
+		return nil
+	}
+}
+
+func (s *sidecar) send(line string) {
+	s.t.Helper()
+	if _, err := io.WriteString(s.stdin, line+"\n"); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// note waits for the next notification named method.
+func (s *sidecar) note(method string) map[string]any {
+	s.t.Helper()
+	for {
+		select {
+		case m := <-s.notes:
+			if m["method"] == method {
+				return m
+			}
+		case <-time.After(30 * time.Second):
+			s.t.Fatalf("no %s notification", method)
+			return nil
+		}
+	}
+}
+
+// login signs in through the sidecar, playing the browser with the URL of
+// the loginStarted notification; it returns the login response.
+func (s *sidecar) login() map[string]any {
+	s.t.Helper()
+	done := make(chan map[string]any, 1)
+	go func() { done <- s.call("login", nil) }()
+	url := s.note("loginStarted")["params"].(map[string]any)["url"].(string)
+	resp, err := http.Get(url)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return <-done
+}
+
+// unix is an HTTP client for the sidecar's socket.
+func (s *sidecar) unix() *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", s.socket)
+	}}}
+}
+
+func result(t *testing.T, m map[string]any) map[string]any {
+	t.Helper()
+	r, ok := m["result"].(map[string]any)
+	if !ok {
+		t.Fatalf("no result: %v", m)
+	}
+	return r
+}
+
+func TestSidecarEndToEnd(t *testing.T) {
+	gw := devStack(t)
+	h, env := home(t, gw)
+	s := startSidecar(t, h, env)
+
+	st := result(t, s.call("status", nil))
+	if st["signedIn"] != false || st["user"] != nil {
+		t.Fatalf("status before sign-in: %v", st)
+	}
+	// Two logins at once share one browser flow.
+	second := make(chan map[string]any, 1)
+	done := make(chan map[string]any, 1)
+	go func() { done <- s.call("login", nil) }()
+	url := s.note("loginStarted")["params"].(map[string]any)["url"].(string)
+	go func() { second <- s.call("login", nil) }()
+	time.Sleep(50 * time.Millisecond) // let the second one join
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	r1, r2 := result(t, <-done), result(t, <-second)
+	if r1["signedIn"] != true || r2["signedIn"] != true {
+		t.Fatalf("login results %v / %v", r1, r2)
+	}
+	select {
+	case n := <-s.notes:
+		if n["method"] == "loginStarted" {
+			t.Error("a second browser flow was started")
+		}
+		if n["method"] == "authChanged" && n["params"].(map[string]any)["signedIn"] != true {
+			t.Errorf("authChanged = %v", n)
+		}
+	case <-time.After(time.Second):
+	}
+
+	// request /v1/me over stdio.
+	me := result(t, s.call("request", map[string]any{"method": "GET", "path": "/v1/me"}))
+	body, _ := me["body"].(map[string]any)
+	if me["status"] != float64(200) || body["email"] != "dev@example.com" || me["headers"].(map[string]any)["content-type"] != "application/json" {
+		t.Fatalf("request /v1/me = %v", me)
+	}
+	// And over the socket, as curl --unix-socket would.
+	c := s.unix()
+	r, err := c.Get("http://sas/v1/me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || !strings.Contains(string(b), `"dev@example.com"`) {
+		t.Fatalf("socket /v1/me = %d %s", r.StatusCode, b)
+	}
+	if curl, err := exec.LookPath("curl"); err == nil {
+		out, err := exec.Command(curl, "-s", "--unix-socket", s.socket, "http://sas/v1/me").Output()
+		if err != nil || !strings.Contains(string(out), "dev@example.com") {
+			t.Errorf("curl --unix-socket: %v %s", err, out)
+		}
+	}
+	r, _ = c.Get("http://sas/sidecar/status")
+	b, _ = io.ReadAll(r.Body)
+	r.Body.Close()
+	if !strings.Contains(string(b), `"signedIn":true`) {
+		t.Errorf("socket status: %s", b)
+	}
+	// The token never appears in what the app sees.
+	tok := storedToken(t, h)
+	all, _ := json.Marshal([]any{me, st, r1})
+	if strings.Contains(string(all)+string(b)+s.stderr.String(), tok) {
+		t.Error("the ID token reached the app or the log")
+	}
+
+	// Streaming: chunks arrive as the dev model produces them (it pauses
+	// between chunks), not all at once at the end.
+	req, _ := http.NewRequest("POST", "http://sas/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"stream through the sidecar please"}]}`))
+	r, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(r.Body)
+	var first, last time.Time
+	chunks := 0
+	for {
+		line, err := br.ReadString('\n')
+		if strings.HasPrefix(line, "data: ") {
+			if first.IsZero() {
+				first = time.Now()
+			}
+			last = time.Now()
+			chunks++
+		}
+		if err != nil {
+			break
+		}
+	}
+	r.Body.Close()
+	if chunks < 5 || last.Sub(first) < 40*time.Millisecond {
+		t.Errorf("%d chunks over %v: the stream was not relayed as it came", chunks, last.Sub(first))
+	}
+
+	// A request from a web page is refused.
+	req, _ = http.NewRequest("GET", "http://sas/v1/me", nil)
+	req.Header.Set("Origin", "https://evil.example.com")
+	if r, err := c.Do(req); err != nil || r.StatusCode != 403 {
+		t.Errorf("request with Origin: %v %v", r, err)
+	} else {
+		r.Body.Close()
+	}
+	if fi, err := os.Stat(s.socket); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Dir(s.socket)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("socket dir mode: %v %v", fi, err)
+	}
+
+	// Logout clears the store and is announced.
+	if out := result(t, s.call("logout", nil)); out["signedIn"] != false {
+		t.Errorf("logout = %v", out)
+	}
+	if n := s.note("authChanged"); n["params"].(map[string]any)["signedIn"] != false {
+		t.Errorf("authChanged after logout = %v", n)
+	}
+	if r, _ := c.Get("http://sas/v1/me"); r == nil || r.StatusCode != 401 {
+		t.Errorf("socket /v1/me after logout: %v", r)
+	} else {
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if !strings.Contains(string(b), `"not_signed_in"`) {
+			t.Errorf("body: %s", b)
+		}
+	}
+
+	// Closing stdin (the app died) ends the sidecar within 2 s, socket gone.
+	start := time.Now()
+	s.stdin.Close()
+	select {
+	case <-s.exited:
+	case <-time.After(2 * time.Second):
+		t.Fatal("still running 2 s after stdin closed")
+	}
+	t.Logf("exit after stdin close: %v", time.Since(start))
+	if _, err := os.Stat(s.socket); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+func storedToken(t *testing.T, h string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(h, "config", "sas", "tokens-local.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		IDToken string `json:"id_token"`
+	}
+	_ = json.Unmarshal(b, &f)
+	return f.IDToken
+}
+
+// TestRefreshOn401: a stored token the gateway refuses (here: its signature
+// damaged, its expiry far) is refreshed once and the call retried.
+func TestRefreshOn401(t *testing.T) {
+	gw := devStack(t)
+	h, env := home(t, gw)
+	s := startSidecar(t, h, env)
+	if r := result(t, s.login()); r["signedIn"] != true {
+		t.Fatal("not signed in")
+	}
+	path := filepath.Join(h, "config", "sas", "tokens-local.json")
+	b, _ := os.ReadFile(path)
+	var f map[string]any
+	_ = json.Unmarshal(b, &f)
+	bad := f["id_token"].(string)
+	bad = bad[:len(bad)-6] + "AAAAAA"
+	f["id_token"] = bad
+	b, _ = json.Marshal(f)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	me := result(t, s.call("request", map[string]any{"path": "/v1/me"}))
+	if me["status"] != float64(200) {
+		t.Fatalf("after a 401: %v", me)
+	}
+	if !strings.Contains(s.stderr.String(), "gateway answered 401: refreshing the session and retrying once") {
+		t.Error("no refresh-and-retry logged")
+	}
+	if storedToken(t, h) == bad {
+		t.Error("the refused token is still stored")
+	}
+}
+
+// TestTerminalSignInIsPickedUp: sas-login in a terminal signs in; the
+// running sidecar sees it (status re-reads the store) and announces it.
+func TestTerminalSignInIsPickedUp(t *testing.T) {
+	gw := devStack(t)
+	h, env := home(t, gw)
+	s := startSidecar(t, h, append(env, "SAS_SIDECAR_WATCH_INTERVAL=200ms"))
+	cmd := exec.Command(bin["sas-login"], "login", "--no-browser")
+	cmd.Env = env
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if i := strings.Index(sc.Text(), "http://127.0.0.1:"); i >= 0 && strings.Contains(sc.Text(), "/oauth/authorize") {
+			resp, err := http.Get(strings.TrimSpace(sc.Text()[i:]))
+			if err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sas-login: %v", err)
+	}
+	if n := s.note("authChanged"); n["params"].(map[string]any)["signedIn"] != true {
+		t.Errorf("authChanged = %v", n)
+	}
+	if st := result(t, s.call("status", nil)); st["signedIn"] != true {
+		t.Errorf("status = %v", st)
+	}
+}
+
+// TestJSONRPCErrors: malformed lines get JSON-RPC errors and the daemon
+// keeps serving.
+func TestJSONRPCErrors(t *testing.T) {
+	gw := devStack(t)
+	h, env := home(t, gw)
+	s := startSidecar(t, h, env)
+	bad := map[string]float64{
+		`{"jsonrpc":"2.0","id":101,"method":"frobnicate"}`:                        -32601,
+		`{"jsonrpc":"1.0","id":102,"method":"status"}`:                            -32600,
+		`{"jsonrpc":"2.0","id":103,"method":"request","params":{"path":"/etc"}}`:  -32602,
+		`{"jsonrpc":"2.0","id":104,"method":"request","params":{"bogus":true}}`:   -32602,
+		`{"jsonrpc":"2.0","id":105,"method":"request","params":{"path":"/v1/me"}}`: 0, // not signed in: a result with 401
+	}
+	for line, code := range bad {
+		var req struct{ ID int }
+		_ = json.Unmarshal([]byte(line), &req)
+		ch := make(chan map[string]any, 1)
+		s.mu.Lock()
+		s.waiters[strconv.Itoa(req.ID)] = ch
+		s.mu.Unlock()
+		s.send(line)
+		m := <-ch
+		if code == 0 {
+			if r := result(t, m); r["status"] != float64(401) {
+				t.Errorf("%s → %v", line, m)
+			}
+			continue
+		}
+		e, _ := m["error"].(map[string]any)
+		if e["code"] != code || e["message"] == "" {
+			t.Errorf("%s → %v, want error %v", line, m, code)
+		}
+	}
+	// Lines without a usable id are answered with id null.
+	for _, line := range []string{`not json`, `[1,2]`, `{"jsonrpc":"2.0","id":{},"method":"status"}`} {
+		ch := make(chan map[string]any, 1)
+		s.mu.Lock()
+		s.waiters["<nil>"] = ch
+		s.mu.Unlock()
+		s.send(line)
+		select {
+		case m := <-ch:
+			if m["error"] == nil {
+				t.Errorf("%q → %v", line, m)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("no answer to %q", line)
+		}
+	}
+	if st := result(t, s.call("status", nil)); st["signedIn"] != false {
+		t.Error("daemon did not keep serving")
+	}
+}
+
+// TestSocketLifecycle: SIGTERM removes the socket within 2 s; a stale
+// socket is cleaned up; a second live sidecar is refused.
+func TestSocketLifecycle(t *testing.T) {
+	gw := devStack(t)
+	h, env := home(t, gw)
+	s := startSidecar(t, h, env)
+	// A second sidecar on the same socket is refused with a clear message.
+	second := exec.Command(bin["sas-sidecar"], "serve", "--stdio")
+	second.Env = env
+	out, err := second.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "another sas-sidecar is already serving") {
+		t.Errorf("second sidecar: %v %s", err, out)
+	}
+	start := time.Now()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(2 * time.Second):
+		t.Fatal("still running 2 s after SIGTERM")
+	}
+	t.Logf("exit after SIGTERM: %v", time.Since(start))
+	if _, err := os.Stat(s.socket); !os.IsNotExist(err) {
+		t.Errorf("socket left behind after SIGTERM: %v", err)
+	}
+	// A crashed run leaves its socket: the next one cleans it up.
+	ln, err := net.Listen("unix", s.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // the file stays, nobody listens: stale
+	if _, err := os.Stat(s.socket); err != nil {
+		t.Fatalf("no stale socket to test with: %v", err)
+	}
+	s2 := startSidecar(t, h, env)
+	if st := result(t, s2.call("status", nil)); st["signedIn"] != false {
+		t.Errorf("status = %v", st)
+	}
+	if !strings.Contains(s2.stderr.String(), "removing a stale socket") {
+		t.Error("stale socket removal not logged")
+	}
+}
