@@ -31,6 +31,9 @@ func TestUpstreamErrors(t *testing.T) {
 		status int
 		code   string
 		check  func(t *testing.T, r response)
+		// charged: the request reached the upstream, which may have worked on
+		// it (no answer in time): counted and charged, not refunded.
+		charged bool
 	}{
 		{"400 relayed", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 400, "Invalid value for 'temperature': must be between 0 and 2.", "invalid_request_error", "")
@@ -38,23 +41,23 @@ func TestUpstreamErrors(t *testing.T) {
 			if !strings.Contains(r.body, "must be between 0 and 2") {
 				t.Errorf("OpenAI's message not relayed: %s", r.body)
 			}
-		}},
+		}, false},
 		{"404 relayed", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 404, "The model does not exist.", "invalid_request_error", "model_not_found")
-		}, 404, wire.CodeBadRequest, nil},
+		}, 404, wire.CodeBadRequest, nil, false},
 		{"422 relayed", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 422, "Unprocessable.", "invalid_request_error", "")
-		}, 422, wire.CodeBadRequest, nil},
+		}, 422, wire.CodeBadRequest, nil, false},
 		{"401 our key", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 401, "Incorrect API key provided: sk-upstr****test.", "invalid_request_error", "invalid_api_key")
 		}, 502, wire.CodeUpstreamError, func(t *testing.T, r response) {
 			if strings.Contains(r.body, "sk-upstr") {
 				t.Errorf("upstream key hint reached the client: %s", r.body)
 			}
-		}},
+		}, false},
 		{"403 our key", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 403, "Country not supported.", "invalid_request_error", "")
-		}, 502, wire.CodeUpstreamError, nil},
+		}, 502, wire.CodeUpstreamError, nil, false},
 		{"429 our org", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "7")
 			devllm.Error(w, 429, "Rate limit reached for organization.", "requests", "rate_limit_exceeded")
@@ -62,13 +65,13 @@ func TestUpstreamErrors(t *testing.T) {
 			if r.header.Get("Retry-After") != "7" {
 				t.Errorf("Retry-After = %q, want 7", r.header.Get("Retry-After"))
 			}
-		}},
+		}, false},
 		{"500", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 500, "The server had an error.", "server_error", "")
-		}, 502, wire.CodeUpstreamError, nil},
+		}, 502, wire.CodeUpstreamError, nil, false},
 		{"hung upstream", func(w http.ResponseWriter, r *http.Request) {
 			hang(r) // never answers
-		}, 502, wire.CodeUpstreamError, nil},
+		}, 502, wire.CodeUpstreamError, nil, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,7 +86,11 @@ func TestUpstreamErrors(t *testing.T) {
 			if time.Since(start) > 5*time.Second {
 				t.Errorf("took %v", time.Since(start))
 			}
-			if after := e.usage(); after[quota.RequestsPerDay] != before[quota.RequestsPerDay] {
+			after := e.usage()
+			switch {
+			case tc.charged && (after[quota.RequestsPerDay] != before[quota.RequestsPerDay]+1 || after[quota.TokensPerDay] <= before[quota.TokensPerDay]):
+				t.Errorf("not counted and charged: %v → %v", before, after)
+			case !tc.charged && after[quota.RequestsPerDay] != before[quota.RequestsPerDay]:
 				t.Errorf("not refunded: %v → %v", before, after)
 			}
 		})
@@ -304,5 +311,85 @@ func hang(r *http.Request) {
 	select {
 	case <-r.Context().Done():
 	case <-time.After(10 * time.Second):
+	}
+}
+
+// TestReviewFaults: the cases a review found unbounded or unfair.
+func TestReviewFaults(t *testing.T) {
+	e := newEnv(t, nil, app.Deps{UpstreamIdleTimeout: 300 * time.Millisecond})
+	t.Run("non-streamed body stalls after headers: bounded, 502, charged", func(t *testing.T) {
+		e.setFault(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"choices":[{"message":{"content":"par`)
+			w.(http.Flusher).Flush()
+			hang(r)
+		})
+		before := e.usage()
+		start := time.Now()
+		wantError(t, e.post("/v1/chat/completions", hello), 502, wire.CodeUpstreamError)
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("took %v", time.Since(start))
+		}
+		waitFor(t, "a charge", func() bool { return e.usage()[quota.TokensPerDay] > before[quota.TokensPerDay] })
+	})
+	t.Run("client leaves before the answer: charged, not refunded", func(t *testing.T) {
+		e.setFault(func(w http.ResponseWriter, r *http.Request) { hang(r) })
+		before := e.usage()
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/v1/chat/completions", strings.NewReader(hello))
+		req.Header.Set("Authorization", "Bearer "+e.tok)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+		waitFor(t, "a charge", func() bool { return e.usage()[quota.TokensPerDay] > before[quota.TokensPerDay] })
+		if e.usage()[quota.RequestsPerDay] != before[quota.RequestsPerDay]+1 {
+			t.Error("the request was refunded")
+		}
+	})
+	t.Run("stream ends at [DONE] even if the upstream keeps the body open", func(t *testing.T) {
+		e.setFault(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}]}`+"\n\n")
+			io.WriteString(w, "data: [DONE]\n\n")
+			w.(http.Flusher).Flush()
+			hang(r)
+		})
+		start := time.Now()
+		r := e.post("/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"x"}]}`)
+		if r.status != 200 || !strings.HasSuffix(r.body, "data: [DONE]\n\n") {
+			t.Errorf("%d %q", r.status, r.body)
+		}
+		if d := time.Since(start); d >= 300*time.Millisecond {
+			t.Errorf("the stream ended after %v: it waited for the idle timeout instead of [DONE]", d)
+		}
+	})
+	t.Run("n above 1 is refused before the quota", func(t *testing.T) {
+		before := e.usage()
+		wantError(t, e.post("/v1/chat/completions", `{"model":"gpt-4o-mini","n":8,"messages":[{"role":"user","content":"x"}]}`), 400, wire.CodeBadRequest)
+		if e.usage()[quota.RequestsPerDay] != before[quota.RequestsPerDay] {
+			t.Error("consumed quota")
+		}
+	})
+	e.fault.Store(nil)
+}
+
+// TestRateHeadersDescribeTheRefusingLimit: a request refused by the daily
+// token budget says so in RateLimit-* too, not the per-minute window.
+func TestRateHeadersDescribeTheRefusingLimit(t *testing.T) {
+	plans := quota.BuiltIn()
+	free := plans["free"]
+	free.TokensPerDay = 10
+	plans["free"] = free
+	e := newEnv(t, func(c *config.Config) { c.Plans = plans }, app.Deps{})
+	if r := e.post("/v1/chat/completions", hello); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	r := e.post("/v1/chat/completions", hello)
+	wantError(t, r, 429, wire.CodeQuotaExceeded)
+	if r.header.Get("RateLimit-Limit") != "10" || r.header.Get("RateLimit-Remaining") != "0" || r.header.Get("RateLimit-Reset") != r.header.Get("Retry-After") {
+		t.Errorf("RateLimit %s/%s reset %s, Retry-After %s", r.header.Get("RateLimit-Limit"), r.header.Get("RateLimit-Remaining"), r.header.Get("RateLimit-Reset"), r.header.Get("Retry-After"))
 	}
 }

@@ -121,29 +121,53 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 		return err
 	}
 	adm, err := p.o.Limiter.Admit(r.Context(), u.ClerkUserID, plan)
-	setRateHeaders(w, adm.Usage)
+	setRateHeaders(w, adm)
 	if err != nil {
 		return err
 	}
 	log := p.o.Logger.With("user", u.ClerkUserID, "model", req.model, "stream", req.stream)
-	resp, err := p.send(r.Context(), req)
-	if err == nil && resp.StatusCode/100 != 2 {
-		err = upstreamError(resp, log)
-	}
-	if err != nil {
-		// Nothing reached the model: the request is given back.
-		if rerr := p.o.Limiter.Refund(context.WithoutCancel(r.Context()), adm); rerr != nil {
-			log.Warn("refund failed", "err", rerr)
-		}
+	// The upstream request lives as long as the client's, or until the
+	// upstream goes silent for IdleTimeout (idleReader cancels it).
+	uctx, ucancel := context.WithCancel(r.Context())
+	defer ucancel()
+	resp, sent, err := p.send(uctx, req)
+	switch {
+	case err == nil && resp.StatusCode/100 != 2:
+		// The upstream refused before generating anything: given back.
+		p.refund(r, adm, log)
+		return upstreamError(resp, log)
+	case err != nil && !sent:
+		p.refund(r, adm, log) // never reached the upstream
+		return err
+	case err != nil:
+		// Sent, then no answer (the client left, or the upstream hung): the
+		// upstream may have worked on it; charge the prompt.
+		p.charge(r, adm, accounting{outcome: "no_answer"}, req, log)
 		return err
 	}
 	defer resp.Body.Close()
 	var acct accounting
 	if req.stream {
-		acct = p.relayStream(w, r, resp, req.clientWantsUsage, log)
+		acct = p.relayStream(w, r, resp, req.clientWantsUsage, log) // has its own idle timer
 	} else {
-		acct = relayJSON(w, resp)
+		resp.Body = newIdleReader(resp.Body, p.o.IdleTimeout, ucancel)
+		acct, err = relayJSON(w, resp)
 	}
+	p.charge(r, adm, acct, req, log)
+	return err
+}
+
+func (p *Proxy) refund(r *http.Request, adm quota.Admission, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	defer cancel()
+	if err := p.o.Limiter.Refund(ctx, adm); err != nil {
+		log.Warn("refund failed", "err", err)
+	}
+}
+
+// charge charges what the upstream reported, else an estimate, and logs
+// which.
+func (p *Proxy) charge(r *http.Request, adm quota.Admission, acct accounting, req chatRequest, log *slog.Logger) {
 	tokens, source := acct.tokens(req.promptBytes)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
 	defer cancel()
@@ -151,32 +175,35 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 		log.Error("charging tokens failed", "tokens", tokens, "err", err)
 	}
 	log.Info("completion", "tokens", tokens, "usage_source", source, "outcome", acct.outcome)
-	return nil
 }
 
 // send posts the request upstream with the gateway's key. The user's
-// headers — their token above all — are not forwarded.
-func (p *Proxy) send(ctx context.Context, req chatRequest) (*http.Response, error) {
+// headers — their token above all — are not forwarded. sent reports whether
+// the request may have reached the upstream (false: the connection was
+// never made, so nothing was spent).
+func (p *Proxy) send(ctx context.Context, req chatRequest) (resp *http.Response, sent bool, err error) {
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, p.o.BaseURL+"/chat/completions", bytes.NewReader(req.body()))
 	if err != nil {
-		return nil, wire.Wrap(wire.CodeUpstreamError, "The AI provider could not be reached.", err)
+		return nil, false, wire.Wrap(wire.CodeUpstreamError, "The AI provider could not be reached.", err)
 	}
 	hr.Header.Set("Authorization", "Bearer "+p.o.APIKey)
 	hr.Header.Set("Content-Type", "application/json")
 	if req.stream {
 		hr.Header.Set("Accept", "text/event-stream")
 	}
-	resp, err := p.client.Do(hr)
+	resp, err = p.client.Do(hr)
 	if err != nil {
+		var oe *net.OpError
+		sent = !(errors.As(err, &oe) && oe.Op == "dial")
 		msg := "The AI provider could not be reached."
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			msg = "The AI provider did not answer in time."
 		}
 		// err names the upstream URL, never the key (it is a header).
-		return nil, wire.Wrap(wire.CodeUpstreamError, msg, err)
+		return nil, sent, wire.Wrap(wire.CodeUpstreamError, msg, err)
 	}
-	return resp, nil
+	return resp, true, nil
 }
 
 // upstreamError maps a non-2xx upstream answer to the contract's errors.
@@ -189,6 +216,10 @@ func upstreamError(resp *http.Response, log *slog.Logger) error {
 		msg = oe.Error.Message
 	}
 	cause := errors.New("upstream status " + strconv.Itoa(resp.StatusCode) + ": " + msg)
+	if resp.StatusCode == 401 || resp.StatusCode == 403 {
+		// OpenAI's message quotes part of the key: keep it out of the log.
+		cause = errors.New("upstream status " + strconv.Itoa(resp.StatusCode))
+	}
 	switch s := resp.StatusCode; {
 	case s == 400 || s == 404 || s == 422:
 		if msg == "" {
@@ -225,12 +256,18 @@ func (e *statusError) Unwrap() error { return e.err }
 // Status returns the HTTP status to answer with.
 func (e *statusError) Status() int { return e.status }
 
-// setRateHeaders describes the limit with the least remaining.
-func setRateHeaders(w http.ResponseWriter, us []quota.Usage) {
-	if len(us) == 0 {
+// setRateHeaders describes the limit that refused the request, else the
+// one with the least remaining.
+func setRateHeaders(w http.ResponseWriter, adm quota.Admission) {
+	if len(adm.Usage) == 0 {
 		return
 	}
-	t := quota.Tightest(us)
+	t := quota.Tightest(adm.Usage)
+	for _, u := range adm.Usage {
+		if u.Name == adm.Refused {
+			t = u
+		}
+	}
 	h := w.Header()
 	h.Set("RateLimit-Limit", strconv.FormatInt(t.Limit, 10))
 	h.Set("RateLimit-Remaining", strconv.FormatInt(t.Remaining, 10))
@@ -253,11 +290,19 @@ func (a accounting) tokens(promptBytes int) (int64, string) {
 	return int64((promptBytes+a.completionBytes)/4 + 1), "estimate"
 }
 
-func relayJSON(w http.ResponseWriter, resp *http.Response) accounting {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+// relayJSON relays a non-streamed answer once it is complete. A body cut
+// short, silent for IdleTimeout or over 32 MiB becomes a 502 (nothing was
+// written yet) and is charged by estimate.
+func relayJSON(w http.ResponseWriter, resp *http.Response) (accounting, error) {
+	const maxBody = 32 << 20
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	acct := accounting{outcome: "complete", completionBytes: len(b)}
-	if err != nil {
+	if err != nil || len(b) > maxBody {
 		acct.outcome = "upstream_cut"
+		if err == nil {
+			err = errors.New("answer over 32 MiB")
+		}
+		return acct, wire.Wrap(wire.CodeUpstreamError, "The AI provider's answer broke off.", err)
 	}
 	var cr struct {
 		Usage *openai.Usage `json:"usage"`
@@ -268,7 +313,31 @@ func relayJSON(w http.ResponseWriter, resp *http.Response) accounting {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(b)
-	return acct
+	return acct, nil
+}
+
+// idleReader cancels the upstream request when a Read has waited longer
+// than d for data: a body that stalls after its headers is bounded too.
+type idleReader struct {
+	io.ReadCloser
+	d     time.Duration
+	timer *time.Timer
+}
+
+func newIdleReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *idleReader {
+	return &idleReader{ReadCloser: rc, d: d, timer: time.AfterFunc(d, cancel)}
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	r.timer.Reset(r.d)
+	n, err := r.ReadCloser.Read(p)
+	r.timer.Reset(r.d)
+	return n, err
+}
+
+func (r *idleReader) Close() error {
+	r.timer.Stop()
+	return r.ReadCloser.Close()
 }
 
 // relayStream copies the upstream's server-sent events to the client one
@@ -359,6 +428,7 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 				}
 			}
 			blank := len(bytes.TrimSpace(line)) == 0
+			_ = rc.SetWriteDeadline(time.Now().Add(p.o.IdleTimeout)) // a client that stops reading is let go
 			if skipEvent {
 				skipEvent = !blank // drop through the event's closing blank line
 				continue
@@ -371,6 +441,12 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 			if blank {
 				if err := rc.Flush(); err != nil {
 					acct.outcome = "client_gone"
+					return acct
+				}
+				if sawDone {
+					// [DONE] ends the stream, whether or not the upstream
+					// closes its side.
+					acct.outcome = "complete"
 					return acct
 				}
 			}

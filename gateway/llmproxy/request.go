@@ -52,6 +52,13 @@ func parseChat(body []byte, readErr error, planName string, plan quota.Plan) (ch
 			return chatRequest{}, wire.Errorf(wire.CodeBadRequest, "\"stream\" must be true or false.")
 		}
 	}
+	if raw, ok := req.fields["n"]; ok && !bytes.Equal(raw, []byte("null")) {
+		// Several choices multiply the cost past what the plan's caps bound.
+		var n int64
+		if err := json.Unmarshal(raw, &n); err != nil || n != 1 {
+			return chatRequest{}, wire.Errorf(wire.CodeBadRequest, "\"n\" must be 1: one choice per request.")
+		}
+	}
 	if !plan.Allows(req.model) {
 		return chatRequest{}, wire.Errorf(wire.CodeModelNotAllowed, "Model %q is not available on the %s plan.", req.model, planName)
 	}

@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -59,16 +60,19 @@ type Usage struct {
 // Admission is an admitted request: the state after it, and what Refund
 // needs to give it back.
 type Admission struct {
-	Usage                  []Usage
+	Usage []Usage
+	// Refused names the limit that refused the request, if one did.
+	Refused                string
 	minute, dayReq, dayTok string
 }
 
 // Tightest returns the limit with the least remaining (for the RateLimit-*
-// headers).
+// headers); on a tie, the one that resets last, so that a client waiting
+// for it is not sent back too early.
 func Tightest(us []Usage) Usage {
 	best := us[0]
 	for _, u := range us[1:] {
-		if u.Remaining < best.Remaining {
+		if u.Remaining < best.Remaining || (u.Remaining == best.Remaining && u.ResetAt.After(best.ResetAt)) {
 			best = u
 		}
 	}
@@ -135,13 +139,13 @@ func (l *Limiter) Admit(ctx context.Context, user string, p Plan) (Admission, er
 	usage := l.usage(p, w, res[1], res[2], res[3])
 	switch res[0] {
 	case 1:
-		return Admission{Usage: usage}, &wire.Error{Code: wire.CodeRateLimited, RetryAfter: retryAfter(now, w.minuteEnd),
+		return Admission{Usage: usage, Refused: RequestsPerMinute}, &wire.Error{Code: wire.CodeRateLimited, RetryAfter: retryAfter(now, w.minuteEnd),
 			Message: fmt.Sprintf("Too many requests: your plan allows %d per minute.", p.RequestsPerMinute)}
 	case 2:
-		return Admission{Usage: usage}, &wire.Error{Code: wire.CodeQuotaExceeded, RetryAfter: retryAfter(now, w.dayEnd),
+		return Admission{Usage: usage, Refused: RequestsPerDay}, &wire.Error{Code: wire.CodeQuotaExceeded, RetryAfter: retryAfter(now, w.dayEnd),
 			Message: fmt.Sprintf("Daily request quota used up (%d per day); it resets at 00:00 UTC.", p.RequestsPerDay)}
 	case 3:
-		return Admission{Usage: usage}, &wire.Error{Code: wire.CodeQuotaExceeded, RetryAfter: retryAfter(now, w.dayEnd),
+		return Admission{Usage: usage, Refused: TokensPerDay}, &wire.Error{Code: wire.CodeQuotaExceeded, RetryAfter: retryAfter(now, w.dayEnd),
 			Message: fmt.Sprintf("Daily token quota used up (%d per day); it resets at 00:00 UTC.", p.TokensPerDay)}
 	}
 	return Admission{Usage: usage, minute: w.minute, dayReq: w.dayReq, dayTok: w.dayTok}, nil
@@ -160,16 +164,22 @@ func (l *Limiter) Charge(ctx context.Context, a Admission, tokens int64) error {
 	return nil
 }
 
+// refundScript decrements counters that still exist: a late refund must
+// not create a counter without an expiry.
+var refundScript = redis.NewScript(`
+for _, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then redis.call('DECR', k) end
+end
+return 0
+`)
+
 // Refund gives back an admitted request that never reached the model (the
 // upstream refused it before sending anything). Errors: unavailable.
 func (l *Limiter) Refund(ctx context.Context, a Admission) error {
 	if a.minute == "" {
 		return nil
 	}
-	pipe := l.rdb.TxPipeline()
-	pipe.Decr(ctx, a.minute)
-	pipe.Decr(ctx, a.dayReq)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := refundScript.Run(ctx, l.rdb, []string{a.minute, a.dayReq}).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return unavailable(err)
 	}
 	return nil

@@ -207,7 +207,7 @@ func (d *Daemon) runLogin(ctx context.Context, call *loginCall) {
 		// The URL goes to the app (loginStarted), not to the log: it
 		// carries the attempt's state.
 		Browser: announcingBrowser{d: d, next: d.o.Browser},
-		Save:     func(ctx context.Context, r login.Result) error { return d.o.Session.Save(ctx, r.Tokens) },
+		Save:    func(ctx context.Context, r login.Result) error { return d.o.Session.Save(ctx, r.Tokens) },
 	})
 	if err != nil {
 		call.err = err

@@ -494,10 +494,10 @@ func TestJSONRPCErrors(t *testing.T) {
 	h, env := home(t, gw)
 	s := startSidecar(t, h, env)
 	bad := map[string]float64{
-		`{"jsonrpc":"2.0","id":101,"method":"frobnicate"}`:                        -32601,
-		`{"jsonrpc":"1.0","id":102,"method":"status"}`:                            -32600,
-		`{"jsonrpc":"2.0","id":103,"method":"request","params":{"path":"/etc"}}`:  -32602,
-		`{"jsonrpc":"2.0","id":104,"method":"request","params":{"bogus":true}}`:   -32602,
+		`{"jsonrpc":"2.0","id":101,"method":"frobnicate"}`:                         -32601,
+		`{"jsonrpc":"1.0","id":102,"method":"status"}`:                             -32600,
+		`{"jsonrpc":"2.0","id":103,"method":"request","params":{"path":"/etc"}}`:   -32602,
+		`{"jsonrpc":"2.0","id":104,"method":"request","params":{"bogus":true}}`:    -32602,
 		`{"jsonrpc":"2.0","id":105,"method":"request","params":{"path":"/v1/me"}}`: 0, // not signed in: a result with 401
 	}
 	for line, code := range bad {

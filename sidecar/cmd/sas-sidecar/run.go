@@ -171,4 +171,3 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
-
