@@ -58,12 +58,16 @@ type Error struct {
 // one to answer an error with.
 func ParseLine(line []byte) (Request, *Error) {
 	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(line, &raw); err != nil {
+	if err := json.Unmarshal(line, &raw); err != nil || raw == nil {
 		trimmed := bytes.TrimSpace(line)
-		if len(trimmed) > 0 && trimmed[0] == '[' && json.Valid(trimmed) {
+		switch {
+		case !json.Valid(trimmed):
+			return Request{}, &Error{Code: CodeParseError, Message: "Parse error: each line must be one JSON object."}
+		case len(trimmed) > 0 && trimmed[0] == '[':
 			return Request{}, &Error{Code: CodeInvalidRequest, Message: "Batches are not supported: send one request per line."}
+		default:
+			return Request{}, &Error{Code: CodeInvalidRequest, Message: "Invalid request: each line must be one JSON object."}
 		}
-		return Request{}, &Error{Code: CodeParseError, Message: "Parse error: each line must be one JSON object."}
 	}
 	req := Request{ID: raw["id"], Params: raw["params"]}
 	if id := bytes.TrimSpace(req.ID); len(id) > 0 && id[0] != '"' && (id[0] < '0' || id[0] > '9') && id[0] != '-' && !bytes.Equal(id, []byte("null")) {
