@@ -1,0 +1,74 @@
+import { EventEmitter } from "node:events";
+
+export interface SpawnOptions {
+  /** Path to the sas-sidecar binary (electron-builder extraResources). */
+  binaryPath: string;
+  /** prod (default), dev or local. */
+  profile?: "prod" | "dev" | "local";
+  /** The sidecar's environment (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Extra `serve` flags, e.g. ["--token-store", "file"]. */
+  args?: string[];
+  /** Receives the sidecar's stderr log lines (JSON). */
+  logger?: ((line: string) => void) | { log(line: string): void };
+}
+
+export interface User {
+  id: string;
+  email: string;
+  username: string;
+}
+
+export interface Status {
+  signedIn: boolean;
+  user: User | null;
+  /** RFC 3339 */
+  expiresAt: string | null;
+}
+
+export interface RequestInit {
+  method?: string;
+  /** A gateway path under /v1/, e.g. "/v1/me". */
+  path: string;
+  headers?: Record<string, string>;
+  /** A string is sent as is; any other JSON value is sent as JSON. */
+  body?: unknown;
+}
+
+export interface GatewayResponse {
+  status: number;
+  /** Lower-case header names. */
+  headers: Record<string, string>;
+  /** Parsed when the gateway answered JSON, else the text. */
+  body: unknown;
+}
+
+export interface FetchInit {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array;
+  signal?: AbortSignal;
+}
+
+export class SasSidecarError extends Error {
+  /** e.g. "not_signed_in", "gateway_unreachable", "sidecar_exited". */
+  code: string;
+  rpcCode?: number;
+}
+
+export class SasSidecar extends EventEmitter {
+  static spawn(options: SpawnOptions): Promise<SasSidecar>;
+  readonly socketPath: string | null;
+  readonly version: string;
+  readonly pid: number | undefined;
+  status(): Promise<Status>;
+  login(): Promise<Status>;
+  logout(): Promise<Status>;
+  request(req: RequestInit): Promise<GatewayResponse>;
+  fetch(path: string, init?: FetchInit): Promise<Response>;
+  close(): Promise<void>;
+  on(event: "authChanged", listener: (e: { signedIn: boolean; user: User | null }) => void): this;
+  on(event: "loginStarted", listener: (e: { url: string }) => void): this;
+  on(event: "exit", listener: (err: SasSidecarError) => void): this;
+  on(event: string, listener: (...args: any[]) => void): this;
+}

@@ -1,0 +1,241 @@
+// @ts-check
+// Client for sas-sidecar, for Electron's main process (or any Node.js
+// program). It spawns `sas-sidecar serve --stdio`, speaks its JSON-RPC on
+// stdin/stdout, and calls the gateway through the sidecar's Unix socket.
+// The sidecar attaches the user's token to every gateway call: no token ever
+// reaches this process, let alone a renderer. Zero dependencies.
+
+import { spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import http from "node:http";
+import readline from "node:readline";
+import { Readable } from "node:stream";
+
+/** An error from the sidecar, with the contract's code when there is one. */
+export class SasSidecarError extends Error {
+  /**
+   * @param {string} message
+   * @param {{ code?: string, rpcCode?: number }} [details]
+   */
+  constructor(message, details = {}) {
+    super(message);
+    this.name = "SasSidecarError";
+    /** e.g. "not_signed_in", "gateway_unreachable", "sidecar_exited" */
+    this.code = details.code ?? "sidecar_error";
+    /** the JSON-RPC error code, when the error came from a call */
+    this.rpcCode = details.rpcCode;
+  }
+}
+
+const READY_TIMEOUT_MS = 10_000;
+
+export class SasSidecar extends EventEmitter {
+  /**
+   * Spawns the sidecar and resolves once it is ready.
+   * @param {import("./index.d.ts").SpawnOptions} options
+   * @returns {Promise<SasSidecar>}
+   */
+  static spawn({ binaryPath, profile, env, args = [], logger } = /** @type {any} */ ({})) {
+    if (!binaryPath) throw new TypeError("binaryPath is required");
+    const argv = ["serve", "--stdio", ...(profile ? ["--profile", profile] : []), ...args];
+    const child = spawn(binaryPath, argv, { env: env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
+    const sidecar = new SasSidecar(child, logger);
+    return sidecar.#ready;
+  }
+
+  /** @type {import("node:child_process").ChildProcessWithoutNullStreams} */
+  #child;
+  /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void}>} */
+  #pending = new Map();
+  #nextId = 1;
+  /** @type {string | null} */
+  #socketPath = null;
+  #version = "";
+  /** @type {Error | null} */
+  #exitError = null;
+  /** @type {Promise<SasSidecar>} */
+  #ready;
+  /** @type {Promise<void>} */
+  #exited;
+
+  /**
+   * @param {import("node:child_process").ChildProcessWithoutNullStreams} child
+   * @param {((line: string) => void) | { log: (line: string) => void } | undefined} logger
+   */
+  constructor(child, logger) {
+    super();
+    this.#child = child;
+    const log = typeof logger === "function" ? logger : logger ? (/** @type {string} */ l) => logger.log(l) : null;
+    /** @type {(s: SasSidecar) => void} */
+    let readyResolve = () => {};
+    /** @type {(e: Error) => void} */
+    let readyReject = () => {};
+    this.#ready = new Promise((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
+    const readyTimer = setTimeout(() => {
+      readyReject(new SasSidecarError(`the sidecar was not ready within ${READY_TIMEOUT_MS} ms`, { code: "sidecar_not_ready" }));
+      child.kill("SIGTERM");
+    }, READY_TIMEOUT_MS);
+
+    readline.createInterface({ input: child.stdout }).on("line", (line) => {
+      /** @type {any} */
+      let msg;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        log?.(`sas-sidecar: unparseable stdout line ignored`);
+        return;
+      }
+      if (msg.method === "ready") {
+        clearTimeout(readyTimer);
+        this.#socketPath = msg.params?.socket ?? null;
+        this.#version = msg.params?.version ?? "";
+        readyResolve(this);
+        return;
+      }
+      if (msg.id === undefined || msg.id === null) {
+        if (typeof msg.method === "string") this.emit(msg.method, msg.params);
+        return;
+      }
+      const call = this.#pending.get(msg.id);
+      if (!call) return;
+      this.#pending.delete(msg.id);
+      if (msg.error) {
+        call.reject(new SasSidecarError(msg.error.message, { code: msg.error.data?.code, rpcCode: msg.error.code }));
+      } else {
+        call.resolve(msg.result);
+      }
+    });
+    if (log) readline.createInterface({ input: child.stderr }).on("line", log);
+    else child.stderr.resume();
+
+    this.#exited = new Promise((resolve) => {
+      const onGone = (/** @type {Error} */ err) => {
+        clearTimeout(readyTimer);
+        this.#exitError = err;
+        readyReject(err);
+        for (const call of this.#pending.values()) call.reject(err);
+        this.#pending.clear();
+        this.emit("exit", err);
+        resolve();
+      };
+      child.on("error", (err) => onGone(new SasSidecarError(`could not start the sidecar: ${err.message}`, { code: "sidecar_exited" })));
+      child.on("exit", (code, signal) =>
+        onGone(new SasSidecarError(`the sidecar exited (${signal ?? `code ${code}`})`, { code: "sidecar_exited" })),
+      );
+    });
+    child.stdin.on("error", () => {}); // a dead sidecar: reported through "exit"
+  }
+
+  /** The Unix socket the sidecar serves (null on Windows: use request()). */
+  get socketPath() {
+    return this.#socketPath;
+  }
+
+  /** The sidecar's process id. */
+  get pid() {
+    return this.#child.pid;
+  }
+
+  /** The sidecar's build version. */
+  get version() {
+    return this.#version;
+  }
+
+  /**
+   * @param {string} method
+   * @param {unknown} [params]
+   * @returns {Promise<any>}
+   */
+  #call(method, params) {
+    if (this.#exitError) return Promise.reject(this.#exitError);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      const msg = params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params };
+      this.#child.stdin.write(JSON.stringify(msg) + "\n");
+    });
+  }
+
+  /** @returns {Promise<import("./index.d.ts").Status>} */
+  status() {
+    return this.#call("status");
+  }
+
+  /**
+   * Runs the browser sign-in; resolves when it is done. Calling it while a
+   * sign-in runs joins that one (no second browser tab). The "loginStarted"
+   * event carries the URL, to offer as a link if no browser opened.
+   * @returns {Promise<import("./index.d.ts").Status>}
+   */
+  login() {
+    return this.#call("login");
+  }
+
+  /** @returns {Promise<import("./index.d.ts").Status>} */
+  logout() {
+    return this.#call("logout");
+  }
+
+  /**
+   * A gateway call with the token attached; the whole answer at once.
+   * @param {import("./index.d.ts").RequestInit} req
+   * @returns {Promise<import("./index.d.ts").GatewayResponse>}
+   */
+  request({ method = "GET", path, headers, body }) {
+    return this.#call("request", { method, path, ...(headers ? { headers } : {}), ...(body !== undefined ? { body } : {}) });
+  }
+
+  /**
+   * A gateway call through the sidecar's socket, answered as a WHATWG
+   * Response whose body streams (server-sent events arrive as they come).
+   * Aborting init.signal cancels the call all the way to the upstream.
+   * @param {string} path e.g. "/v1/chat/completions"
+   * @param {import("./index.d.ts").FetchInit} [init]
+   * @returns {Promise<Response>}
+   */
+  fetch(path, init = {}) {
+    const socketPath = this.#socketPath;
+    if (!socketPath) return Promise.reject(new SasSidecarError("the sidecar serves no socket on this OS: use request()", { code: "no_socket" }));
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        { socketPath, path, method: init.method ?? "GET", headers: { host: "sas", ...(init.headers ?? {}) }, signal: init.signal },
+        (res) => {
+          const headers = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) {
+            if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(", ") : v);
+          }
+          const status = res.statusCode ?? 502;
+          const nullBody = status === 204 || status === 304 || init.method === "HEAD";
+          resolve(
+            new Response(nullBody ? null : /** @type {ReadableStream} */ (Readable.toWeb(res)), {
+              status,
+              statusText: res.statusMessage,
+              headers,
+            }),
+          );
+        },
+      );
+      req.on("error", (err) =>
+        reject(err.name === "AbortError" ? err : new SasSidecarError(`sidecar socket: ${err.message}`, { code: "sidecar_unreachable" })),
+      );
+      if (init.body !== undefined && init.body !== null) req.write(init.body);
+      req.end();
+    });
+  }
+
+  /**
+   * Stops the sidecar (closing its stdin, as when the app quits) and waits
+   * for it to exit; after 3 s it is sent SIGTERM. Pending calls reject.
+   * @returns {Promise<void>}
+   */
+  async close() {
+    if (this.#exitError) return;
+    this.#child.stdin.end();
+    const timer = setTimeout(() => this.#child.kill("SIGTERM"), 3000);
+    await this.#exited;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,122 @@
+// Runs the client against the real sas-sidecar binary and `sas-gateway dev`
+// (started by electron_test.go, which passes their locations in the
+// environment). Run through scripts/test.
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+
+import { SasSidecar, SasSidecarError } from "../index.js";
+
+const bin = process.env.SAS_SIDECAR_BIN;
+const gateway = process.env.SAS_TEST_GATEWAY;
+if (!bin || !gateway) throw new Error("SAS_SIDECAR_BIN and SAS_TEST_GATEWAY are not set: run scripts/test");
+
+let home;
+let env;
+before(async () => {
+  home = await mkdtemp(join("/tmp", "sas-node-"));
+  await mkdir(join(home, "run"), { recursive: true });
+  env = {
+    PATH: process.env.PATH,
+    HOME: home,
+    XDG_CONFIG_HOME: join(home, "config"),
+    XDG_RUNTIME_DIR: join(home, "run"),
+    SAS_ISSUER: `${gateway}/dev/idp`,
+    SAS_GATEWAY_URL: gateway,
+    SAS_TOKEN_STORE: "file",
+    SAS_REDIRECT_PORT: process.env.SAS_TEST_REDIRECT_PORT,
+  };
+});
+after(async () => {
+  await rm(home, { recursive: true, force: true });
+});
+
+// Plays the browser: follows the sign-in URL (the dev IdP auto-approves).
+function browse(sidecar) {
+  sidecar.once("loginStarted", async ({ url }) => {
+    const res = await fetch(url);
+    await res.text();
+  });
+}
+
+test("sign in, call the gateway, stream, sign out — never holding a token", async () => {
+  const logs = [];
+  const sidecar = await SasSidecar.spawn({ binaryPath: bin, profile: "local", env, logger: (l) => logs.push(l) });
+  try {
+    assert.ok(sidecar.socketPath, "a socket path in the ready notification");
+    assert.equal((await sidecar.status()).signedIn, false);
+
+    const changed = new Promise((resolve) => sidecar.once("authChanged", resolve));
+    browse(sidecar);
+    const [a, b] = await Promise.all([sidecar.login(), sidecar.login()]); // the second joins the first
+    assert.equal(a.signedIn, true);
+    assert.equal(b.user.email, "dev@example.com");
+    assert.equal((await changed).signedIn, true);
+
+    const me = await sidecar.request({ path: "/v1/me" });
+    assert.equal(me.status, 200);
+    assert.equal(me.body.email, "dev@example.com");
+    assert.equal(me.headers["content-type"], "application/json");
+
+    const viaSocket = await sidecar.fetch("/v1/me");
+    assert.equal(viaSocket.status, 200);
+    assert.equal((await viaSocket.json()).id, me.body.id);
+
+    // A streamed completion arrives in several reads.
+    const res = await sidecar.fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: "stream to node" }] }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "text/event-stream");
+    let reads = 0;
+    let text = "";
+    for await (const chunk of res.body) {
+      reads++;
+      text += Buffer.from(chunk).toString();
+    }
+    assert.ok(reads >= 3, `the stream came in ${reads} read(s)`);
+    assert.match(text, /data: \[DONE\]/);
+    const said = [...text.matchAll(/"content":"([^"]*)"/g)].map((m) => m[1]).join("");
+    assert.match(said, /You said: stream to node/);
+
+    // Non-JSON bodies come back as text; errors as the gateway's envelope.
+    const bad = await sidecar.request({ method: "POST", path: "/v1/chat/completions", body: { model: "gpt-4o" , messages: [{ role: "user", content: "x" }] } });
+    assert.equal(bad.status, 403);
+    assert.equal(bad.body.error.code, "model_not_allowed");
+
+    // Nothing this process received contains the token.
+    const { id_token: token } = JSON.parse(await readFile(join(home, "config", "sas", "tokens-local.json"), "utf8"));
+    assert.ok(token.length > 100);
+    for (const seen of [JSON.stringify([a, b, me]), text, logs.join("\n")]) {
+      assert.ok(!seen.includes(token), "the ID token reached the client");
+    }
+
+    const out = await sidecar.logout();
+    assert.equal(out.signedIn, false);
+    const after = await sidecar.request({ path: "/v1/me" });
+    assert.equal(after.status, 401);
+    assert.equal(after.body.error.code, "not_signed_in");
+  } finally {
+    await sidecar.close();
+  }
+});
+
+test("pending calls reject when the sidecar dies, and nothing restarts it", async () => {
+  const sidecar = await SasSidecar.spawn({ binaryPath: bin, profile: "local", env });
+  const exited = new Promise((resolve) => sidecar.once("exit", resolve));
+  const pending = sidecar.login(); // nobody completes this sign-in
+  await new Promise((resolve) => sidecar.once("loginStarted", resolve));
+  process.kill(sidecar.pid, "SIGKILL");
+  await assert.rejects(pending, (err) => err instanceof SasSidecarError && err.code === "sidecar_exited");
+  await exited;
+  await assert.rejects(sidecar.status(), (err) => err.code === "sidecar_exited");
+});
+
+test("a bad binary path rejects spawn", async () => {
+  await assert.rejects(SasSidecar.spawn({ binaryPath: join(home, "no-such-binary"), env }), SasSidecarError);
+});
+
