@@ -20,6 +20,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/httpapi"
 	"github.com/signals-sorcery/sas/gateway/llmproxy"
+	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/gateway/usercache"
@@ -41,6 +42,7 @@ type Gateway struct {
 	Redis   *redis.Client
 	Users   *usercache.Cache
 	Limiter *quota.Limiter
+	Metrics *metrics.Metrics
 }
 
 // Deps are optional overrides of what New builds, for tests.
@@ -100,6 +102,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		users = g.Store
 	}
 	g.Limiter = quota.NewLimiter(g.Redis, deps.Now)
+	g.Metrics = metrics.New()
 	plans := cfg.Plans
 	if plans == nil {
 		plans = quota.BuiltIn()
@@ -108,7 +111,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if cfg.OpenAIAPIKey != "" {
 		proxy = llmproxy.New(llmproxy.Options{
 			BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, Plans: plans, Limiter: g.Limiter,
-			HeaderTimeout: deps.UpstreamHeaderTimeout, IdleTimeout: deps.UpstreamIdleTimeout, Logger: log,
+			HeaderTimeout: deps.UpstreamHeaderTimeout, IdleTimeout: deps.UpstreamIdleTimeout, Metrics: g.Metrics, Logger: log,
 		})
 	}
 	g.API = httpapi.New(httpapi.Options{
@@ -117,6 +120,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		Plans:    plans,
 		Quota:    g.Limiter,
 		Proxy:    proxy,
+		Metrics:  g.Metrics,
 		Checks: map[string]httpapi.Check{
 			"postgres": g.Store.Ping,
 			"redis":    func(ctx context.Context) error { return g.Redis.Ping(ctx).Err() },
@@ -166,6 +170,18 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 	l.log.Warn("redis", "msg", fmt.Sprintf(format, v...))
+}
+
+// ServeMetrics serves /metrics on ln until ctx is done.
+func ServeMetrics(ctx context.Context, ln net.Listener, m *metrics.Metrics, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	_ = srv.Serve(ln)
 }
 
 // Serving limits. WriteTimeout stays unset on purpose: streamed chat

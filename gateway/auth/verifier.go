@@ -130,7 +130,7 @@ type claims struct {
 // debug log only) or unavailable (the issuer's keys cannot be fetched).
 func (v *Verifier) Verify(ctx context.Context, raw string) (gateway.Identity, error) {
 	if len(raw) > MaxTokenBytes {
-		return gateway.Identity{}, invalid(fmt.Errorf("token is %d bytes, over the %d limit", len(raw), MaxTokenBytes))
+		return gateway.Identity{}, invalid("too_large", fmt.Errorf("token is %d bytes, over the %d limit", len(raw), MaxTokenBytes))
 	}
 	if v.opts.NoCache {
 		return v.verify(ctx, raw)
@@ -171,7 +171,7 @@ func minTime(a, b time.Time) time.Time {
 // verify does the full check of a token not in the cache.
 func (v *Verifier) verify(ctx context.Context, raw string) (gateway.Identity, error) {
 	if err := precheck(raw); err != nil {
-		return gateway.Identity{}, invalid(err)
+		return gateway.Identity{}, invalid("malformed", err)
 	}
 	if err := v.keys.load(ctx); err != nil {
 		return gateway.Identity{}, &wire.Error{
@@ -183,26 +183,26 @@ func (v *Verifier) verify(ctx context.Context, raw string) (gateway.Identity, er
 	}
 	tok, err := v.verifier.Verify(ctx, raw)
 	if err != nil {
-		return gateway.Identity{}, invalid(err)
+		return gateway.Identity{}, invalid(oidcReason(err), err)
 	}
 	var c claims
 	if err := tok.Claims(&c); err != nil {
-		return gateway.Identity{}, invalid(fmt.Errorf("decode claims: %w", err))
+		return gateway.Identity{}, invalid("malformed", fmt.Errorf("decode claims: %w", err))
 	}
 	now := v.opts.Now()
 	switch {
 	case tok.Subject == "":
-		return gateway.Identity{}, invalid(errors.New("no sub claim"))
+		return gateway.Identity{}, invalid("claims", errors.New("no sub claim"))
 	case tok.Expiry.IsZero():
-		return gateway.Identity{}, invalid(errors.New("no exp claim"))
+		return gateway.Identity{}, invalid("claims", errors.New("no exp claim"))
 	case now.After(tok.Expiry.Add(Leeway)):
-		return gateway.Identity{}, invalid(fmt.Errorf("expired at %s", tok.Expiry.UTC().Format(time.RFC3339)))
+		return gateway.Identity{}, invalid("expired", fmt.Errorf("expired at %s", tok.Expiry.UTC().Format(time.RFC3339)))
 	case c.NotBefore != nil && now.Add(Leeway).Before(time.Unix(int64(*c.NotBefore), 0)):
-		return gateway.Identity{}, invalid(errors.New("not valid yet (nbf)"))
+		return gateway.Identity{}, invalid("not_yet_valid", errors.New("not valid yet (nbf)"))
 	case !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(v.opts.Audiences, a) }):
-		return gateway.Identity{}, invalid(fmt.Errorf("audience %q not accepted", tok.Audience))
+		return gateway.Identity{}, invalid("audience", fmt.Errorf("audience %q not accepted", tok.Audience))
 	case c.AuthorizedParty != "" && len(v.opts.AuthorizedParties) > 0 && !slices.Contains(v.opts.AuthorizedParties, c.AuthorizedParty):
-		return gateway.Identity{}, invalid(fmt.Errorf("azp %q not accepted", c.AuthorizedParty))
+		return gateway.Identity{}, invalid("audience", fmt.Errorf("azp %q not accepted", c.AuthorizedParty))
 	}
 	username := c.Username
 	if username == "" {
@@ -214,8 +214,24 @@ func (v *Verifier) verify(ctx context.Context, raw string) (gateway.Identity, er
 	return gateway.Identity{Subject: tok.Subject, Email: c.Email, Username: username, Expiry: tok.Expiry}, nil
 }
 
-func invalid(err error) *wire.Error {
-	return &wire.Error{Code: wire.CodeInvalidToken, Message: "The access token is invalid or expired.", Err: err}
+func invalid(reason string, err error) *wire.Error {
+	return &wire.Error{Code: wire.CodeInvalidToken, Message: "The access token is invalid or expired.", Reason: reason, Err: err}
+}
+
+// oidcReason labels a go-oidc verification failure (its errors are
+// formatted with %v, so their text is all there is).
+func oidcReason(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, errUnknownKey.Error()):
+		return "unknown_key"
+	case strings.Contains(msg, "different provider"):
+		return "issuer"
+	case strings.Contains(msg, "malformed"), strings.Contains(msg, "unmarshal"):
+		return "malformed"
+	default:
+		return "signature"
+	}
 }
 
 // forbiddenHeaders point a verifier at keys chosen by the token's author, or

@@ -113,7 +113,8 @@ func LoadDev(getenv func(string) string) (Config, error) {
 		OpenAIBaseURL: r.url("OPENAI_BASE_URL", false),
 		Plans:         r.plans("SAS_PLANS_FILE"),
 		LogLevel:      r.logLevel("LOG_LEVEL"),
-		MetricsAddr:   r.addr("METRICS_ADDR", "127.0.0.1:9091"),
+		// A port of its own by default: several dev stacks (tests) at once.
+		MetricsAddr: r.addr("METRICS_ADDR", "127.0.0.1:0"),
 	}
 	c.Issuer = "http://127.0.0.1:" + strconv.Itoa(c.Port) + "/dev/idp"
 	if c.OpenAIBaseURL == "" {

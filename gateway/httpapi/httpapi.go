@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
@@ -59,12 +60,13 @@ type Options struct {
 	Verifier TokenVerifier
 	Users    UserStore
 	// Checks are the /readyz probes by name ("postgres", "redis").
-	Checks map[string]Check
-	Plans  quota.Plans
-	Quota  QuotaReader
-	Proxy  AIProxy
-	Logger *slog.Logger
-	Now    func() time.Time
+	Checks  map[string]Check
+	Plans   quota.Plans
+	Quota   QuotaReader
+	Proxy   AIProxy
+	Metrics *metrics.Metrics // nil: none
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Server is the gateway's HTTP handler.
@@ -75,6 +77,7 @@ type Server struct {
 	plans    quota.Plans
 	quota    QuotaReader
 	proxy    AIProxy
+	metrics  *metrics.Metrics
 	log      *slog.Logger
 	now      func() time.Time
 	router   chi.Router
@@ -91,7 +94,7 @@ const (
 // New builds the Server and its routes.
 func New(opts Options) *Server {
 	s := &Server{verifier: opts.Verifier, users: opts.Users, checks: opts.Checks, plans: opts.Plans,
-		quota: opts.Quota, proxy: opts.Proxy, log: opts.Logger, now: opts.Now}
+		quota: opts.Quota, proxy: opts.Proxy, metrics: opts.Metrics, log: opts.Logger, now: opts.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -146,16 +149,23 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, ok := bearerToken(r.Header.Get("Authorization"))
 		if !ok {
+			s.metrics.TokenRejected("missing")
 			s.writeError(w, r, wire.Errorf(wire.CodeMissingToken, "A bearer token is required (Authorization: Bearer <token>)."))
 			return
 		}
 		id, err := s.verifier.Verify(r.Context(), raw)
 		if err != nil {
+			if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeInvalidToken {
+				s.metrics.TokenRejected(we.Reason)
+			} else {
+				s.metrics.DependencyError("issuer")
+			}
 			s.writeError(w, r, err)
 			return
 		}
 		u, err := s.users.UpsertUser(r.Context(), id)
 		if err != nil {
+			s.metrics.DependencyError("postgres")
 			s.writeError(w, r, err)
 			return
 		}
@@ -199,6 +209,7 @@ func (s *Server) limits(w http.ResponseWriter, r *http.Request) {
 	}
 	usage, err := s.quota.Peek(r.Context(), u.ClerkUserID, s.plans[u.Plan])
 	if err != nil {
+		s.metrics.DependencyError("redis")
 		s.writeError(w, r, err)
 		return
 	}

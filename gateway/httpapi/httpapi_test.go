@@ -423,3 +423,33 @@ func BenchmarkMe(b *testing.B) {
 		})
 	}
 }
+
+// TestMetricsMove: the counters behind /metrics move with the traffic.
+func TestMetricsMove(t *testing.T) {
+	e := newEnv(t, nil)
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		e.gw.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	e.me(e.token("user_m", "m@example.com", "M", nil))
+	e.me(e.token("user_m", "m@example.com", "M", map[string]any{"exp": e.clock.Now().Unix() - 600}))
+	e.do("GET", "/v1/me", nil, nil)
+	got := scrape()
+	for _, want := range []string{
+		`sas_http_requests_total{method="GET",route="/v1/me",status="200"} 1`,
+		`sas_http_requests_total{method="GET",route="/v1/*",status="401"} 2`,
+		`sas_token_rejections_total{reason="expired"} 1`,
+		`sas_token_rejections_total{reason="missing"} 1`,
+		`sas_http_request_duration_seconds_count{route="/v1/me"} 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	e.me(e.token("user_m", "m@example.com", "M", nil))
+	if !strings.Contains(scrape(), `sas_http_requests_total{method="GET",route="/v1/me",status="200"} 2`) {
+		t.Error("the request counter did not move")
+	}
+}

@@ -72,9 +72,11 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 			status = http.StatusOK
 		}
 		route := chi.RouteContext(r.Context()).RoutePattern()
+		d := s.now().Sub(start)
+		s.metrics.Request(route, r.Method, status, d)
 		s.logger(r).Info("request",
 			"method", r.Method, "path", r.URL.Path, "route", route, "status", status,
-			"bytes", ww.BytesWritten(), "duration_ms", float64(s.now().Sub(start).Microseconds())/1000)
+			"bytes", ww.BytesWritten(), "duration_ms", float64(d.Microseconds())/1000)
 	})
 }
 

@@ -392,4 +392,9 @@ func TestRateHeadersDescribeTheRefusingLimit(t *testing.T) {
 	if r.header.Get("RateLimit-Limit") != "10" || r.header.Get("RateLimit-Remaining") != "0" || r.header.Get("RateLimit-Reset") != r.header.Get("Retry-After") {
 		t.Errorf("RateLimit %s/%s reset %s, Retry-After %s", r.header.Get("RateLimit-Limit"), r.header.Get("RateLimit-Remaining"), r.header.Get("RateLimit-Reset"), r.header.Get("Retry-After"))
 	}
+	rec := httptest.NewRecorder()
+	e.gw.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `sas_quota_rejections_total{limit="tokens_per_day",plan="free"} 1`) {
+		t.Error("the quota rejection is not in /metrics")
+	}
 }

@@ -21,6 +21,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
@@ -53,6 +54,7 @@ type Options struct {
 	Transport     http.RoundTripper
 	HeaderTimeout time.Duration
 	IdleTimeout   time.Duration
+	Metrics       *metrics.Metrics // nil: none
 	Logger        *slog.Logger
 }
 
@@ -123,6 +125,11 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 	adm, err := p.o.Limiter.Admit(r.Context(), u.ClerkUserID, plan)
 	setRateHeaders(w, adm)
 	if err != nil {
+		if adm.Refused != "" {
+			p.o.Metrics.QuotaRejected(u.Plan, adm.Refused)
+		} else {
+			p.o.Metrics.DependencyError("redis")
+		}
 		return err
 	}
 	log := p.o.Logger.With("user", u.ClerkUserID, "model", req.model, "stream", req.stream)
@@ -130,6 +137,7 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 	// upstream goes silent for IdleTimeout (idleReader cancels it).
 	uctx, ucancel := context.WithCancel(r.Context())
 	defer ucancel()
+	start := time.Now()
 	resp, sent, err := p.send(uctx, req)
 	switch {
 	case err == nil && resp.StatusCode/100 != 2:
@@ -142,7 +150,7 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 	case err != nil:
 		// Sent, then no answer (the client left, or the upstream hung): the
 		// upstream may have worked on it; charge the prompt.
-		p.charge(r, adm, accounting{outcome: "no_answer"}, req, log)
+		p.charge(r, adm, accounting{outcome: "no_answer"}, req, start, log)
 		return err
 	}
 	defer resp.Body.Close()
@@ -153,7 +161,7 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 		resp.Body = newIdleReader(resp.Body, p.o.IdleTimeout, ucancel)
 		acct, err = relayJSON(w, resp)
 	}
-	p.charge(r, adm, acct, req, log)
+	p.charge(r, adm, acct, req, start, log)
 	return err
 }
 
@@ -167,8 +175,9 @@ func (p *Proxy) refund(r *http.Request, adm quota.Admission, log *slog.Logger) {
 
 // charge charges what the upstream reported, else an estimate, and logs
 // which.
-func (p *Proxy) charge(r *http.Request, adm quota.Admission, acct accounting, req chatRequest, log *slog.Logger) {
+func (p *Proxy) charge(r *http.Request, adm quota.Admission, acct accounting, req chatRequest, start time.Time, log *slog.Logger) {
 	tokens, source := acct.tokens(req.promptBytes)
+	p.o.Metrics.Upstream(req.model, acct.outcome, time.Since(start), tokens, source)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
 	defer cancel()
 	if err := p.o.Limiter.Charge(ctx, adm, tokens); err != nil {

@@ -194,6 +194,13 @@ func TestCompletionForwardsAndCharges(t *testing.T) {
 	if strings.Contains(e.logs.String(), upstreamKey) || strings.Contains(e.logs.String(), e.tok) {
 		t.Error("a key or token in the logs")
 	}
+	rec := httptest.NewRecorder()
+	e.gw.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`sas_upstream_tokens_total{model="gpt-4o-mini",source="upstream"}`, `sas_upstream_duration_seconds_count{model="gpt-4o-mini",outcome="complete"} 1`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	// No cap asked for: the plan's is added.
 	e.post("/v1/chat/completions", hello)
 	_ = json.Unmarshal(e.model.Last().Body, &sent)

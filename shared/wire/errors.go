@@ -70,7 +70,10 @@ type Error struct {
 	Message string
 	// RetryAfter, when positive, becomes the Retry-After header in seconds.
 	RetryAfter int
-	Err        error
+	// Reason is a short internal label (e.g. "expired") for metrics and
+	// logs; never shown to the client.
+	Reason string
+	Err    error
 }
 
 // Errorf builds an *Error with a formatted client message and no cause.

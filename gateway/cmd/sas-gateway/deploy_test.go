@@ -54,6 +54,15 @@ func TestFlyTOML(t *testing.T) {
 	if got := tomlValue(t, fly, "path"); got != "/healthz" {
 		t.Errorf("health check path = %q", got)
 	}
+	if got := tomlValue(t, fly, "port"); ":"+got != config.DefaultMetricsAddr {
+		t.Errorf("[metrics] port = %s, want METRICS_ADDR's default %s", got, config.DefaultMetricsAddr)
+	}
+	if got := tomlValue(t, fly, "path"); got != "/healthz" {
+		t.Errorf("first path = %q", got)
+	}
+	if !strings.Contains(fly, `path = "/metrics"`) {
+		t.Error("[metrics] path is not /metrics")
+	}
 	if got := tomlValue(t, fly, "force_https"); got != "true" {
 		t.Errorf("force_https = %q", got)
 	}

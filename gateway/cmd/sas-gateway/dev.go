@@ -103,6 +103,12 @@ func (e env) dev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer gw.Close()
+	mln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen for metrics on %s (set METRICS_ADDR to change it): %w", cfg.MetricsAddr, err)
+	}
+	go app.ServeMetrics(ctx, mln, gw.Metrics, log)
 	gw.API.Router().Mount("/dev/idp", http.StripPrefix("/dev/idp", idp.Handler()))
 	if devModel != nil {
 		gw.API.Router().Mount("/dev/openai", http.StripPrefix("/dev/openai", devModel.Handler()))
@@ -114,11 +120,12 @@ func (e env) dev(ctx context.Context, args []string) error {
   users          %s
   quotas         %s
   AI model       %s
+  metrics        http://%s/metrics
 
 Try:
   %ssas-login --profile local login
   curl -H "Authorization: Bearer $(sas-login --profile local token)" %s/v1/me
 
-`, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], users, rdbDesc, model, loginEnv, base)
+`, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], users, rdbDesc, model, mln.Addr().String(), loginEnv, base)
 	return app.Serve(ctx, app.Server(gw.Handler, log), ln, app.DrainTimeout, log)
 }

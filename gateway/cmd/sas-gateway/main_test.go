@@ -191,6 +191,7 @@ func TestServe(t *testing.T) {
 		"PATH=" + os.Getenv("PATH"),
 		"HOST=127.0.0.1",
 		"PORT=" + port,
+		"METRICS_ADDR=127.0.0.1:0",
 		"CLERK_ISSUER=" + iss.Issuer(),
 		"CLERK_AUDIENCE=sas-api,sas-local",
 		"DATABASE_URL=" + d.PoolerURL,
@@ -247,7 +248,7 @@ func TestServePortBusy(t *testing.T) {
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	r := run(t, map[string]string{
-		"HOST": "127.0.0.1", "PORT": port,
+		"HOST": "127.0.0.1", "PORT": port, "METRICS_ADDR": "127.0.0.1:0",
 		"CLERK_ISSUER": "http://127.0.0.1:9", "CLERK_AUDIENCE": "a",
 		"DATABASE_URL": "postgres://127.0.0.1:9/x", "REDIS_URL": "redis://127.0.0.1:9",
 	}, "serve")

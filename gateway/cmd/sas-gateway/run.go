@@ -114,7 +114,13 @@ func (e env) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on port %d (set PORT to change it): %w", cfg.Port, err)
 	}
-	log.Info("sas-gateway serving", "addr", ln.Addr().String(), "version", buildinfo.String(), "config", cfg)
+	mln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen for metrics on %s (set METRICS_ADDR to change it): %w", cfg.MetricsAddr, err)
+	}
+	go app.ServeMetrics(ctx, mln, gw.Metrics, log)
+	log.Info("sas-gateway serving", "addr", ln.Addr().String(), "metrics", mln.Addr().String(), "version", buildinfo.String(), "config", cfg)
 	return app.Serve(ctx, app.Server(gw.Handler, log), ln, app.DrainTimeout, log)
 }
 

@@ -1,0 +1,111 @@
+// Package metrics holds the gateway's Prometheus metrics, on a registry of
+// its own (no package globals), served on METRICS_ADDR apart from the API.
+// Every method is safe on a nil *Metrics, so components run without them in
+// tests that do not care.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the gateway's counters and histograms.
+type Metrics struct {
+	reg              *prometheus.Registry
+	requests         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	tokenRejections  *prometheus.CounterVec
+	quotaRejections  *prometheus.CounterVec
+	upstreamDuration *prometheus.HistogramVec
+	upstreamTokens   *prometheus.CounterVec
+	dependencyErrors *prometheus.CounterVec
+}
+
+// New returns Metrics registered on a fresh registry, Go runtime and
+// process collectors included.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sas_http_requests_total", Help: "HTTP requests by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sas_http_request_duration_seconds", Help: "HTTP request duration by route pattern (streams: until the last byte).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route"}),
+		tokenRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sas_token_rejections_total", Help: "Bearer tokens refused, by reason.",
+		}, []string{"reason"}),
+		quotaRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sas_quota_rejections_total", Help: "Requests refused by a quota, by plan and limit.",
+		}, []string{"plan", "limit"}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sas_upstream_duration_seconds", Help: "OpenAI calls, from sending to the end of the answer, by model and outcome.",
+			Buckets: []float64{.1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120, 300},
+		}, []string{"model", "outcome"}),
+		upstreamTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sas_upstream_tokens_total", Help: "Tokens charged, by model and source (upstream usage or estimate).",
+		}, []string{"model", "source"}),
+		dependencyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sas_dependency_errors_total", Help: "Failed calls to Postgres, Redis and the token issuer.",
+		}, []string{"dependency"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.tokenRejections, m.quotaRejections, m.upstreamDuration,
+		m.upstreamTokens, m.dependencyErrors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Request records a served request. route is chi's pattern (never the raw
+// path, whose ids would explode the series).
+func (m *Metrics) Request(route, method string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// TokenRejected records a refused bearer token.
+func (m *Metrics) TokenRejected(reason string) {
+	if m != nil {
+		m.tokenRejections.WithLabelValues(reason).Inc()
+	}
+}
+
+// QuotaRejected records a request refused by a limit.
+func (m *Metrics) QuotaRejected(plan, limit string) {
+	if m != nil {
+		m.quotaRejections.WithLabelValues(plan, limit).Inc()
+	}
+}
+
+// Upstream records an OpenAI call and the tokens charged for it.
+func (m *Metrics) Upstream(model, outcome string, d time.Duration, tokens int64, source string) {
+	if m == nil {
+		return
+	}
+	m.upstreamDuration.WithLabelValues(model, outcome).Observe(d.Seconds())
+	if tokens > 0 {
+		m.upstreamTokens.WithLabelValues(model, source).Add(float64(tokens))
+	}
+}
+
+// DependencyError records a failed call to "postgres", "redis" or "issuer".
+func (m *Metrics) DependencyError(dependency string) {
+	if m != nil {
+		m.dependencyErrors.WithLabelValues(dependency).Inc()
+	}
+}
