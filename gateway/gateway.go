@@ -5,6 +5,7 @@
 package gateway
 
 import (
+	_ "embed"
 	"time"
 
 	"github.com/signals-sorcery/sas/shared/wire"
@@ -42,3 +43,9 @@ func ValidPlan(p string) bool { return p == wire.PlanFree || p == wire.PlanPro }
 
 // ValidStatus reports whether s is a status the database accepts.
 func ValidStatus(s string) bool { return s == wire.StatusActive || s == wire.StatusSuspended }
+
+// OpenAPI is the gateway's OpenAPI 3.1 description (openapi.yaml), served
+// at /openapi.yaml and checked against every response the tests receive.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte

@@ -112,6 +112,10 @@ func New(opts Options) *Server {
 	})
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
+	r.Get("/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(gateway.OpenAPI)
+	})
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(s.authenticate)
 		r.With(deadline(APITimeout)).Get("/me", s.me)

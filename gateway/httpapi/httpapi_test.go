@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -61,7 +62,7 @@ func newEnv(t *testing.T, mod func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(gw.Close)
-	srv := httptest.NewServer(gw.Handler)
+	srv := httptest.NewServer(testenv.OpenAPI(t, gw.Handler))
 	t.Cleanup(srv.Close)
 	return &env{t: t, url: srv.URL, gw: gw, iss: iss, clock: clk, logs: logs, db: db}
 }
@@ -451,5 +452,52 @@ func TestMetricsMove(t *testing.T) {
 	e.me(e.token("user_m", "m@example.com", "M", nil))
 	if !strings.Contains(scrape(), `sas_http_requests_total{method="GET",route="/v1/me",status="200"} 2`) {
 		t.Error("the request counter did not move")
+	}
+}
+
+// driftTB records what the OpenAPI check reports instead of failing.
+type driftTB struct {
+	testing.TB
+	mu     sync.Mutex
+	errors []string
+}
+
+func (d *driftTB) Errorf(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.errors = append(d.errors, fmt.Sprintf(format, args...))
+}
+
+// TestOpenAPICatchesDrift: a /v1/me answer whose shape changed (a field
+// added, a field's type changed, an undeclared status) fails the check, and
+// the real one passes.
+func TestOpenAPICatchesDrift(t *testing.T) {
+	for name, tc := range map[string]struct {
+		status int
+		body   string
+		drift  bool
+	}{
+		"as specified":       {200, `{"id":"u","email":"e","username":"n","plan":"free","status":"active"}`, false},
+		"field added":        {200, `{"id":"u","email":"e","username":"n","plan":"free","status":"active","role":"admin"}`, true},
+		"field retyped":      {200, `{"id":1,"email":"e","username":"n","plan":"free","status":"active"}`, true},
+		"unknown plan":       {200, `{"id":"u","email":"e","username":"n","plan":"gold","status":"active"}`, true},
+		"error not envelope": {500, `{"message":"boom"}`, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tb := &driftTB{TB: t}
+			h := testenv.OpenAPI(tb, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/me", nil))
+			if got := len(tb.errors) > 0; got != tc.drift {
+				t.Errorf("drift reported = %v (%v), want %v", got, tb.errors, tc.drift)
+			}
+		})
+	}
+	e := newEnv(t, nil)
+	if r := e.do("GET", "/openapi.yaml", nil, nil); r.status != 200 || !strings.HasPrefix(string(r.body), "openapi: 3.1.0") {
+		t.Errorf("/openapi.yaml = %d", r.status)
 	}
 }

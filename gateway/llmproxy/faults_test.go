@@ -295,7 +295,7 @@ func (e *env) extraInstances(t *testing.T, plans quota.Plans, n int) []string {
 			t.Fatal(err)
 		}
 		t.Cleanup(gw.Close)
-		srv := httptest.NewServer(gw.Handler)
+		srv := httptest.NewServer(testenv.OpenAPI(t, gw.Handler))
 		t.Cleanup(srv.Close)
 		urls = append(urls, srv.URL)
 	}

@@ -75,7 +75,7 @@ func newEnv(t *testing.T, mod func(*config.Config), deps app.Deps) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(gw.Close)
-	srv := httptest.NewServer(gw.Handler)
+	srv := httptest.NewServer(testenv.OpenAPI(t, gw.Handler))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() {
 		if t.Failed() {
