@@ -68,6 +68,19 @@ func TestFlyTOML(t *testing.T) {
 	}
 }
 
+// TestFlyDevTOML: the dev app differs from prod in name and sizing only.
+func TestFlyDevTOML(t *testing.T) {
+	prod, dev := readTop(t, "fly.toml"), readTop(t, "fly.dev.toml")
+	if tomlValue(t, dev, "app") != "sas-dev" || tomlValue(t, prod, "app") != "sas" {
+		t.Errorf("apps: prod %q, dev %q", tomlValue(t, prod, "app"), tomlValue(t, dev, "app"))
+	}
+	for _, key := range []string{"internal_port", "release_command", "kill_signal", "kill_timeout", "force_https", "path"} {
+		if tomlValue(t, prod, key) != tomlValue(t, dev, key) {
+			t.Errorf("%s differs: prod %q, dev %q", key, tomlValue(t, prod, key), tomlValue(t, dev, key))
+		}
+	}
+}
+
 func TestDockerfile(t *testing.T) {
 	df := readTop(t, "Dockerfile")
 	for _, want := range []string{

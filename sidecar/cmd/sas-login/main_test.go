@@ -297,6 +297,17 @@ func TestSignInAndUse(t *testing.T) {
 		t.Errorf("refresh: exit %d, new token %v, stable after %v", t1.code, t1.stdout != tok.stdout, t2.stdout == t1.stdout)
 	}
 
+	// scripts/smoke against the dev stack, with this signed-in sas-login.
+	gocache, _ := exec.Command("go", "env", "GOCACHE").Output()
+	gomodcache, _ := exec.Command("go", "env", "GOMODCACHE").Output()
+	smoke := exec.Command("../../../scripts/smoke", s.base)
+	smoke.Env = append(s.env(), "PATH="+filepath.Dir(bin["sas-login"])+":"+os.Getenv("PATH"),
+		"GOCACHE="+strings.TrimSpace(string(gocache)), "GOMODCACHE="+strings.TrimSpace(string(gomodcache)))
+	out, err := smoke.CombinedOutput()
+	if err != nil || strings.Count(string(out), "PASS ") != 5 || !strings.Contains(string(out), "all steps passed") {
+		t.Errorf("scripts/smoke: %v\n%s", err, out)
+	}
+
 	// No token or refresh token in any log line or message, anywhere.
 	secrets := []string{strings.TrimSpace(tok.stdout), strings.TrimSpace(t1.stdout), s.tokenFile()["refresh_token"].(string)}
 	for range 2 { // logout is idempotent
