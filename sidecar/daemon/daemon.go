@@ -96,6 +96,9 @@ func New(o Options) *Daemon {
 		t.MaxIdleConnsPerHost = 16
 		c = &http.Client{Transport: t}
 	}
+	// Never follow redirects: the token would go along, and the app should
+	// see the gateway's answer as it is.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Daemon{o: o, client: c}
 }
 
@@ -248,21 +251,31 @@ func (d *Daemon) Logout(ctx context.Context) (wire.SidecarStatus, error) {
 // token returns a valid ID token; concurrent callers share one load (and
 // one refresh, which the session also serialises across processes).
 func (d *Daemon) token(ctx context.Context) (tokens.Set, error) {
-	v, err, _ := d.tokenSF.Do("token", func() (any, error) {
-		return d.o.Session.Token(context.WithoutCancel(ctx))
-	})
-	set, _ := v.(tokens.Set)
-	return set, d.sessionError(ctx, err)
+	return d.shared(ctx, "token", func(c context.Context) (tokens.Set, error) { return d.o.Session.Token(c) })
 }
 
 // refreshed replaces a token the gateway refused; concurrent callers with
 // the same stale token share one refresh.
 func (d *Daemon) refreshed(ctx context.Context, stale string) (tokens.Set, error) {
-	v, err, _ := d.tokenSF.Do("refresh:"+stale, func() (any, error) {
-		return d.o.Session.Refresh(context.WithoutCancel(ctx), stale)
+	return d.shared(ctx, "refresh:"+stale, func(c context.Context) (tokens.Set, error) { return d.o.Session.Refresh(c, stale) })
+}
+
+// shared runs f once for all concurrent callers of key. The shared call is
+// detached from any one caller (others wait on it) but bounded; each caller
+// stops waiting when its own ctx ends.
+func (d *Daemon) shared(ctx context.Context, key string, f func(context.Context) (tokens.Set, error)) (tokens.Set, error) {
+	ch := d.tokenSF.DoChan(key, func() (any, error) {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 45*time.Second)
+		defer cancel()
+		return f(c)
 	})
-	set, _ := v.(tokens.Set)
-	return set, d.sessionError(ctx, err)
+	select {
+	case r := <-ch:
+		set, _ := r.Val.(tokens.Set)
+		return set, d.sessionError(ctx, r.Err)
+	case <-ctx.Done():
+		return tokens.Set{}, ctx.Err()
+	}
 }
 
 // sessionError maps session failures to the sidecar's error codes and

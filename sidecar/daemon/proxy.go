@@ -30,8 +30,8 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy
 // Errors: *wire.Error not_signed_in, bad_request (path outside /v1/),
 // gateway_unreachable (with the cause), unavailable (no keyring).
 func (d *Daemon) Do(ctx context.Context, method, path string, header http.Header, body []byte) (*http.Response, error) {
-	if !strings.HasPrefix(path, "/v1/") {
-		return nil, wire.Errorf(wire.CodeBadRequest, "Only gateway paths under /v1/ are proxied.")
+	if err := checkPath(method, path); err != nil {
+		return nil, err
 	}
 	set, err := d.token(ctx)
 	if err != nil {
@@ -78,6 +78,30 @@ func (d *Daemon) send(ctx context.Context, method, path string, header http.Head
 			Message: "The gateway at " + d.o.Settings.Gateway + " is unreachable: " + login.Printable(cause, 200), Err: err}
 	}
 	return resp, nil
+}
+
+// checkPath admits gateway API paths only: under /v1/, no dot segments or
+// encoded slashes or dots that would climb out of it on the way, and no
+// CONNECT or TRACE.
+func checkPath(method, p string) error {
+	bad := wire.Errorf(wire.CodeBadRequest, "Only gateway paths under /v1/ are proxied.")
+	if method == http.MethodConnect || method == http.MethodTrace {
+		return wire.Errorf(wire.CodeBadRequest, "Method %s is not proxied.", method)
+	}
+	raw, _, _ := strings.Cut(p, "?")
+	lower := strings.ToLower(raw)
+	if !strings.HasPrefix(raw, "/v1/") || strings.Contains(lower, "%2e") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+		return bad
+	}
+	if strings.Contains(raw, "//") {
+		return bad
+	}
+	for _, seg := range strings.Split(raw, "/") {
+		if seg == "." || seg == ".." {
+			return bad
+		}
+	}
+	return nil
 }
 
 // StripHopByHop removes hop-by-hop headers, including those the

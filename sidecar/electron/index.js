@@ -29,6 +29,9 @@ export class SasSidecarError extends Error {
 
 const READY_TIMEOUT_MS = 10_000;
 
+/** The notifications the sidecar sends, re-emitted as events. */
+const NOTIFICATIONS = new Set(["authChanged", "loginStarted"]);
+
 export class SasSidecar extends EventEmitter {
   /**
    * Spawns the sidecar and resolves once it is ready.
@@ -96,7 +99,8 @@ export class SasSidecar extends EventEmitter {
         return;
       }
       if (msg.id === undefined || msg.id === null) {
-        if (typeof msg.method === "string") this.emit(msg.method, msg.params);
+        // Only known names: emitting "error" without a listener would throw.
+        if (NOTIFICATIONS.has(msg.method)) this.emit(msg.method, msg.params);
         return;
       }
       const call = this.#pending.get(msg.id);
@@ -112,7 +116,10 @@ export class SasSidecar extends EventEmitter {
     else child.stderr.resume();
 
     this.#exited = new Promise((resolve) => {
+      let gone = false;
       const onGone = (/** @type {Error} */ err) => {
+        if (gone) return; // "error" then "close" report one death
+        gone = true;
         clearTimeout(readyTimer);
         this.#exitError = err;
         readyReject(err);
@@ -122,7 +129,8 @@ export class SasSidecar extends EventEmitter {
         resolve();
       };
       child.on("error", (err) => onGone(new SasSidecarError(`could not start the sidecar: ${err.message}`, { code: "sidecar_exited" })));
-      child.on("exit", (code, signal) =>
+      // "close", not "exit": answers still in the stdout pipe are read first.
+      child.on("close", (code, signal) =>
         onGone(new SasSidecarError(`the sidecar exited (${signal ?? `code ${code}`})`, { code: "sidecar_exited" })),
       );
     });
@@ -208,7 +216,7 @@ export class SasSidecar extends EventEmitter {
             if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(", ") : v);
           }
           const status = res.statusCode ?? 502;
-          const nullBody = status === 204 || status === 304 || init.method === "HEAD";
+          const nullBody = status === 204 || status === 304 || (init.method ?? "GET").toUpperCase() === "HEAD";
           resolve(
             new Response(nullBody ? null : /** @type {ReadableStream} */ (Readable.toWeb(res)), {
               status,

@@ -114,6 +114,9 @@ func (h *handler) proxy(w http.ResponseWriter, r *http.Request) {
 		if rerr != nil {
 			if !errors.Is(rerr, io.EOF) && r.Context().Err() == nil {
 				h.log.Warn("the gateway's answer broke off", "path", r.URL.Path, "err", rerr)
+				// Reset the connection: ending the chunked body cleanly would
+				// tell the client a cut-off answer was complete.
+				panic(http.ErrAbortHandler)
 			}
 			return
 		}

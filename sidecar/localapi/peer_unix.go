@@ -8,20 +8,37 @@ import (
 	"syscall"
 )
 
-// checkOwner refuses dir unless uid owns it and only uid can enter it.
+// checkOwner refuses dir unless it is a real directory (not a symlink)
+// that uid owns and nobody else can enter. It changes nothing: a directory
+// open to others is the user's to fix (or pass another --socket).
 func checkOwner(dir string, uid int) error {
-	fi, err := os.Stat(dir)
+	fi, err := os.Lstat(dir)
 	if err != nil {
 		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("the socket directory %s is not a directory (a symlink?): refusing to use it", dir)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if ok && int(st.Uid) != uid {
 		return fmt.Errorf("the socket directory %s belongs to another user: refusing to use it", dir)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("the socket directory %s is open to other users and cannot be restricted: %w", dir, err)
-		}
+		return fmt.Errorf("the socket directory %s is open to other users (mode %o): use a private directory (0700)", dir, fi.Mode().Perm())
 	}
 	return nil
+}
+
+// lockPath takes an exclusive lock on path, held until unlock; it fails at
+// once if another process holds it.
+func lockPath(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -35,50 +36,75 @@ func DefaultSocketPath(getenv func(string) string, profile string) string {
 // ErrInUse means another live sidecar serves the socket.
 var ErrInUse = errors.New("another sas-sidecar is already serving")
 
-// Listen prepares path's directory (created 0700, and refused if another
-// user owns it or it is open to others), removes a stale socket left by a
-// crashed run, refuses to take over a live one, and listens with mode 0600.
-// The returned listener checks every connection's peer uid.
+// Listen prepares path's directory (created 0700; an existing one must
+// belong to this user, not be a symlink, and be closed to others), takes a
+// lock that one sidecar per socket holds for its lifetime, removes a stale
+// socket left by a crashed run (only a socket, never another file), and
+// listens with mode 0600. The returned listener checks every connection's
+// peer uid and releases the lock when closed.
 func Listen(path string, log *slog.Logger) (net.Listener, error) {
 	if len(path) > MaxSocketPath {
 		return nil, fmt.Errorf("socket path %s is %d bytes, over the %d a Unix socket allows on macOS: pass a shorter --socket", path, len(path), MaxSocketPath)
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create the socket directory: %w", err)
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create the socket directory: %w", err)
+		}
 	}
 	if err := checkPrivateDir(dir); err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(path); err == nil {
-		// Something is there: a live sidecar answers, a stale socket from a
-		// crash does not. Never remove a socket that someone still serves.
+	// The lock, not the socket, says who serves: checking and removing a
+	// stale socket is safe only while holding it (two sidecars starting at
+	// once would otherwise each remove the other's fresh socket).
+	unlock, err := lockPath(path + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("%w on %s: quit it first, or use another --socket / --profile", ErrInUse, path)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			unlock()
+			return nil, fmt.Errorf("%s exists and is not a socket: refusing to replace it", path)
+		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
+			c.Close() // served, yet we hold the lock: a sidecar from before the lock existed
+			unlock()
 			return nil, fmt.Errorf("%w on %s: quit it first, or use another --socket / --profile", ErrInUse, path)
 		}
 		log.Info("removing a stale socket left by an earlier run", "path", path)
 		if err := os.Remove(path); err != nil {
+			unlock()
 			return nil, fmt.Errorf("remove the stale socket %s: %w", path, err)
 		}
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
+		unlock()
 		return nil, fmt.Errorf("restrict the socket: %w", err)
 	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	return &peerListener{Listener: ln, uid: os.Getuid(), log: log}, nil
+	return &peerListener{Listener: ln, uid: os.Getuid(), log: log, unlock: unlock}, nil
 }
 
 // peerListener drops connections from other users.
 type peerListener struct {
 	net.Listener
-	uid int
-	log *slog.Logger
+	uid    int
+	log    *slog.Logger
+	unlock func()
+	once   sync.Once
+}
+
+// Close stops listening (removing the socket) and then releases the lock.
+func (l *peerListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(l.unlock)
+	return err
 }
 
 func (l *peerListener) Accept() (net.Conn, error) {

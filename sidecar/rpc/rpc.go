@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/daemon"
@@ -137,33 +138,45 @@ func (s *Server) reply(id json.RawMessage, result any, e *Error) {
 }
 
 // Serve reads requests from in until it ends (the parent closed our stdin:
-// time to go) or ctx is done. Requests still running are cancelled and
-// waited for. flows bounds the sign-ins started here (they outlive the
-// request that started them only as long as flows lives).
+// time to go) or ctx is done. Requests still running are then cancelled
+// and waited for, at most ShutdownWait. flows bounds the sign-ins started
+// here (they outlive the request that started them only as long as flows
+// lives).
 func (s *Server) Serve(ctx context.Context, flows context.Context, in io.Reader) error {
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
 	lines := make(chan []byte)
 	readErr := make(chan error, 1)
 	go func() {
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 64<<10), MaxLineBytes)
-		for sc.Scan() {
-			line := append([]byte(nil), sc.Bytes()...)
-			select {
-			case lines <- line:
-			case <-ctx.Done():
+		br := bufio.NewReaderSize(in, 64<<10)
+		for {
+			line, tooLong, err := readLine(br)
+			if tooLong {
+				// Answer and go on: one bad line does not end the channel.
+				s.reply(json.RawMessage("null"), nil, &Error{Code: CodeParseError, Message: fmt.Sprintf("Parse error: line over %d bytes.", MaxLineBytes)})
+			} else if len(line) > 0 {
+				select {
+				case lines <- line:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err != nil {
+				readErr <- err
+				close(lines)
 				return
 			}
 		}
-		readErr <- sc.Err()
-		close(lines)
 	}()
 	defer func() {
-		s.cmu.Lock()
-		for _, cancel := range s.inflight {
-			cancel()
+		cancelAll() // every running call, with or without an id
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(ShutdownWait):
+			s.log.Warn("calls still running at shutdown")
 		}
-		s.cmu.Unlock()
-		s.wg.Wait()
 	}()
 	for {
 		select {
@@ -171,11 +184,10 @@ func (s *Server) Serve(ctx context.Context, flows context.Context, in io.Reader)
 			return nil
 		case line, ok := <-lines:
 			if !ok {
-				err := <-readErr
-				if errors.Is(err, bufio.ErrTooLong) {
-					s.reply(json.RawMessage("null"), nil, &Error{Code: CodeParseError, Message: fmt.Sprintf("Line over %d bytes.", MaxLineBytes)})
+				if err := <-readErr; !errors.Is(err, io.EOF) {
+					return err
 				}
-				return err
+				return nil
 			}
 			if len(bytes.TrimSpace(line)) == 0 {
 				continue
@@ -191,6 +203,28 @@ func (s *Server) Serve(ctx context.Context, flows context.Context, in io.Reader)
 			}
 			s.dispatch(ctx, flows, req)
 		}
+	}
+}
+
+// ShutdownWait bounds the wait for running calls when the channel closes.
+const ShutdownWait = time.Second
+
+// readLine reads one line of at most MaxLineBytes; a longer one is read to
+// its end and thrown away (tooLong).
+func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
+	var buf []byte
+	for {
+		part, err := br.ReadSlice('\n')
+		if len(buf)+len(part) > MaxLineBytes {
+			tooLong = true
+			buf = nil
+		} else if !tooLong {
+			buf = append(buf, part...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return bytes.TrimRight(buf, "\r\n"), tooLong, err
 	}
 }
 
@@ -212,8 +246,16 @@ func (s *Server) dispatch(ctx, flows context.Context, req Request) {
 	key := string(req.ID)
 	if req.ID != nil {
 		s.cmu.Lock()
-		s.inflight[key] = cancel
+		_, dup := s.inflight[key]
+		if !dup {
+			s.inflight[key] = cancel
+		}
 		s.cmu.Unlock()
+		if dup {
+			cancel()
+			s.reply(req.ID, nil, &Error{Code: CodeInvalidRequest, Message: "A request with this id is still running."})
+			return
+		}
 	}
 	s.wg.Go(func() {
 		defer func() {
@@ -322,9 +364,13 @@ func (s *Server) request(ctx context.Context, raw json.RawMessage) (any, *Error)
 		return nil, appError(err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody+1))
 	if err != nil {
 		return nil, appError(err)
+	}
+	if len(b) > MaxResponseBody {
+		return nil, &Error{Code: CodeApplication, Message: fmt.Sprintf("The gateway's answer is over %d bytes: use the socket (fetch) for large or streamed answers.", MaxResponseBody),
+			Data: map[string]string{"code": "response_too_large"}}
 	}
 	out := requestResult{Status: resp.StatusCode, Headers: map[string]string{}}
 	for k := range resp.Header {

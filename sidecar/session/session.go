@@ -127,6 +127,11 @@ func (s *Session) Refresh(ctx context.Context, stale string) (tokens.Set, error)
 		return set, err
 	}
 	if set.RefreshToken == "" {
+		// Refused by the gateway and nothing to refresh with: the session is
+		// over, and status must say so.
+		if err := s.o.Store.Delete(ctx); err != nil {
+			return tokens.Set{}, fmt.Errorf("%w (and clearing the local session failed: %v)", ErrSessionEnded, err)
+		}
 		return tokens.Set{}, ErrSessionEnded
 	}
 	return s.refresh(ctx, set)

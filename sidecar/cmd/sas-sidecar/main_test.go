@@ -584,3 +584,67 @@ func TestSocketLifecycle(t *testing.T) {
 		t.Error("stale socket removal not logged")
 	}
 }
+
+// TestReviewedEdges: the cases a security review found.
+func TestReviewedEdges(t *testing.T) {
+	gw := devStack(t)
+	h, env := home(t, gw)
+	s := startSidecar(t, h, env)
+	if r := result(t, s.login()); r["signedIn"] != true {
+		t.Fatal("not signed in")
+	}
+	// Paths that would climb out of /v1/ are refused, over stdio and socket.
+	for _, p := range []string{"/v1/../metrics", "/v1/%2e%2e/healthz", "/v1/..%2fhealthz", "/v1//me"} {
+		r := result(t, s.call("request", map[string]any{"path": p}))
+		if r["status"] != float64(400) {
+			t.Errorf("request %s: %v", p, r)
+		}
+		resp, err := s.unix().Get("http://sas" + p)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 || resp.StatusCode/100 == 3 {
+				t.Errorf("socket %s: %d", p, resp.StatusCode)
+			}
+		}
+	}
+	// A line over the limit is answered, and the daemon goes on serving.
+	ch := make(chan map[string]any, 1)
+	s.mu.Lock()
+	s.waiters["<nil>"] = ch
+	s.mu.Unlock()
+	s.send(`{"jsonrpc":"2.0","id":99,"method":"status","params":{"pad":"` + strings.Repeat("x", 9<<20) + `"}}`)
+	select {
+	case m := <-ch:
+		if e, _ := m["error"].(map[string]any); e["code"] != float64(-32700) {
+			t.Errorf("oversized line: %v", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer to an oversized line")
+	}
+	if st := result(t, s.call("status", nil)); st["signedIn"] != true {
+		t.Error("the daemon stopped serving after an oversized line")
+	}
+	// A running login (a notification: no id) does not hold up the exit.
+	s.send(`{"jsonrpc":"2.0","method":"login"}`)
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	s.stdin.Close()
+	select {
+	case <-s.exited:
+	case <-time.After(2 * time.Second):
+		t.Fatal("still running 2 s after stdin closed, with a sign-in pending")
+	}
+	t.Logf("exit with a pending sign-in: %v", time.Since(start))
+	// --socket never replaces a file that is not a socket.
+	notes := filepath.Join(h, "notes.txt")
+	_ = os.WriteFile(notes, []byte("keep me"), 0o600)
+	cmd := exec.Command(bin["sas-sidecar"], "serve", "--stdio", "--socket", notes)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not a socket") {
+		t.Errorf("--socket on a file: %v %s", err, out)
+	}
+	if b, _ := os.ReadFile(notes); string(b) != "keep me" {
+		t.Error("the file was replaced")
+	}
+}
