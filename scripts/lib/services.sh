@@ -62,6 +62,8 @@ ensure_packages() {
   # The official openai npm package is tested against the gateway.
   command -v node >/dev/null || want+=(nodejs)
   command -v npm >/dev/null || want+=(npm)
+  # The real-browser sign-in test drives Debian's Chromium (chromedp).
+  command -v chromium >/dev/null || want+=(chromium)
   if [ ${#want[@]} -gt 0 ]; then apt_install "${want[@]}"; fi
   PG_BIN=$(pg_bin)
   [ -n "$PG_BIN" ] || die "PostgreSQL server binaries not found after install"

@@ -401,7 +401,7 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res, err := c.result, c.err
 	c.mu.Unlock()
 	if err != nil {
-		showPage(w, http.StatusOK, pageData{Title: "Sign-in failed", Error: err.Error()})
+		showPage(w, http.StatusOK, pageData{Title: "Sign-in failed", Error: strings.TrimPrefix(err.Error(), "sign-in failed: ")})
 	} else {
 		who := firstNonEmpty(res.Identity.Email, res.Identity.Username, res.Identity.Subject)
 		showPage(w, http.StatusOK, pageData{Title: "You're signed in", OK: true, Who: who})

@@ -163,16 +163,18 @@ func (s *stack) login(act func(authURL string, stdin io.Writer), extraEnv ...str
 	var errb bytes.Buffer
 	sc := bufio.NewScanner(stderr)
 	acted := false
+	var actor sync.WaitGroup
 	for sc.Scan() {
 		line := sc.Text()
 		errb.WriteString(line + "\n")
 		s.cliLogs.Write([]byte(line + "\n"))
 		if u := authorizeURL.FindString(line); u != "" && !acted {
 			acted = true
-			go act(u, stdin)
+			actor.Go(func() { act(u, stdin) })
 		}
 	}
 	err := cmd.Wait()
+	actor.Wait() // the "browser" finishes its page too
 	stdin.Close()
 	code := 0
 	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
