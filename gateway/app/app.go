@@ -18,12 +18,14 @@ import (
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/auth"
 	"github.com/signals-sorcery/sas/gateway/config"
+	"github.com/signals-sorcery/sas/gateway/errreport"
 	"github.com/signals-sorcery/sas/gateway/httpapi"
 	"github.com/signals-sorcery/sas/gateway/llmproxy"
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/gateway/usercache"
+	"github.com/signals-sorcery/sas/shared/buildinfo"
 )
 
 // Store is the user store the gateway runs on: postgres.DB, or memstore
@@ -43,6 +45,7 @@ type Gateway struct {
 	Users   *usercache.Cache
 	Limiter *quota.Limiter
 	Metrics *metrics.Metrics
+	Errors  *errreport.Reporter // nil without SENTRY_DSN
 }
 
 // Deps are optional overrides of what New builds, for tests.
@@ -103,6 +106,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	}
 	g.Limiter = quota.NewLimiter(g.Redis, deps.Now)
 	g.Metrics = metrics.New()
+	if g.Errors, err = errreport.New(cfg.SentryDSN, buildinfo.String(), deps.HTTPClientTransport()); err != nil {
+		g.Close()
+		return nil, err
+	}
 	plans := cfg.Plans
 	if plans == nil {
 		plans = quota.BuiltIn()
@@ -121,6 +128,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		Quota:    g.Limiter,
 		Proxy:    proxy,
 		Metrics:  g.Metrics,
+		Errors:   g.Errors,
 		Checks: map[string]httpapi.Check{
 			"postgres": g.Store.Ping,
 			"redis":    func(ctx context.Context) error { return g.Redis.Ping(ctx).Err() },
@@ -132,8 +140,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	return g, nil
 }
 
-// Close releases the gateway's connections.
+// HTTPClientTransport is the transport of Deps.HTTPClient, if any.
+func (d Deps) HTTPClientTransport() http.RoundTripper {
+	if d.HTTPClient == nil {
+		return nil
+	}
+	return d.HTTPClient.Transport
+}
+
+// Close releases the gateway's connections (and sends pending error reports).
 func (g *Gateway) Close() {
+	g.Errors.Close(2 * time.Second)
 	if g.DB != nil {
 		g.DB.Close()
 	}

@@ -43,6 +43,7 @@ type Config struct {
 	Plans             quota.Plans // built-in, or read from SAS_PLANS_FILE
 	LogLevel          slog.Level
 	MetricsAddr       string
+	SentryDSN         string // empty: no error reporting
 }
 
 // LogValue lets a Config be logged without its secrets.
@@ -58,6 +59,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("openai_base_url", c.OpenAIBaseURL),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("metrics_addr", c.MetricsAddr),
+		slog.Bool("sentry", c.SentryDSN != ""),
 	)
 }
 
@@ -86,6 +88,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Plans:             r.plans("SAS_PLANS_FILE"),
 		LogLevel:          r.logLevel("LOG_LEVEL"),
 		MetricsAddr:       r.addr("METRICS_ADDR", DefaultMetricsAddr),
+		SentryDSN:         r.url("SENTRY_DSN", false),
 	}
 	if c.OpenAIBaseURL == "" {
 		c.OpenAIBaseURL = DefaultOpenAIBaseURL

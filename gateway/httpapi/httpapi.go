@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/errreport"
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/shared/wire"
@@ -65,8 +66,10 @@ type Options struct {
 	Quota   QuotaReader
 	Proxy   AIProxy
 	Metrics *metrics.Metrics // nil: none
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Errors receives panics and 5xx causes (nil: none).
+	Errors *errreport.Reporter
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Server is the gateway's HTTP handler.
@@ -78,6 +81,7 @@ type Server struct {
 	quota    QuotaReader
 	proxy    AIProxy
 	metrics  *metrics.Metrics
+	errors   *errreport.Reporter
 	log      *slog.Logger
 	now      func() time.Time
 	router   chi.Router
@@ -94,7 +98,7 @@ const (
 // New builds the Server and its routes.
 func New(opts Options) *Server {
 	s := &Server{verifier: opts.Verifier, users: opts.Users, checks: opts.Checks, plans: opts.Plans,
-		quota: opts.Quota, proxy: opts.Proxy, metrics: opts.Metrics, log: opts.Logger, now: opts.Now}
+		quota: opts.Quota, proxy: opts.Proxy, metrics: opts.Metrics, errors: opts.Errors, log: opts.Logger, now: opts.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -501,3 +501,49 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 		t.Errorf("/openapi.yaml = %d", r.status)
 	}
 }
+
+// TestSentry: with SENTRY_DSN, a panic reaches Sentry (here a server that
+// speaks its envelope protocol) with the request id and the user id, and
+// nothing else of the request; client errors send nothing.
+func TestSentry(t *testing.T) {
+	var mu sync.Mutex
+	var envelopes []string
+	sentrySrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		envelopes = append(envelopes, r.URL.Path+"\n"+string(b))
+		mu.Unlock()
+		w.WriteHeader(200)
+	}))
+	defer sentrySrv.Close()
+	dsn := "http://publickey@" + strings.TrimPrefix(sentrySrv.URL, "http://") + "/42"
+	e := newEnv(t, func(c *config.Config) { c.SentryDSN = dsn })
+	tok := e.token("user_sentry", "s@example.com", "S", nil)
+	e.gw.API.Router().With(func(next http.Handler) http.Handler { return next }).Get("/v1/boom", func(http.ResponseWriter, *http.Request) {
+		panic("boom")
+	})
+	e.me("not-a-token") // 401: nothing to report
+	r := e.do("GET", "/v1/boom", map[string]string{"Authorization": "Bearer " + tok, "X-Request-Id": "req-sentry-1"}, nil)
+	if r.status != 500 {
+		t.Fatalf("status %d", r.status)
+	}
+	if !e.gw.Errors.FlushOK(5 * time.Second) {
+		t.Log("flush timed out")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(envelopes) != 1 {
+		t.Fatalf("%d envelopes, want 1 (the panic only)", len(envelopes))
+	}
+	got := envelopes[0]
+	for _, want := range []string{"/api/42/envelope/", "req-sentry-1", "user_sentry", "boom"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("envelope lacks %q:\n%.600s", want, got)
+		}
+	}
+	for _, secret := range strings.Split(tok, ".") {
+		if strings.Contains(got, secret) {
+			t.Error("the token reached Sentry")
+		}
+	}
+}

@@ -94,7 +94,9 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 				panic(v)
 			}
 			s.logger(r).Error("panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			s.writeError(w, r, &wire.Error{Code: wire.CodeInternal, Message: "Internal error.", Err: fmt.Errorf("panic: %v", v)})
+			perr := fmt.Errorf("panic: %v", v)
+			s.errors.Report(perr, RequestID(r.Context()), userFrom(r.Context()).ClerkUserID, true)
+			s.writeError(w, r, &wire.Error{Code: wire.CodeInternal, Message: "Internal error.", Reason: "panic", Err: perr})
 		}()
 		next.ServeHTTP(w, r)
 	})

@@ -38,6 +38,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case status >= 500:
 		log.Error("request failed", "code", e.Code, "err", err)
+		// Outages page through metrics, not one event per request; panics
+		// were reported where they were recovered.
+		if e.Code != wire.CodeUnavailable && e.Reason != "panic" {
+			s.errors.Report(err, RequestID(r.Context()), userFrom(r.Context()).ClerkUserID, false)
+		}
 	case e.Err != nil:
 		// Client errors with a cause (why a token failed, …) are useful
 		// when debugging and noise otherwise.
