@@ -17,6 +17,7 @@ import (
 
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/auth"
+	"github.com/signals-sorcery/sas/gateway/billing"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/errreport"
 	"github.com/signals-sorcery/sas/gateway/httpapi"
@@ -121,7 +122,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 			HeaderTimeout: deps.UpstreamHeaderTimeout, IdleTimeout: deps.UpstreamIdleTimeout, Metrics: g.Metrics, Logger: log,
 		})
 	}
+	var bill httpapi.Billing
+	if cfg.Stripe.Enabled() {
+		if g.DB == nil {
+			g.Close()
+			return nil, errors.New("billing needs PostgreSQL (DATABASE_URL)")
+		}
+		bill = billing.New(billing.Options{
+			APIKey: cfg.Stripe.APIKey, WebhookSecret: cfg.Stripe.WebhookSecret, ProPriceID: cfg.Stripe.ProPriceID,
+			APIBase: cfg.Stripe.APIBase, ReturnURL: cfg.Stripe.ReturnURL, DB: g.DB,
+			PlanChanged: g.Users.Forget, HTTPClient: deps.HTTPClient, Logger: log,
+		})
+	}
 	g.API = httpapi.New(httpapi.Options{
+		Billing:  bill,
 		Verifier: verifier,
 		Users:    users,
 		Plans:    plans,

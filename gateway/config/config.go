@@ -44,7 +44,18 @@ type Config struct {
 	LogLevel          slog.Level
 	MetricsAddr       string
 	SentryDSN         string // empty: no error reporting
+	Stripe            Stripe
 }
+
+// Stripe is the billing configuration; billing is on when Enabled.
+type Stripe struct {
+	APIKey, WebhookSecret, ProPriceID string // secrets: never logged
+	APIBase                           string // without /v1; empty: Stripe's
+	ReturnURL                         string
+}
+
+// Enabled reports whether billing is configured.
+func (s Stripe) Enabled() bool { return s.APIKey != "" && s.WebhookSecret != "" }
 
 // LogValue lets a Config be logged without its secrets.
 func (c Config) LogValue() slog.Value {
@@ -60,6 +71,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.Bool("sentry", c.SentryDSN != ""),
+		slog.Bool("billing", c.Stripe.Enabled()),
 	)
 }
 
@@ -89,6 +101,7 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:          r.logLevel("LOG_LEVEL"),
 		MetricsAddr:       r.addr("METRICS_ADDR", DefaultMetricsAddr),
 		SentryDSN:         r.url("SENTRY_DSN", false),
+		Stripe:            r.stripe(),
 	}
 	if c.OpenAIBaseURL == "" {
 		c.OpenAIBaseURL = DefaultOpenAIBaseURL
@@ -244,6 +257,35 @@ func (r *reader) dsn(name string, required bool, kind string, schemes []string, 
 		return ""
 	}
 	return v
+}
+
+// stripe reads the billing variables: all of STRIPE_API_KEY,
+// STRIPE_WEBHOOK_SECRET and STRIPE_PRO_PRICE_ID, or none (billing off), and
+// APP_RETURN_URL with them.
+func (r *reader) stripe() Stripe {
+	s := Stripe{
+		APIKey:        r.get("STRIPE_API_KEY", false),
+		WebhookSecret: r.get("STRIPE_WEBHOOK_SECRET", false),
+		ProPriceID:    r.get("STRIPE_PRO_PRICE_ID", false),
+		APIBase:       r.url("STRIPE_API_BASE", false),
+		ReturnURL:     r.get("APP_RETURN_URL", false),
+	}
+	set := 0
+	for _, v := range []string{s.APIKey, s.WebhookSecret, s.ProPriceID} {
+		if v != "" {
+			set++
+		}
+	}
+	switch {
+	case set == 0:
+		return Stripe{}
+	case set < 3:
+		r.fail("STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET and STRIPE_PRO_PRICE_ID", "must be set together (or none, to turn billing off)")
+	}
+	if u, err := url.Parse(s.ReturnURL); err != nil || u.Scheme == "" {
+		r.fail("APP_RETURN_URL", "must be an absolute URL (https://… or the app's own scheme) when billing is on")
+	}
+	return s
 }
 
 func (r *reader) plans(name string) quota.Plans {

@@ -146,3 +146,24 @@ func TestLogValueHidesSecrets(t *testing.T) {
 		}
 	}
 }
+
+func TestStripeAllOrNothing(t *testing.T) {
+	env := valid()
+	env["STRIPE_API_KEY"] = "sk_live_secret"
+	_, err := config.Load(getenv(env))
+	if err == nil || !strings.Contains(err.Error(), "must be set together") || strings.Contains(err.Error(), "sk_live_secret") {
+		t.Errorf("partial Stripe config: %v", err)
+	}
+	env["STRIPE_WEBHOOK_SECRET"], env["STRIPE_PRO_PRICE_ID"] = "whsec_x", "price_x"
+	if _, err := config.Load(getenv(env)); err == nil || !strings.Contains(err.Error(), "APP_RETURN_URL") {
+		t.Errorf("no return URL: %v", err)
+	}
+	env["APP_RETURN_URL"] = "sas://billing/done"
+	c, err := config.Load(getenv(env))
+	if err != nil || !c.Stripe.Enabled() {
+		t.Errorf("full Stripe config: %+v %v", c.Stripe, err)
+	}
+	if c, _ := config.Load(getenv(valid())); c.Stripe.Enabled() {
+		t.Error("billing on without Stripe variables")
+	}
+}

@@ -49,6 +49,16 @@ type AIProxy interface {
 	Chat(w http.ResponseWriter, r *http.Request, u gateway.User) error
 }
 
+// Billing serves the Stripe routes.
+//
+// Errors: *wire.Error conflict (portal without a customer), bad_request
+// (webhook signature), upstream_error, unavailable.
+type Billing interface {
+	Checkout(ctx context.Context, u gateway.User) (string, error)
+	Portal(ctx context.Context, u gateway.User) (string, error)
+	Webhook(r *http.Request) error
+}
+
 // QuotaReader reads a user's quota without consuming it.
 //
 // Errors: *wire.Error unavailable.
@@ -65,6 +75,7 @@ type Options struct {
 	Plans   quota.Plans
 	Quota   QuotaReader
 	Proxy   AIProxy
+	Billing Billing          // nil: billing routes answer not_found
 	Metrics *metrics.Metrics // nil: none
 	// Errors receives panics and 5xx causes (nil: none).
 	Errors *errreport.Reporter
@@ -80,6 +91,7 @@ type Server struct {
 	plans    quota.Plans
 	quota    QuotaReader
 	proxy    AIProxy
+	billing  Billing
 	metrics  *metrics.Metrics
 	errors   *errreport.Reporter
 	log      *slog.Logger
@@ -98,7 +110,7 @@ const (
 // New builds the Server and its routes.
 func New(opts Options) *Server {
 	s := &Server{verifier: opts.Verifier, users: opts.Users, checks: opts.Checks, plans: opts.Plans,
-		quota: opts.Quota, proxy: opts.Proxy, metrics: opts.Metrics, errors: opts.Errors, log: opts.Logger, now: opts.Now}
+		quota: opts.Quota, proxy: opts.Proxy, billing: opts.Billing, metrics: opts.Metrics, errors: opts.Errors, log: opts.Logger, now: opts.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -128,7 +140,10 @@ func New(opts Options) *Server {
 		// Not under APITimeout: a streamed completion may run for minutes;
 		// the proxy bounds the upstream itself.
 		r.Post("/chat/completions", s.chat)
+		r.With(deadline(APITimeout)).Post("/billing/checkout", s.billingURL(func(b Billing) func(context.Context, gateway.User) (string, error) { return b.Checkout }))
+		r.With(deadline(APITimeout)).Post("/billing/portal", s.billingURL(func(b Billing) func(context.Context, gateway.User) (string, error) { return b.Portal }))
 	})
+	r.With(deadline(APITimeout)).Post("/webhooks/stripe", s.stripeWebhook)
 	s.router = r
 	return s
 }
@@ -247,6 +262,36 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	if err := s.proxy.Chat(w, r, userFrom(r.Context())); err != nil {
 		s.writeError(w, r, err)
 	}
+}
+
+var errNoBilling = wire.Errorf(wire.CodeNotFound, "Billing is not configured on this gateway.")
+
+// billingURL answers {"url": …} from a Checkout or portal session.
+func (s *Server) billingURL(pick func(Billing) func(context.Context, gateway.User) (string, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.billing == nil {
+			s.writeError(w, r, errNoBilling)
+			return
+		}
+		url, err := pick(s.billing)(r.Context(), userFrom(r.Context()))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"url": url})
+	}
+}
+
+func (s *Server) stripeWebhook(w http.ResponseWriter, r *http.Request) {
+	if s.billing == nil {
+		s.writeError(w, r, errNoBilling)
+		return
+	}
+	if err := s.billing.Webhook(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"received": true})
 }
 
 var errNoProxy = wire.Errorf(wire.CodeUnavailable, "The AI proxy is not configured on this gateway.")

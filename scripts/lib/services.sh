@@ -222,6 +222,22 @@ install_sdk_deps() {
   fi
 }
 
+# start_stripe_mock starts stripe-mock (Stripe's API mock, a Go module,
+# built into a temp dir) on 127.0.0.1 for the billing tests.
+STRIPE_MOCK_VERSION=v0.203.0
+start_stripe_mock() {
+  local dir port
+  new_dir stripe; dir=$NEW_DIR; chown "$(id -u):$(id -g)" "$dir"; port=$(free_port)
+  GOBIN="$dir" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION" || die "go install stripe-mock failed"
+  # Both listeners on loopback: left alone, HTTPS would bind :12112 on every
+  # interface.
+  "$dir/stripe-mock" -http-addr "127.0.0.1:$port" -https-addr "127.0.0.1:$(free_port)" >"$dir/stripe-mock.log" 2>&1 &
+  SAS_SVC_PIDS+=($!)
+  wait_port stripe-mock "$port" $! "$dir/stripe-mock.log" || return 1
+  export TEST_STRIPE_MOCK_URL="http://127.0.0.1:$port"
+  log "stripe-mock $STRIPE_MOCK_VERSION on 127.0.0.1:$port (pid $!)"
+}
+
 stop_services() {
   local pid
   for pid in "${SAS_SVC_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done

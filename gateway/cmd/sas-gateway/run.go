@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
@@ -153,7 +154,25 @@ func (e env) users(ctx context.Context, args []string) error {
 		if err := parseFlags("users show", args[1:], e.stderr, &id); err != nil {
 			return err
 		}
-		do = func(db *postgres.DB) (any, error) { u, err := db.User(ctx, id); return u.Me(), err }
+		do = func(db *postgres.DB) (any, error) {
+			u, err := db.User(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			b, err := db.Billing(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			return struct {
+				wire.Me
+				StripeCustomerID     string     `json:"stripe_customer_id,omitempty"`
+				StripeSubscriptionID string     `json:"stripe_subscription_id,omitempty"`
+				LastBillingEvent     string     `json:"last_billing_event,omitempty"`
+				LastBillingEventAt   *time.Time `json:"last_billing_event_at,omitempty"`
+				CreatedAt            time.Time  `json:"created_at"`
+				UpdatedAt            time.Time  `json:"updated_at"`
+			}{u.Me(), b.CustomerID, b.SubscriptionID, b.LastEvent, nonZero(b.LastEventAt), u.CreatedAt, u.UpdatedAt}, nil
+		}
 	case "set-plan":
 		if err := parseFlags("users set-plan", args[1:], e.stderr, &id, &value); err != nil {
 			return err
@@ -211,4 +230,11 @@ func innermost(err error) error {
 		}
 		err = next
 	}
+}
+
+func nonZero(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

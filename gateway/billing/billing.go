@@ -1,0 +1,261 @@
+// Package billing is the Stripe side of plans: Checkout to upgrade to pro,
+// the customer portal to manage it, and the webhook whose events keep the
+// users' plans right — applied once per event id, from the payloads alone,
+// in the order of their creation whatever the delivery order.
+package billing
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/stripe/stripe-go/v84"
+	"github.com/stripe/stripe-go/v84/webhook"
+
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+// Options configure the Service.
+type Options struct {
+	APIKey        string
+	WebhookSecret string
+	ProPriceID    string
+	APIBase       string // without /v1; empty: Stripe's
+	ReturnURL     string
+	DB            *postgres.DB
+	// PlanChanged runs after an event changed a user's plan (to drop
+	// cached copies on this instance; others see it within their TTL).
+	PlanChanged func(clerkUserID string)
+	HTTPClient  *http.Client
+	Logger      *slog.Logger
+}
+
+// Service serves the billing routes.
+type Service struct {
+	o      Options
+	stripe *stripe.Client
+}
+
+// New returns the Service.
+func New(o Options) *Service {
+	cfg := &stripe.BackendConfig{HTTPClient: o.HTTPClient, MaxNetworkRetries: stripe.Int64(1)}
+	if o.APIBase != "" {
+		cfg.URL = stripe.String(o.APIBase)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PlanChanged == nil {
+		o.PlanChanged = func(string) {}
+	}
+	backends := &stripe.Backends{
+		API:     stripe.GetBackendWithConfig(stripe.APIBackend, cfg),
+		Connect: stripe.GetBackendWithConfig(stripe.ConnectBackend, cfg),
+		Uploads: stripe.GetBackendWithConfig(stripe.UploadsBackend, cfg),
+	}
+	return &Service{o: o, stripe: stripe.NewClient(o.APIKey, stripe.WithBackends(backends))}
+}
+
+func stripeError(err error) error {
+	return wire.Wrap(wire.CodeUpstreamError, "The payment provider could not be reached; try again.", err)
+}
+
+// Checkout returns the URL of a Checkout Session (subscription to the pro
+// price) for u, creating u's Stripe customer the first time.
+//
+// Errors: upstream_error, unavailable.
+func (s *Service) Checkout(ctx context.Context, u gateway.User) (string, error) {
+	b, err := s.o.DB.Billing(ctx, u.ClerkUserID)
+	if err != nil {
+		return "", err
+	}
+	customer := b.CustomerID
+	if customer == "" {
+		c, err := s.stripe.V1Customers.Create(ctx, &stripe.CustomerCreateParams{
+			Email:    stripe.String(u.Email),
+			Name:     stripe.String(u.Username),
+			Metadata: map[string]string{"clerk_user_id": u.ClerkUserID},
+		})
+		if err != nil {
+			return "", stripeError(err)
+		}
+		// A concurrent checkout may have recorded its customer first: use it.
+		if customer, err = s.o.DB.SetStripeCustomer(ctx, u.ClerkUserID, c.ID); err != nil {
+			return "", err
+		}
+	}
+	sess, err := s.stripe.V1CheckoutSessions.Create(ctx, &stripe.CheckoutSessionCreateParams{
+		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
+		Customer:          stripe.String(customer),
+		ClientReferenceID: stripe.String(u.ClerkUserID),
+		LineItems:         []*stripe.CheckoutSessionCreateLineItemParams{{Price: stripe.String(s.o.ProPriceID), Quantity: stripe.Int64(1)}},
+		SubscriptionData: &stripe.CheckoutSessionCreateSubscriptionDataParams{
+			Metadata: map[string]string{"clerk_user_id": u.ClerkUserID},
+		},
+		SuccessURL: stripe.String(s.o.ReturnURL),
+		CancelURL:  stripe.String(s.o.ReturnURL),
+	})
+	if err != nil {
+		return "", stripeError(err)
+	}
+	return sess.URL, nil
+}
+
+// Portal returns the URL of a customer-portal session for u.
+//
+// Errors: conflict (no Stripe customer yet), upstream_error, unavailable.
+func (s *Service) Portal(ctx context.Context, u gateway.User) (string, error) {
+	b, err := s.o.DB.Billing(ctx, u.ClerkUserID)
+	if err != nil {
+		return "", err
+	}
+	if b.CustomerID == "" {
+		return "", wire.Errorf(wire.CodeConflict, "There is no subscription to manage yet: upgrade first.")
+	}
+	sess, err := s.stripe.V1BillingPortalSessions.Create(ctx, &stripe.BillingPortalSessionCreateParams{
+		Customer: stripe.String(b.CustomerID), ReturnURL: stripe.String(s.o.ReturnURL),
+	})
+	if err != nil {
+		return "", stripeError(err)
+	}
+	return sess.URL, nil
+}
+
+// MaxWebhookBytes bounds a webhook body (Stripe's events are a few KB).
+const MaxWebhookBytes = 256 << 10
+
+// Tolerance is how old a webhook's signed timestamp may be.
+const Tolerance = 300 * time.Second
+
+// Webhook verifies and applies one Stripe event. It answers errors only
+// for the sender's mistakes (bad signature, stale timestamp, malformed
+// JSON: 400) and outages (503, so that Stripe retries); an event for no
+// known user, a duplicate or an ignored type is recorded and answered 200.
+func (s *Service) Webhook(r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxWebhookBytes))
+	if err != nil {
+		return wire.Wrap(wire.CodeBadRequest, "The webhook body could not be read.", err)
+	}
+	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), s.o.WebhookSecret,
+		webhook.ConstructEventOptions{Tolerance: Tolerance, IgnoreAPIVersionMismatch: true})
+	if err != nil {
+		// Signature, timestamp and JSON failures alike: the error says which
+		// for the log, never the secret.
+		return &wire.Error{Code: wire.CodeBadRequest, Message: "The webhook signature, timestamp or body is invalid.", Reason: "webhook", Err: err}
+	}
+	created := time.Unix(ev.Created, 0)
+	var changed []string
+	applied, err := s.o.DB.WithBillingEvent(r.Context(), ev.ID, string(ev.Type), created, func(tx postgres.BillingTx) error {
+		var err error
+		changed, err = s.apply(r.Context(), tx, ev, created)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range changed {
+		s.o.PlanChanged(id)
+	}
+	s.o.Logger.Info("stripe event", "id", ev.ID, "type", ev.Type, "duplicate", !applied, "plan_changes", len(changed))
+	return nil
+}
+
+// apply applies an event's effect and returns the users whose plan changed.
+func (s *Service) apply(ctx context.Context, tx postgres.BillingTx, ev stripe.Event, created time.Time) ([]string, error) {
+	switch ev.Type {
+	case "checkout.session.completed":
+		var cs struct {
+			ClientReferenceID string          `json:"client_reference_id"`
+			Customer          json.RawMessage `json:"customer"`
+			Subscription      json.RawMessage `json:"subscription"`
+		}
+		if err := json.Unmarshal(ev.Data.Raw, &cs); err != nil {
+			return nil, err
+		}
+		if ok, err := tx.UserExists(ctx, cs.ClientReferenceID); err != nil || !ok {
+			return nil, err
+		}
+		return nil, tx.LinkCheckout(ctx, cs.ClientReferenceID, idOf(cs.Customer), idOf(cs.Subscription))
+	case "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted":
+		var sub stripe.Subscription
+		if err := json.Unmarshal(ev.Data.Raw, &sub); err != nil {
+			return nil, err
+		}
+		user, err := s.subscriber(ctx, tx, &sub)
+		if err != nil || user == "" {
+			return nil, err
+		}
+		deleted := ev.Type == "customer.subscription.deleted"
+		plan := wire.PlanFree
+		if !deleted && (sub.Status == stripe.SubscriptionStatusActive || sub.Status == stripe.SubscriptionStatusTrialing) &&
+			slices.ContainsFunc(itemsOf(&sub), func(it *stripe.SubscriptionItem) bool { return it.Price != nil && it.Price.ID == s.o.ProPriceID }) {
+			plan = wire.PlanPro
+		}
+		ok, err := tx.ApplySubscription(ctx, sub.ID, user, created, deleted, plan)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return []string{user}, nil
+	case "invoice.paid", "invoice.payment_failed":
+		var inv struct {
+			Customer json.RawMessage `json:"customer"`
+		}
+		if err := json.Unmarshal(ev.Data.Raw, &inv); err != nil {
+			return nil, err
+		}
+		user, err := tx.UserByCustomer(ctx, idOf(inv.Customer))
+		if err != nil || user == "" {
+			return nil, err
+		}
+		if ev.Type == "invoice.payment_failed" {
+			s.o.Logger.Warn("a payment failed; the plan follows the subscription events", "user", user, "event", ev.ID)
+		}
+		return nil, tx.RecordEvent(ctx, user, string(ev.Type), created)
+	}
+	return nil, nil // recorded, ignored
+}
+
+// subscriber finds a subscription's user: by metadata.clerk_user_id (set
+// at checkout, present even when this event precedes checkout.session.
+// completed), else by the linked customer.
+func (s *Service) subscriber(ctx context.Context, tx postgres.BillingTx, sub *stripe.Subscription) (string, error) {
+	if id := sub.Metadata["clerk_user_id"]; id != "" {
+		ok, err := tx.UserExists(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return id, nil
+		}
+	}
+	if sub.Customer == nil {
+		return "", nil
+	}
+	return tx.UserByCustomer(ctx, sub.Customer.ID)
+}
+
+func itemsOf(sub *stripe.Subscription) []*stripe.SubscriptionItem {
+	if sub.Items == nil {
+		return nil
+	}
+	return sub.Items.Data
+}
+
+// idOf reads an expandable field: "cus_123" or {"id":"cus_123",…}.
+func idOf(raw json.RawMessage) string {
+	var id string
+	if json.Unmarshal(raw, &id) == nil {
+		return id
+	}
+	var obj struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &obj)
+	return obj.ID
+}
