@@ -4,15 +4,12 @@
 package electron_test
 
 import (
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
-	"time"
+
+	"github.com/signals-sorcery/sas/sidecar/internal/e2etest"
 )
 
 func TestNodeClient(t *testing.T) {
@@ -27,26 +24,17 @@ func TestNodeClient(t *testing.T) {
 			t.Fatalf("build %s: %v\n%s", name, err, out)
 		}
 	}
-	port, redirect := freePort(t), freePort(t)
+	port, redirect := e2etest.FreePort(t), e2etest.FreePort(t)
 	dev := exec.Command(filepath.Join(dir, "sas-gateway"), "dev", "--auto-approve")
 	dev.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port}
-	var devLog strings.Builder
-	dev.Stderr = &devLog
+	devLog := &e2etest.Buffer{}
+	dev.Stderr = devLog
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = dev.Process.Kill(); _ = dev.Wait() }()
 	base := "http://127.0.0.1:" + port
-	for i := 0; ; i++ {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 500 {
-			t.Fatal("sas-gateway dev did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e2etest.WaitHTTP(t, base+"/healthz", devLog)
 	cmd := exec.Command(node, "--test", "--test-reporter=spec", "test/")
 	cmd.Env = append(os.Environ(), "SAS_SIDECAR_BIN="+filepath.Join(dir, "sas-sidecar"), "SAS_TEST_GATEWAY="+base, "SAS_TEST_REDIRECT_PORT="+redirect)
 	out, err := cmd.CombinedOutput()
@@ -54,14 +42,4 @@ func TestNodeClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node --test failed: %v\nsas-gateway dev:\n%s", err, devLog.String())
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }

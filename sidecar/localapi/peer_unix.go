@@ -1,12 +1,34 @@
-//go:build unix
+//go:build linux || darwin
 
 package localapi
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"syscall"
 )
+
+// peerUID is the uid of the process at the other end of c.
+func peerUID(c net.Conn) (int, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return -1, errors.New("not a unix socket")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	uid, cerr := -1, error(nil)
+	if err := raw.Control(func(fd uintptr) { uid, cerr = fdPeerUID(int(fd)) }); err != nil {
+		return -1, err
+	}
+	return uid, cerr
+}
+
+// checkPrivateDir refuses a socket directory that is not this user's own.
+func checkPrivateDir(dir string) error { return checkOwner(dir, os.Getuid()) }
 
 // checkOwner refuses dir unless it is a real directory (not a symlink)
 // that uid owns and nobody else can enter. It changes nothing: a directory

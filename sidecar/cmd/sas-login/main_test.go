@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -20,50 +19,26 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signals-sorcery/sas/sidecar/internal/e2etest"
 )
 
 // The real binaries: sas-login against `sas-gateway dev` (gateway + dev IdP
 // in one process), with a test "browser" that follows the printed URL.
 
-var bin = map[string]string{}
+var bin map[string]string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sas-login-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for name, pkg := range map[string]string{"sas-login": ".", "sas-gateway": "../../../gateway/cmd/sas-gateway"} {
-		bin[name] = filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-o", bin[name], pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", name, err)
-			os.Exit(1)
-		}
-	}
+	var cleanup func()
+	bin, cleanup = e2etest.Build(map[string]string{"sas-login": ".", "sas-gateway": "../../../gateway/cmd/sas-gateway"})
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type syncBuf = e2etest.Buffer
 
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
+func freePort(t *testing.T) string { return e2etest.FreePort(t) }
 
 // stack is a running `sas-gateway dev` and a sas-login home for it.
 type stack struct {
@@ -92,16 +67,7 @@ func startDev(t *testing.T, autoApprove bool) *stack {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	base := "http://127.0.0.1:" + port
-	for i := 0; ; i++ {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 300 {
-			t.Fatalf("sas-gateway dev did not start:\n%s", logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e2etest.WaitHTTP(t, base+"/healthz", logs)
 	s := &stack{t: t, base: base, home: t.TempDir(), port: freePort(t), store: "file", devLogs: logs, cliLogs: &syncBuf{}}
 	t.Cleanup(func() {
 		if t.Failed() {

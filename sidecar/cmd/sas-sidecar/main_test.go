@@ -18,50 +18,26 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/signals-sorcery/sas/sidecar/internal/e2etest"
 )
 
 // The real binaries: sas-sidecar serve --stdio against `sas-gateway dev`
 // (gateway + dev IdP + dev model in one process, real Postgres and Redis).
 
-var bin = map[string]string{}
+var bin map[string]string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sas-sidecar-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for name, pkg := range map[string]string{"sas-sidecar": ".", "sas-gateway": "../../../gateway/cmd/sas-gateway", "sas-login": "../sas-login"} {
-		bin[name] = filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-o", bin[name], pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", name, err)
-			os.Exit(1)
-		}
-	}
+	var cleanup func()
+	bin, cleanup = e2etest.Build(map[string]string{"sas-sidecar": ".", "sas-gateway": "../../../gateway/cmd/sas-gateway", "sas-login": "../sas-login"})
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
+type syncBuf = e2etest.Buffer
 
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
+func freePort(t *testing.T) string { return e2etest.FreePort(t) }
 
 // devStack runs `sas-gateway dev --auto-approve` on Postgres and Redis from
 // scripts/test.
@@ -83,18 +59,7 @@ func devStack(t *testing.T) string {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	base := "http://127.0.0.1:" + port
-	for i := 0; ; i++ {
-		if resp, err := http.Get(base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if i > 500 {
-			t.Fatalf("sas-gateway dev did not start:\n%s", logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e2etest.WaitHTTP(t, base+"/readyz", logs)
 	return base
 }
 

@@ -1,0 +1,78 @@
+// Package e2etest holds what the sidecar's end-to-end tests share: building
+// the real binaries once, free loopback ports, a goroutine-safe buffer.
+package e2etest
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Build builds each name → package into a temp dir for TestMain and
+// returns the binaries' paths and a cleanup; it exits the test binary on a
+// build failure.
+func Build(pkgs map[string]string) (map[string]string, func()) {
+	dir, err := os.MkdirTemp("", "sas-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins := map[string]string{}
+	for name, pkg := range pkgs {
+		bins[name] = filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", bins[name], pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", name, err)
+			os.Exit(1)
+		}
+	}
+	return bins, func() { os.RemoveAll(dir) }
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 right now.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// WaitHTTP waits up to 10 s for url to answer 200.
+func WaitHTTP(t testing.TB, url string, logs fmt.Stringer) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if i > 500 {
+			t.Fatalf("%s did not answer 200 within 10 s:\n%s", url, logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Buffer is a strings.Builder safe for concurrent writers.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *Buffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+
+// String returns what was written so far.
+func (s *Buffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
