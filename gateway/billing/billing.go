@@ -75,13 +75,20 @@ func (s *Service) Checkout(ctx context.Context, u gateway.User) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	if u.Plan == wire.PlanPro && b.SubscriptionID != "" {
+		return "", wire.Errorf(wire.CodeConflict, "This account is already pro: manage the subscription in the customer portal.")
+	}
 	customer := b.CustomerID
 	if customer == "" {
-		c, err := s.stripe.V1Customers.Create(ctx, &stripe.CustomerCreateParams{
+		params := &stripe.CustomerCreateParams{
 			Email:    stripe.String(u.Email),
 			Name:     stripe.String(u.Username),
 			Metadata: map[string]string{"clerk_user_id": u.ClerkUserID},
-		})
+		}
+		// Concurrent or retried checkouts of one user create one customer
+		// at Stripe (idempotency keys last 24 h); the database keeps one.
+		params.SetIdempotencyKey("sas-customer-" + u.ClerkUserID)
+		c, err := s.stripe.V1Customers.Create(ctx, params)
 		if err != nil {
 			return "", stripeError(err)
 		}
@@ -176,7 +183,7 @@ func (s *Service) apply(ctx context.Context, tx postgres.BillingTx, ev stripe.Ev
 			Subscription      json.RawMessage `json:"subscription"`
 		}
 		if err := json.Unmarshal(ev.Data.Raw, &cs); err != nil {
-			return nil, err
+			return nil, malformed(err)
 		}
 		if ok, err := tx.UserExists(ctx, cs.ClientReferenceID); err != nil || !ok {
 			return nil, err
@@ -185,19 +192,21 @@ func (s *Service) apply(ctx context.Context, tx postgres.BillingTx, ev stripe.Ev
 	case "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted":
 		var sub stripe.Subscription
 		if err := json.Unmarshal(ev.Data.Raw, &sub); err != nil {
-			return nil, err
+			return nil, malformed(err)
 		}
 		user, err := s.subscriber(ctx, tx, &sub)
 		if err != nil || user == "" {
 			return nil, err
 		}
 		deleted := ev.Type == "customer.subscription.deleted"
+		rank := map[stripe.EventType]int{"customer.subscription.created": postgres.RankCreated,
+			"customer.subscription.updated": postgres.RankUpdated, "customer.subscription.deleted": postgres.RankDeleted}[ev.Type]
 		plan := wire.PlanFree
 		if !deleted && (sub.Status == stripe.SubscriptionStatusActive || sub.Status == stripe.SubscriptionStatusTrialing) &&
 			slices.ContainsFunc(itemsOf(&sub), func(it *stripe.SubscriptionItem) bool { return it.Price != nil && it.Price.ID == s.o.ProPriceID }) {
 			plan = wire.PlanPro
 		}
-		ok, err := tx.ApplySubscription(ctx, sub.ID, user, created, deleted, plan)
+		ok, err := tx.ApplySubscription(ctx, sub.ID, user, created, rank, plan)
 		if err != nil || !ok {
 			return nil, err
 		}
@@ -207,7 +216,7 @@ func (s *Service) apply(ctx context.Context, tx postgres.BillingTx, ev stripe.Ev
 			Customer json.RawMessage `json:"customer"`
 		}
 		if err := json.Unmarshal(ev.Data.Raw, &inv); err != nil {
-			return nil, err
+			return nil, malformed(err)
 		}
 		user, err := tx.UserByCustomer(ctx, idOf(inv.Customer))
 		if err != nil || user == "" {
@@ -219,6 +228,12 @@ func (s *Service) apply(ctx context.Context, tx postgres.BillingTx, ev stripe.Ev
 		return nil, tx.RecordEvent(ctx, user, string(ev.Type), created)
 	}
 	return nil, nil // recorded, ignored
+}
+
+// malformed answers an event whose object cannot be read: 400, so that
+// Stripe does not retry it for days (and the event is not recorded).
+func malformed(err error) error {
+	return &wire.Error{Code: wire.CodeBadRequest, Message: "The event's object is malformed.", Reason: "webhook", Err: err}
 }
 
 // subscriber finds a subscription's user: by metadata.clerk_user_id (set

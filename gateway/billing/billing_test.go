@@ -243,16 +243,22 @@ func TestOrderingAndDuplicates(t *testing.T) {
 	e := newEnv(t)
 	tok := e.user("user_o")
 	t0 := time.Now().Add(-time.Hour)
+	post := func(id, typ string, created time.Time, status string) {
+		t.Helper()
+		if s, b := e.event(id, typ, created, subscription("sub_o", "cus_o", "user_o", status, true), time.Now(), secret); s != 200 {
+			t.Fatalf("%s: %d %s", id, s, b)
+		}
+	}
 	// deleted (newer) arrives before updated (older, active): stays free.
-	e.event("evt_new_deleted", "customer.subscription.deleted", t0.Add(time.Minute), subscription("sub_o", "cus_o", "user_o", "canceled", true), time.Now(), secret)
-	e.event("evt_old_updated", "customer.subscription.updated", t0, subscription("sub_o", "cus_o", "user_o", "active", true), time.Now(), secret)
+	post("evt_new_deleted", "customer.subscription.deleted", t0.Add(time.Minute), "canceled")
+	post("evt_old_updated", "customer.subscription.updated", t0, "active")
 	if plan, _ := e.plan(tok); plan != "free" {
 		t.Fatalf("an older event overwrote a newer state: plan %s", plan)
 	}
 	// A tie: deleted wins over updated of the same second.
-	e.event("evt_tie_updated", "customer.subscription.updated", t0.Add(2*time.Minute), subscription("sub_o", "cus_o", "user_o", "active", true), time.Now(), secret)
-	e.event("evt_tie_deleted", "customer.subscription.deleted", t0.Add(2*time.Minute), subscription("sub_o", "cus_o", "user_o", "canceled", true), time.Now(), secret)
-	e.event("evt_tie_updated2", "customer.subscription.updated", t0.Add(2*time.Minute), subscription("sub_o", "cus_o", "user_o", "active", true), time.Now(), secret)
+	post("evt_tie_updated", "customer.subscription.updated", t0.Add(2*time.Minute), "active")
+	post("evt_tie_deleted", "customer.subscription.deleted", t0.Add(2*time.Minute), "canceled")
+	post("evt_tie_updated2", "customer.subscription.updated", t0.Add(2*time.Minute), "active")
 	if plan, _ := e.plan(tok); plan != "free" {
 		t.Fatalf("on a tie, deleted must win: plan %s", plan)
 	}
@@ -299,4 +305,56 @@ func TestBillingOff(t *testing.T) {
 	if s, _ := e.call("POST", "/webhooks/stripe", ""); s != 404 {
 		t.Errorf("webhook: %d", s)
 	}
+}
+
+// TestReviewedBillingEdges: the cases a review found.
+func TestReviewedBillingEdges(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now().Truncate(time.Second)
+	t.Run("created then updated in the same second: the update (paid) wins", func(t *testing.T) {
+		tok := e.user("user_tie")
+		e.event("evt_tc", "customer.subscription.created", now, subscription("sub_tie", "cus_tie", "user_tie", "incomplete", true), now, secret)
+		e.event("evt_tu", "customer.subscription.updated", now, subscription("sub_tie", "cus_tie", "user_tie", "active", true), now, secret)
+		if plan, _ := e.plan(tok); plan != "pro" {
+			t.Errorf("plan %s", plan)
+		}
+		// And delivered the other way round.
+		tok2 := e.user("user_tie2")
+		e.event("evt_tu2", "customer.subscription.updated", now, subscription("sub_tie2", "cus_tie2", "user_tie2", "active", true), now, secret)
+		e.event("evt_tc2", "customer.subscription.created", now, subscription("sub_tie2", "cus_tie2", "user_tie2", "incomplete", true), now, secret)
+		if plan, _ := e.plan(tok2); plan != "pro" {
+			t.Errorf("reversed delivery: plan %s", plan)
+		}
+	})
+	t.Run("concurrent first events of a new subscription: the newer wins", func(t *testing.T) {
+		for i := range 5 {
+			user := fmt.Sprintf("user_race_%d", i)
+			tok := e.user(user)
+			sub := fmt.Sprintf("sub_race_%d", i)
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				e.event("evt_rc_"+sub, "customer.subscription.created", now.Add(-time.Minute), subscription(sub, "cus_"+sub, user, "incomplete", true), now, secret)
+			})
+			wg.Go(func() {
+				e.event("evt_ru_"+sub, "customer.subscription.updated", now, subscription(sub, "cus_"+sub, user, "active", true), now, secret)
+			})
+			wg.Wait()
+			if plan, _ := e.plan(tok); plan != "pro" {
+				t.Errorf("%s: plan %s", sub, plan)
+			}
+		}
+	})
+	t.Run("malformed object: 400, not 503", func(t *testing.T) {
+		s, b := e.event("evt_malformed", "customer.subscription.updated", now, map[string]any{"id": "sub_m", "status": 5}, now, secret)
+		if s != 400 || !strings.Contains(b, "bad_request") {
+			t.Errorf("%d %s", s, b)
+		}
+	})
+	t.Run("a pro user cannot check out twice", func(t *testing.T) {
+		tok := e.user("user_twice")
+		e.event("evt_twice", "customer.subscription.created", now, subscription("sub_twice", "cus_twice", "user_twice", "active", true), now, secret)
+		if s, b := e.call("POST", "/v1/billing/checkout", tok); s != 409 || !strings.Contains(b, "portal") {
+			t.Errorf("%d %s", s, b)
+		}
+	})
 }

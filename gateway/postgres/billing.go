@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/signals-sorcery/sas/shared/wire"
 )
 
 // Billing is a user's Stripe state.
@@ -98,33 +97,43 @@ func (b BillingTx) LinkCheckout(ctx context.Context, clerkUserID, customerID, su
 	return err
 }
 
-// ApplySubscription sets the user's plan from a subscription event unless a
-// newer event of that subscription was applied already (on a tie, a
-// deletion wins). It reports whether the event took effect.
-func (b BillingTx) ApplySubscription(ctx context.Context, subID, clerkUserID string, created time.Time, deleted bool, plan string) (bool, error) {
-	var lastCreated time.Time
-	var lastDeleted bool
-	err := b.tx.QueryRow(ctx, `SELECT last_created, last_deleted FROM stripe_subscriptions WHERE id = $1 FOR UPDATE`, subID).Scan(&lastCreated, &lastDeleted)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
+// Event ranks break same-second ties between a subscription's events.
+const (
+	RankCreated = 0
+	RankUpdated = 1
+	RankDeleted = 2
+)
+
+// ApplySubscription records a subscription event's plan unless a newer
+// event of that subscription was applied (compared by created time, then
+// rank; equal: the later delivery applies), then sets the user's plan from
+// all their subscriptions: pro while any says pro. The ordering check and
+// the write are one statement, so concurrent first events of a new
+// subscription cannot both win. It reports whether the user's plan was
+// rewritten.
+func (b BillingTx) ApplySubscription(ctx context.Context, subID, clerkUserID string, created time.Time, rank int, plan string) (bool, error) {
+	var applied bool
+	err := b.tx.QueryRow(ctx, `INSERT INTO stripe_subscriptions AS s (id, clerk_user_id, last_created, last_rank, plan)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET clerk_user_id = EXCLUDED.clerk_user_id, last_created = EXCLUDED.last_created,
+			last_rank = EXCLUDED.last_rank, plan = EXCLUDED.plan
+		WHERE (s.last_created, s.last_rank) <= (EXCLUDED.last_created, EXCLUDED.last_rank)
+		RETURNING true`, subID, clerkUserID, created, rank, plan).Scan(&applied)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil // an older event: the newer state stands
+	}
+	if err != nil {
 		return false, err
-	case created.Before(lastCreated), created.Equal(lastCreated) && (lastDeleted || !deleted):
-		return false, nil // an older (or equal, not stronger) event: the newer state stands
 	}
-	if _, err := b.tx.Exec(ctx, `INSERT INTO stripe_subscriptions (id, clerk_user_id, last_created, last_deleted) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (id) DO UPDATE SET clerk_user_id = $2, last_created = $3, last_deleted = $4`, subID, clerkUserID, created, deleted); err != nil {
-		return false, err
-	}
-	if !(plan == wire.PlanFree || plan == wire.PlanPro) {
-		return false, errors.New("unknown plan " + plan)
-	}
-	_, err = b.tx.Exec(ctx, `UPDATE users SET plan = $2, stripe_subscription_id = $3, updated_at = now() WHERE clerk_user_id = $1`, clerkUserID, plan, subID)
+	_, err = b.tx.Exec(ctx, `UPDATE users SET updated_at = now(), stripe_subscription_id = $2,
+		plan = CASE WHEN EXISTS (SELECT 1 FROM stripe_subscriptions WHERE clerk_user_id = $1 AND plan = 'pro') THEN 'pro' ELSE 'free' END
+		WHERE clerk_user_id = $1`, clerkUserID, subID)
 	return err == nil, err
 }
 
 // RecordEvent notes the last billing event of a user (invoices).
 func (b BillingTx) RecordEvent(ctx context.Context, clerkUserID, event string, at time.Time) error {
-	_, err := b.tx.Exec(ctx, `UPDATE users SET last_billing_event = $2, last_billing_event_at = $3 WHERE clerk_user_id = $1`, clerkUserID, event, at)
+	_, err := b.tx.Exec(ctx, `UPDATE users SET last_billing_event = $2, last_billing_event_at = $3
+		WHERE clerk_user_id = $1 AND (last_billing_event_at IS NULL OR last_billing_event_at <= $3)`, clerkUserID, event, at)
 	return err
 }

@@ -15,14 +15,19 @@ CREATE TABLE IF NOT EXISTS stripe_events (
     received_at timestamptz NOT NULL DEFAULT now()
 );
 
--- The newest subscription event applied, per subscription, so that an
--- older event delivered late never overwrites a newer state.
+-- Each subscription's state from the newest event applied to it, ordered
+-- by (created, rank) with rank created 0 < updated 1 < deleted 2, so that
+-- an older event delivered late never overwrites a newer state and a
+-- same-second tie goes to the later stage. A user is pro while any of their
+-- subscriptions says pro.
 CREATE TABLE IF NOT EXISTS stripe_subscriptions (
     id            text        PRIMARY KEY,
     clerk_user_id text        NOT NULL,
     last_created  timestamptz NOT NULL,
-    last_deleted  boolean     NOT NULL DEFAULT false
+    last_rank     smallint    NOT NULL,
+    plan          text        NOT NULL CHECK (plan IN ('free', 'pro'))
 );
+CREATE INDEX IF NOT EXISTS stripe_subscriptions_user ON stripe_subscriptions (clerk_user_id);
 
 -- +goose Down
 DROP TABLE IF EXISTS stripe_subscriptions;
