@@ -116,12 +116,9 @@ func New(opts Options) (*Verifier, error) {
 
 // claims are the parts of a Clerk token that go-oidc does not expose.
 type claims struct {
-	NotBefore         *float64 `json:"nbf"`
-	AuthorizedParty   string   `json:"azp"`
-	Email             string   `json:"email"`
-	Username          string   `json:"username"`
-	PreferredUsername string   `json:"preferred_username"`
-	Name              string   `json:"name"`
+	NotBefore       *float64 `json:"nbf"`
+	AuthorizedParty string   `json:"azp"`
+	wire.ProfileClaims
 }
 
 // Verify checks raw and returns who it identifies.
@@ -204,14 +201,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (gateway.Identity, er
 	case c.AuthorizedParty != "" && len(v.opts.AuthorizedParties) > 0 && !slices.Contains(v.opts.AuthorizedParties, c.AuthorizedParty):
 		return gateway.Identity{}, invalid("audience", fmt.Errorf("azp %q not accepted", c.AuthorizedParty))
 	}
-	username := c.Username
-	if username == "" {
-		username = c.PreferredUsername
-	}
-	if username == "" {
-		username = c.Name
-	}
-	return gateway.Identity{Subject: tok.Subject, Email: c.Email, Username: username, Expiry: tok.Expiry}, nil
+	return gateway.Identity{Subject: tok.Subject, Email: c.Email, Username: c.DisplayUsername(), Expiry: tok.Expiry}, nil
 }
 
 func invalid(reason string, err error) *wire.Error {

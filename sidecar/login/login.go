@@ -7,6 +7,7 @@ package login
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -27,6 +28,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
@@ -208,24 +210,10 @@ func VerifyTokens(ctx context.Context, client *http.Client, prov Provider, clien
 	if nonce != "" && subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
 		return tokens.Set{}, Identity{}, errors.New("the ID token's nonce does not match this sign-in; nothing was stored")
 	}
-	var c struct {
-		Email             string `json:"email"`
-		Username          string `json:"username"`
-		PreferredUsername string `json:"preferred_username"`
-		Name              string `json:"name"`
-	}
+	var c wire.ProfileClaims
 	_ = idt.Claims(&c)
-	id := Identity{Subject: idt.Subject, Email: c.Email, Username: firstNonEmpty(c.Username, c.PreferredUsername, c.Name)}
+	id := Identity{Subject: idt.Subject, Email: c.Email, Username: c.DisplayUsername()}
 	return tokens.Set{IDToken: raw, RefreshToken: tok.RefreshToken, Expiry: idt.Expiry}, id, nil
-}
-
-func firstNonEmpty(v ...string) string {
-	for _, s := range v {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
 
 // Describe turns an oauth2 error into its OAuth error code and description,
@@ -403,7 +391,7 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		showPage(w, http.StatusOK, pageData{Title: "Sign-in failed", Error: strings.TrimPrefix(err.Error(), "sign-in failed: ")})
 	} else {
-		who := firstNonEmpty(res.Identity.Email, res.Identity.Username, res.Identity.Subject)
+		who := cmp.Or(res.Identity.Email, res.Identity.Username, res.Identity.Subject)
 		showPage(w, http.StatusOK, pageData{Title: "You're signed in", OK: true, Who: who})
 	}
 	c.shownOnce.Do(func() { close(c.pageShown) })

@@ -226,20 +226,13 @@ func (s *Session) Status(ctx context.Context) (wire.SidecarStatus, error) {
 // UserOf reads the user of an ID token this program verified and stored.
 func UserOf(idToken string) wire.SidecarUser {
 	var c struct {
-		Sub, Email, Username, Name string
-		PreferredUsername          string `json:"preferred_username"`
+		Sub string `json:"sub"`
+		wire.ProfileClaims
 	}
 	if tokens.StoredClaims(idToken, &c) != nil {
 		return wire.SidecarUser{}
 	}
-	u := wire.SidecarUser{ID: c.Sub, Email: c.Email, Username: c.Username}
-	if u.Username == "" {
-		u.Username = c.PreferredUsername
-	}
-	if u.Username == "" {
-		u.Username = c.Name
-	}
-	return u
+	return wire.SidecarUser{ID: c.Sub, Email: c.Email, Username: c.DisplayUsername()}
 }
 
 // Logout revokes the refresh token at the provider when its metadata lists
