@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/signals-sorcery/sas/gateway"
@@ -71,36 +72,33 @@ func TestCacheBypassedWhenClaimsChange(t *testing.T) {
 }
 
 func TestCacheSharesConcurrentMisses(t *testing.T) {
-	release := make(chan struct{})
-	s := &store{}
-	s.upsert = func(id gateway.Identity) (gateway.User, error) {
-		<-release
-		return echo("free")(id)
-	}
-	c := usercache.New(s, usercache.Options{})
-	id := gateway.Identity{Subject: "user_1"}
-	var wg sync.WaitGroup
-	var started sync.WaitGroup
-	for range 100 {
-		started.Add(1)
-		wg.Go(func() {
-			started.Done()
-			if _, err := c.UpsertUser(context.Background(), id); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	started.Wait()
-	// Let the goroutines reach the shared call before it returns.
-	for s.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(release)
-	wg.Wait()
-	if n := s.calls.Load(); n > 2 {
-		t.Errorf("store calls = %d for 100 concurrent misses, want 1 (2 at most if one straggler arrived after the first finished)", n)
-	}
+	// In a synctest bubble, synctest.Wait returns only once every goroutine
+	// is durably blocked: one inside the store, the rest waiting on its
+	// result. No sleep decides whether they have "arrived".
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		s := &store{}
+		s.upsert = func(id gateway.Identity) (gateway.User, error) {
+			<-release
+			return echo("free")(id)
+		}
+		c := usercache.New(s, usercache.Options{})
+		id := gateway.Identity{Subject: "user_1"}
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Go(func() {
+				if _, err := c.UpsertUser(context.Background(), id); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		if n := s.calls.Load(); n != 1 {
+			t.Errorf("store calls = %d for 100 concurrent misses, want 1", n)
+		}
+	})
 }
 
 func TestCacheDoesNotCacheErrors(t *testing.T) {

@@ -591,7 +591,7 @@ func TestReviewedEdges(t *testing.T) {
 	}
 	// A running login (a notification: no id) does not hold up the exit.
 	s.send(`{"jsonrpc":"2.0","method":"login"}`)
-	time.Sleep(100 * time.Millisecond)
+	s.note("loginStarted") // it is pending now: the browser was never followed
 	start := time.Now()
 	s.stdin.Close()
 	select {
