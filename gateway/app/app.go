@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,9 @@ type Deps struct {
 	// UpstreamHeaderTimeout and UpstreamIdleTimeout override the proxy's
 	// bounds on the upstream (tests make them short).
 	UpstreamHeaderTimeout, UpstreamIdleTimeout time.Duration
+	// SlotLease overrides how long a concurrency slot outlives its last
+	// renewal (tests make it short).
+	SlotLease time.Duration
 }
 
 // New builds the gateway of cfg. It does not wait for Postgres, Redis or the
@@ -105,20 +109,27 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if deps.NoUserCache {
 		users = g.Store
 	}
-	g.Limiter = quota.NewLimiter(g.Redis, deps.Now)
+	g.Limiter = quota.NewLimiter(g.Redis, quota.LimiterOptions{Now: deps.Now, SlotLease: deps.SlotLease})
 	g.Metrics = metrics.New()
 	if g.Errors, err = errreport.New(cfg.SentryDSN, buildinfo.String(), deps.HTTPClientTransport()); err != nil {
 		g.Close()
 		return nil, err
 	}
-	plans := cfg.Plans
+	plans, prices := cfg.Plans, cfg.Prices
 	if plans == nil {
 		plans = quota.BuiltIn()
+	}
+	if prices == nil {
+		prices = quota.BuiltInPrices()
+	}
+	if missing := quota.Unpriced(plans, prices); len(missing) > 0 {
+		g.Close()
+		return nil, fmt.Errorf("no price for the models of the plans (%s)", strings.Join(missing, ", "))
 	}
 	var proxy httpapi.AIProxy
 	if cfg.OpenAIAPIKey != "" {
 		proxy = llmproxy.New(llmproxy.Options{
-			BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, Plans: plans, Limiter: g.Limiter,
+			BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, Plans: plans, Prices: prices, Limiter: g.Limiter,
 			HeaderTimeout: deps.UpstreamHeaderTimeout, IdleTimeout: deps.UpstreamIdleTimeout, Metrics: g.Metrics, Logger: log,
 		})
 	}

@@ -40,7 +40,8 @@ type Config struct {
 	RedisURL          string
 	OpenAIAPIKey      string
 	OpenAIBaseURL     string
-	Plans             quota.Plans // built-in, or read from SAS_PLANS_FILE
+	Plans             quota.Plans  // built-in, or read from SAS_PLANS_FILE
+	Prices            quota.Prices // built-in, or read from SAS_PRICES_FILE
 	LogLevel          slog.Level
 	MetricsAddr       string
 	SentryDSN         string // empty: no error reporting
@@ -97,12 +98,12 @@ func Load(getenv func(string) string) (Config, error) {
 		RedisURL:          r.redisURL("REDIS_URL", true),
 		OpenAIAPIKey:      strings.TrimSpace(getenv("OPENAI_API_KEY")),
 		OpenAIBaseURL:     r.url("OPENAI_BASE_URL", false),
-		Plans:             r.plans("SAS_PLANS_FILE"),
 		LogLevel:          r.logLevel("LOG_LEVEL"),
 		MetricsAddr:       r.addr("METRICS_ADDR", DefaultMetricsAddr),
 		SentryDSN:         r.url("SENTRY_DSN", false),
 		Stripe:            r.stripe(),
 	}
+	c.Plans, c.Prices = r.plansAndPrices()
 	if c.OpenAIBaseURL == "" {
 		c.OpenAIBaseURL = DefaultOpenAIBaseURL
 	}
@@ -127,11 +128,11 @@ func LoadDev(getenv func(string) string) (Config, error) {
 		RedisURL:      r.redisURL("REDIS_URL", false),
 		OpenAIAPIKey:  strings.TrimSpace(getenv("OPENAI_API_KEY")),
 		OpenAIBaseURL: r.url("OPENAI_BASE_URL", false),
-		Plans:         r.plans("SAS_PLANS_FILE"),
 		LogLevel:      r.logLevel("LOG_LEVEL"),
 		// A port of its own by default: several dev stacks (tests) at once.
 		MetricsAddr: r.addr("METRICS_ADDR", "127.0.0.1:0"),
 	}
+	c.Plans, c.Prices = r.plansAndPrices()
 	c.Issuer = "http://127.0.0.1:" + strconv.Itoa(c.Port) + "/dev/idp"
 	if c.OpenAIBaseURL == "" {
 		c.OpenAIBaseURL = DefaultOpenAIBaseURL
@@ -288,13 +289,24 @@ func (r *reader) stripe() Stripe {
 	return s
 }
 
-func (r *reader) plans(name string) quota.Plans {
-	p, err := quota.Load(r.get(name, false))
+// plansAndPrices reads SAS_PLANS_FILE and SAS_PRICES_FILE, and checks that
+// every model of every plan has a price: a model served without one would
+// be served without a money budget.
+func (r *reader) plansAndPrices() (quota.Plans, quota.Prices) {
+	plans, err := quota.Load(r.get("SAS_PLANS_FILE", false))
 	if err != nil {
 		r.problems = append(r.problems, err.Error())
-		return quota.BuiltIn()
+		plans = quota.BuiltIn()
 	}
-	return p
+	prices, err := quota.LoadPrices(r.get("SAS_PRICES_FILE", false))
+	if err != nil {
+		r.problems = append(r.problems, err.Error())
+		return plans, quota.BuiltInPrices()
+	}
+	if missing := quota.Unpriced(plans, prices); len(missing) > 0 {
+		r.fail("SAS_PRICES_FILE", "has no price for the models of the plans (%s)", strings.Join(missing, ", "))
+	}
+	return plans, prices
 }
 
 func (r *reader) logLevel(name string) slog.Level {

@@ -3,6 +3,8 @@ package config_test
 import (
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,6 +42,7 @@ func TestLoadDefaults(t *testing.T) {
 		LogLevel:      slog.LevelInfo,
 		MetricsAddr:   ":9091",
 		Plans:         quota.BuiltIn(),
+		Prices:        quota.BuiltInPrices(),
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -97,6 +100,38 @@ func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "\n") {
 		t.Errorf("message spans several lines: %q", err)
+	}
+}
+
+// TestPricesFile: SAS_PRICES_FILE replaces the price table, and a table
+// that leaves a model of a plan unpriced stops the start, naming it.
+func TestPricesFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	env := valid()
+	env["SAS_PRICES_FILE"] = write("prices.json", `{"gpt-4o-mini":{"input":0.2,"cached_input":0.1,"output":0.8},"gpt-4o":{"input":3,"cached_input":1.5,"output":12}}`)
+	c, err := config.Load(getenv(env))
+	if err != nil || c.Prices["gpt-4o"].Output != 12_000_000 {
+		t.Fatalf("prices = %v, %v", c.Prices, err)
+	}
+	env["SAS_PRICES_FILE"] = write("partial.json", `{"gpt-4o-mini":{"input":0.2,"cached_input":0.1,"output":0.8}}`)
+	if _, err := config.Load(getenv(env)); err == nil || !strings.Contains(err.Error(), "SAS_PRICES_FILE has no price for the models of the plans (pro: gpt-4o)") {
+		t.Errorf("unpriced model: %v", err)
+	}
+	env["SAS_PLANS_FILE"] = write("plans.json", `{"free":{"requests_per_minute":1,"requests_per_day":1,"tokens_per_day":1,"max_tokens":1,"models":["gpt-4o-mini"]},
+		"pro":{"requests_per_minute":1,"requests_per_day":1,"tokens_per_day":1,"max_tokens":1,"models":["gpt-4o-mini","o3"]}}`)
+	if _, err := config.Load(getenv(env)); err == nil || !strings.Contains(err.Error(), "pro: o3") {
+		t.Errorf("a plan's model without a price: %v", err)
+	}
+	env["SAS_PRICES_FILE"] = write("bad.json", `{"gpt-4o-mini":{"input":"cheap"}}`)
+	if _, err := config.LoadDev(getenv(env)); err == nil || !strings.Contains(err.Error(), "SAS_PRICES_FILE") {
+		t.Errorf("dev with a bad prices file: %v", err)
 	}
 }
 

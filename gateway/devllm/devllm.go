@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/signals-sorcery/sas/gateway/tokenizer"
 )
 
 // Options configure a Model.
@@ -213,13 +215,16 @@ func (m *Model) stream(w http.ResponseWriter, r *http.Request, id, model string,
 	}
 }
 
-// reply is the deterministic answer, as words, and the prompt's size in
-// the same unit (a word ≈ a token here), with OpenAI's 3 per message.
+// reply is the deterministic answer, as words (each counted as a token
+// of the completion), and the prompt's tokens as OpenAI counts them: the
+// o200k tokenizer over each message's role and text, 3 tokens a message,
+// and 3 that prime the reply.
 func reply(req chatRequest) ([]string, int) {
-	prompt, last := 0, ""
+	enc := tokenizer.O200k()
+	prompt, last := 3, ""
 	for _, msg := range req.Messages {
-		text, _ := msg.Content.(string)
-		prompt += 3 + len(strings.Fields(text))
+		text := textOf(msg.Content)
+		prompt += 3 + enc.Count(msg.Role) + enc.Count(text)
 		if msg.Role == "user" {
 			last = text
 		}
@@ -230,6 +235,24 @@ func reply(req chatRequest) ([]string, int) {
 	}
 	words := strings.Fields("Greetings from the Signals & Sorcery dev model. This answer is the same every time, so tests can count on it. You said:")
 	return append(words, said...), prompt
+}
+
+// textOf is a message content's text: the string, or its text parts.
+func textOf(content any) string {
+	switch c := content.(type) {
+	case string:
+		return c
+	case []any:
+		var b strings.Builder
+		for _, p := range c {
+			if part, ok := p.(map[string]any); ok && part["type"] == "text" {
+				s, _ := part["text"].(string)
+				b.WriteString(s)
+			}
+		}
+		return b.String()
+	}
+	return ""
 }
 
 // Error writes an error in OpenAI's shape.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -36,6 +37,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	log := s.logger(r)
 	switch {
+	case errors.Is(r.Context().Err(), context.Canceled):
+		// The client went away: whatever failed, nobody reads the answer,
+		// and it is not the gateway's or a dependency's failure (no error
+		// log, no error report). 499 is nginx's "client closed request",
+		// for the access log and metrics.
+		log.Info("client went away before the answer", "err", err)
+		status = StatusClientClosedRequest
 	case status >= 500:
 		log.Error("request failed", "code", e.Code, "err", err)
 		// Outages page through metrics, not one event per request; panics
@@ -58,8 +66,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case wire.CodeInvalidToken:
 		h.Set("WWW-Authenticate", `Bearer realm="sas", error="invalid_token"`)
 	}
-	writeJSON(w, status, wire.ErrorBody{Error: wire.ErrorDetail{Code: e.Code, Message: e.Message}})
+	writeJSON(w, status, wire.ErrorBody{Error: wire.ErrorDetail{Code: e.Code, Message: e.Message, Limit: e.Limit}})
 }
+
+// StatusClientClosedRequest is the status logged for a request whose
+// client left before the answer (nginx's 499; never sent).
+const StatusClientClosedRequest = 499
 
 // logger returns the request's logger (with its request id).
 func (s *Server) logger(r *http.Request) *slog.Logger {

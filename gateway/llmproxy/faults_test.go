@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
@@ -21,8 +24,11 @@ import (
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
-// TestUpstreamErrors: each upstream failure maps to the contract's answer
-// and gives the request back to the quota.
+// TestUpstreamErrors: each upstream failure maps to the contract's answer.
+// A refusal that is the request's fault (400/404/422) counts as a request
+// but costs no tokens or money; a failure of the upstream gives back the
+// day's request, tokens and money; the minute's request is never given
+// back.
 func TestUpstreamErrors(t *testing.T) {
 	e := newEnv(t, nil, app.Deps{UpstreamHeaderTimeout: 300 * time.Millisecond})
 	cases := []struct {
@@ -31,9 +37,8 @@ func TestUpstreamErrors(t *testing.T) {
 		status int
 		code   string
 		check  func(t *testing.T, r response)
-		// charged: the request reached the upstream, which may have worked on
-		// it (no answer in time): counted and charged, not refunded.
-		charged bool
+		// counted: the day's request stays counted (the client's fault).
+		counted bool
 	}{
 		{"400 relayed", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 400, "Invalid value for 'temperature': must be between 0 and 2.", "invalid_request_error", "")
@@ -41,13 +46,13 @@ func TestUpstreamErrors(t *testing.T) {
 			if !strings.Contains(r.body, "must be between 0 and 2") {
 				t.Errorf("OpenAI's message not relayed: %s", r.body)
 			}
-		}, false},
+		}, true},
 		{"404 relayed", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 404, "The model does not exist.", "invalid_request_error", "model_not_found")
-		}, 404, wire.CodeBadRequest, nil, false},
+		}, 404, wire.CodeBadRequest, nil, true},
 		{"422 relayed", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 422, "Unprocessable.", "invalid_request_error", "")
-		}, 422, wire.CodeBadRequest, nil, false},
+		}, 422, wire.CodeBadRequest, nil, true},
 		{"401 our key", func(w http.ResponseWriter, r *http.Request) {
 			devllm.Error(w, 401, "Incorrect API key provided: sk-upstr****test.", "invalid_request_error", "invalid_api_key")
 		}, 502, wire.CodeUpstreamError, func(t *testing.T, r response) {
@@ -71,7 +76,7 @@ func TestUpstreamErrors(t *testing.T) {
 		}, 502, wire.CodeUpstreamError, nil, false},
 		{"hung upstream", func(w http.ResponseWriter, r *http.Request) {
 			hang(r) // never answers
-		}, 502, wire.CodeUpstreamError, nil, true},
+		}, 502, wire.CodeUpstreamError, nil, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,12 +91,13 @@ func TestUpstreamErrors(t *testing.T) {
 			if time.Since(start) > 5*time.Second {
 				t.Errorf("took %v", time.Since(start))
 			}
-			after := e.usage()
-			switch {
-			case tc.charged && (after[quota.RequestsPerDay] != before[quota.RequestsPerDay]+1 || after[quota.TokensPerDay] <= before[quota.TokensPerDay]):
-				t.Errorf("not counted and charged: %v → %v", before, after)
-			case !tc.charged && after[quota.RequestsPerDay] != before[quota.RequestsPerDay]:
-				t.Errorf("not refunded: %v → %v", before, after)
+			want := maps.Clone(before)
+			want[quota.RequestsPerMinute]++
+			if tc.counted {
+				want[quota.RequestsPerDay]++
+			}
+			if diff := cmp.Diff(want, e.usage()); diff != "" {
+				t.Errorf("quota after the answer (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -104,7 +110,8 @@ func TestUpstreamErrors(t *testing.T) {
 }
 
 // TestStreamFaults: a malformed stream, a stream cut midway and a silent
-// stream end the client's stream, and the tokens are charged by estimate.
+// stream end the client's stream; none reported usage, so each is charged
+// its whole reservation, never less.
 func TestStreamFaults(t *testing.T) {
 	e := newEnv(t, nil, app.Deps{UpstreamIdleTimeout: 300 * time.Millisecond})
 	start := func(w http.ResponseWriter, r *http.Request) {
@@ -137,9 +144,12 @@ func TestStreamFaults(t *testing.T) {
 			if r.status != 200 || !strings.Contains(r.body, "partial answer") {
 				t.Fatalf("%d %s", r.status, r.body)
 			}
-			waitFor(t, "a charge", func() bool { return e.usage()[quota.TokensPerDay] > before })
-			if !strings.Contains(e.logs.String(), tc.outcome) || !strings.Contains(e.logs.String(), `"usage_source":"estimate"`) {
-				t.Errorf("log lacks %s and usage_source=estimate", tc.outcome)
+			c := e.lastCompletion()
+			if !strings.Contains(e.logs.String(), tc.outcome) || c["usage_source"] != "reservation" {
+				t.Errorf("log lacks %s and usage_source=reservation: %v", tc.outcome, c)
+			}
+			if got, reserved := e.usage()[quota.TokensPerDay]-before, int64(c["reserved_tokens"].(float64)); got != reserved || reserved < 1024 {
+				t.Errorf("charged %d tokens, want the whole reservation %d", got, reserved)
 			}
 		})
 	}
@@ -188,8 +198,8 @@ func TestClientDisconnectMidStream(t *testing.T) {
 		t.Fatal("the upstream request was not cancelled")
 	}
 	waitFor(t, "a charge after the client left", func() bool { return e.usage()[quota.TokensPerDay] > 0 })
-	if !strings.Contains(e.logs.String(), `"outcome":"client_gone"`) {
-		t.Error("no client_gone outcome logged")
+	if c := e.lastCompletion(); c["outcome"] != "client_gone" || c["usage_source"] != "reservation" || e.usage()[quota.TokensPerDay] != int64(c["reserved_tokens"].(float64)) {
+		t.Errorf("after the client left mid-stream: %v, charged %v", c, e.usage())
 	}
 }
 
@@ -223,11 +233,11 @@ func TestRedisDownFailsClosed(t *testing.T) {
 
 // TestExactAcrossInstances: three gateways on one Redis, 150 concurrent
 // completions from one user against requests_per_day 20: exactly 20 pass.
-// Then the token budget: the request that crosses it passes, the next not.
+// (Token and money budgets: spend_test.go.)
 func TestExactAcrossInstances(t *testing.T) {
 	plans := quota.BuiltIn()
 	free := plans["free"]
-	free.RequestsPerMinute, free.RequestsPerDay = 1000, 20
+	free.RequestsPerMinute, free.RequestsPerDay, free.ConcurrentRequests = 1000, 20, 0
 	plans["free"] = free
 	a := newEnv(t, func(c *config.Config) { c.Plans = plans }, app.Deps{})
 	instances := []string{a.url}
@@ -260,26 +270,6 @@ func TestExactAcrossInstances(t *testing.T) {
 		t.Errorf("admitted %d, refused %d; want exactly 20 and 130", ok.Load(), limited.Load())
 	}
 
-	// Tokens: each dev completion of "hello there" costs 30 tokens; with a
-	// budget of 100 the 4th request crosses it (90 → 120), the 5th is refused.
-	free.RequestsPerDay, free.TokensPerDay = 1000, 100
-	plans["free"] = free
-	b := newEnv(t, func(c *config.Config) { c.Plans = plans }, app.Deps{})
-	urls := append([]string{b.url}, b.extraInstances(t, plans, 2)...)
-	for i := range 4 {
-		req, _ := http.NewRequest("POST", urls[i%3]+"/v1/chat/completions", strings.NewReader(hello))
-		req.Header.Set("Authorization", "Bearer "+b.tok)
-		if r := b.do(req); r.status != 200 {
-			t.Fatalf("request %d: %d %s", i+1, r.status, r.body)
-		}
-	}
-	req, _ := http.NewRequest("POST", urls[1]+"/v1/chat/completions", strings.NewReader(hello))
-	req.Header.Set("Authorization", "Bearer "+b.tok)
-	r := b.do(req)
-	wantError(t, r, 429, wire.CodeQuotaExceeded)
-	if r.header.Get("Retry-After") == "" {
-		t.Error("no Retry-After on quota_exceeded")
-	}
 }
 
 // extraInstances starts n more gateways like e's (same Redis, issuer and
@@ -290,7 +280,7 @@ func (e *env) extraInstances(t *testing.T, plans quota.Plans, n int) []string {
 	for range n {
 		gw, err := app.New(context.Background(), config.Config{Issuer: e.iss.Issuer(), Audiences: []string{aud},
 			RedisURL: testenv.RedisURL(t), OpenAIAPIKey: upstreamKey, OpenAIBaseURL: e.upstreamURL(), Plans: plans},
-			nilLogger(), app.Deps{Store: e.store})
+			nilLogger(), app.Deps{Store: e.store, SlotLease: e.slotLease})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -381,15 +371,23 @@ func TestReviewFaults(t *testing.T) {
 func TestRateHeadersDescribeTheRefusingLimit(t *testing.T) {
 	plans := quota.BuiltIn()
 	free := plans["free"]
-	free.TokensPerDay = 10
+	free.TokensPerDay = 60
 	plans["free"] = free
 	e := newEnv(t, func(c *config.Config) { c.Plans = plans }, app.Deps{})
-	if r := e.post("/v1/chat/completions", hello); r.status != 200 {
-		t.Fatalf("%d %s", r.status, r.body)
+	body := `{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"hello there"}]}`
+	// Each reserves 9 prompt + 20 output tokens and uses them all (the dev
+	// model's answer is longer than 20): two fit in 60, a third does not.
+	for i := range 2 {
+		if r := e.post("/v1/chat/completions", body); r.status != 200 {
+			t.Fatalf("request %d: %d %s", i+1, r.status, r.body)
+		}
 	}
-	r := e.post("/v1/chat/completions", hello)
+	r := e.post("/v1/chat/completions", body)
 	wantError(t, r, 429, wire.CodeQuotaExceeded)
-	if r.header.Get("RateLimit-Limit") != "10" || r.header.Get("RateLimit-Remaining") != "0" || r.header.Get("RateLimit-Reset") != r.header.Get("Retry-After") {
+	if !strings.Contains(r.body, `"limit":"tokens_per_day"`) {
+		t.Errorf("error.limit missing: %s", r.body)
+	}
+	if r.header.Get("RateLimit-Limit") != "60" || r.header.Get("RateLimit-Remaining") != "2" || r.header.Get("RateLimit-Reset") != r.header.Get("Retry-After") {
 		t.Errorf("RateLimit %s/%s reset %s, Retry-After %s", r.header.Get("RateLimit-Limit"), r.header.Get("RateLimit-Remaining"), r.header.Get("RateLimit-Reset"), r.header.Get("Retry-After"))
 	}
 	rec := httptest.NewRecorder()

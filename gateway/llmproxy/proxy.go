@@ -1,15 +1,17 @@
 // Package llmproxy is the OpenAI-compatible proxy: it forwards a user's chat
 // completion to OPENAI_BASE_URL with the gateway's key (never the user's
-// token), enforces the plan (models, max tokens, quota), relays streams
-// chunk by chunk, and charges the tokens the upstream reports.
+// token), enforces the plan (models, caps, the fields the gateway owns),
+// reserves the request's worst-case tokens and cost before sending it,
+// relays streams chunk by chunk, and settles the reservation to what the
+// upstream reports.
 package llmproxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,14 +25,17 @@ import (
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/tokenizer"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
 // Limiter is the quota the proxy spends.
 type Limiter interface {
-	Admit(ctx context.Context, user string, p quota.Plan) (quota.Admission, error)
-	Charge(ctx context.Context, a quota.Admission, tokens int64) error
-	Refund(ctx context.Context, a quota.Admission) error
+	Admit(ctx context.Context, user string, p quota.Plan, res quota.Reservation) (quota.Admission, error)
+	Settle(ctx context.Context, a quota.Admission, s quota.Settlement) error
+	Renew(ctx context.Context, a quota.Admission) error
+	// RenewEvery is how often a request in flight renews its slot.
+	RenewEvery() time.Duration
 }
 
 // Default upstream timeouts.
@@ -39,7 +44,8 @@ const (
 	// start. A non-streamed completion answers only when it is complete,
 	// hence minutes.
 	DefaultHeaderTimeout = 3 * time.Minute
-	// DefaultIdleTimeout bounds the silence between two stream chunks.
+	// DefaultIdleTimeout bounds the silence of an upstream body: between
+	// two stream chunks, or within a non-streamed answer.
 	DefaultIdleTimeout = time.Minute
 )
 
@@ -48,7 +54,11 @@ type Options struct {
 	BaseURL string // e.g. https://api.openai.com/v1
 	APIKey  string
 	Plans   quota.Plans
+	// Prices must price every model of every plan (config checks it).
+	Prices  quota.Prices
 	Limiter Limiter
+	// Encoding counts prompts (default tokenizer.O200k()).
+	Encoding *tokenizer.Encoding
 	// Transport reaches the upstream (default: a clone of
 	// http.DefaultTransport with HeaderTimeout).
 	Transport     http.RoundTripper
@@ -74,6 +84,9 @@ func New(o Options) *Proxy {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Encoding == nil {
+		o.Encoding = tokenizer.O200k()
 	}
 	if o.Transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -118,11 +131,37 @@ func (p *Proxy) Models(w http.ResponseWriter, u gateway.User) error {
 func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) error {
 	plan := p.plan(u)
 	body, err := io.ReadAll(r.Body)
-	req, err := parseChat(body, err, u.Plan, plan)
+	req, err := parseChat(body, err, u, plan, p.o.Encoding)
 	if err != nil {
 		return err
 	}
-	adm, err := p.o.Limiter.Admit(r.Context(), u.ClerkUserID, plan)
+	return p.metered(w, r, u, plan, call{
+		path: "/chat/completions", body: req.body(), model: req.model, stream: req.stream,
+		promptTokens: req.promptTokens, outputCap: req.outputCap, passUsage: req.clientWantsUsage,
+	})
+}
+
+// call is one upstream request, ready to send.
+type call struct {
+	path                    string
+	body                    []byte
+	model                   string
+	stream                  bool
+	promptTokens, outputCap int64
+	// passUsage: the stream's usage-only chunk reaches the client.
+	passUsage bool
+}
+
+// metered is the one accounting path of every consuming route: reserve the
+// worst case, send, relay, settle to what the upstream reported.
+func (p *Proxy) metered(w http.ResponseWriter, r *http.Request, u gateway.User, plan quota.Plan, c call) error {
+	price, ok := p.o.Prices[c.model]
+	if !ok {
+		// config refuses to start with an unpriced model: never serve one.
+		return wire.Wrap(wire.CodeUnavailable, "This model is not priced on this gateway.", fmt.Errorf("no price for %q", c.model))
+	}
+	res := quota.Reservation{Tokens: c.promptTokens + c.outputCap, Cost: price.Cost(c.promptTokens, 0, c.outputCap)}
+	adm, err := p.o.Limiter.Admit(r.Context(), u.ClerkUserID, plan, res)
 	setRateHeaders(w, adm)
 	if err != nil {
 		if adm.Refused != "" {
@@ -132,92 +171,162 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 		}
 		return err
 	}
-	log := p.o.Logger.With("user", u.ClerkUserID, "model", req.model, "stream", req.stream)
-	// The upstream request lives as long as the client's, or until the
-	// upstream goes silent for IdleTimeout (idleReader cancels it).
-	uctx, ucancel := context.WithCancel(r.Context())
-	defer ucancel()
+	log := p.o.Logger.With("user", u.ClerkUserID, "model", c.model, "stream", c.stream)
+	stopRenewing := p.keepSlot(adm, log)
 	start := time.Now()
-	resp, sent, err := p.send(uctx, req)
-	switch {
-	case err == nil && resp.StatusCode/100 != 2:
-		// The upstream refused before generating anything: given back.
-		p.refund(r, adm, log)
-		return upstreamError(resp, log)
-	case err != nil && !sent:
-		p.refund(r, adm, log) // never reached the upstream
-		return err
-	case err != nil:
-		// Sent, then no answer (the client left, or the upstream hung): the
-		// upstream may have worked on it; charge the prompt.
-		p.charge(r, adm, accounting{outcome: "no_answer"}, req, start, log)
-		return err
-	}
-	defer resp.Body.Close()
-	var acct accounting
-	if req.stream {
-		acct = p.relayStream(w, r, resp, req.clientWantsUsage, log) // has its own idle timer
-	} else {
-		resp.Body = newIdleReader(resp.Body, p.o.IdleTimeout, ucancel)
-		acct, err = relayJSON(w, resp)
-	}
-	p.charge(r, adm, acct, req, start, log)
-	return err
+	out := p.exchange(w, r, c, log)
+	stopRenewing()
+	p.settle(r, adm, price, out, c, u.Plan, time.Since(start), log)
+	return out.err
 }
 
-func (p *Proxy) refund(r *http.Request, adm quota.Admission, log *slog.Logger) {
+// keepSlot renews adm's concurrency slot until the returned stop is
+// called, so a long stream keeps it.
+func (p *Proxy) keepSlot(adm quota.Admission, log *slog.Logger) (stop func()) {
+	every := p.o.Limiter.RenewEvery()
+	if !adm.HoldsSlot() || every <= 0 {
+		return func() {}
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				if err := p.o.Limiter.Renew(ctx, adm); err != nil {
+					log.Warn("renewing the concurrency slot failed", "err", err)
+				}
+				cancel()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// outcome is how an exchange with the upstream ended.
+type outcome struct {
+	name string // complete, client_gone, upstream_cut, idle_timeout, malformed, refused, upstream_error
+	// usage as the upstream reported it; nil when it did not.
+	usage *openai.Usage
+	// charge: what to settle — the upstream's usage (or else the whole
+	// reservation), nothing (the client's fault, refused upstream), or
+	// nothing and the day's request back (the upstream could not serve).
+	charge chargeRule
+	err    error // what to answer when nothing was written
+}
+
+type chargeRule int
+
+const (
+	chargeUsage   chargeRule = iota // usage, else the reservation
+	chargeRequest                   // the request counts; no tokens, no money
+	chargeNothing                   // upstream failure: all given back but the minute
+)
+
+// settle replaces the reservation with the charge of out, and logs and
+// counts it.
+func (p *Proxy) settle(r *http.Request, adm quota.Admission, price quota.Price, out outcome, c call, planName string, d time.Duration, log *slog.Logger) {
+	res := adm.Reserved()
+	s, source := quota.Settlement{}, "none"
+	switch out.charge {
+	case chargeNothing:
+		s.ReturnRequest = true
+	case chargeUsage:
+		if u := out.usage; u != nil {
+			cached := int64(0)
+			if u.PromptTokensDetails != nil {
+				cached = int64(u.PromptTokensDetails.CachedTokens)
+			}
+			s.Tokens = int64(u.PromptTokens + u.CompletionTokens)
+			s.Cost = price.Cost(int64(u.PromptTokens), cached, int64(u.CompletionTokens))
+			source = "upstream"
+		} else {
+			s.Tokens, s.Cost, source = res.Tokens, res.Cost, "reservation"
+		}
+	}
+	p.o.Metrics.Upstream(c.model, out.name, d, s.Tokens, source)
+	p.o.Metrics.Spend(c.model, planName, float64(s.Cost)/float64(quota.MicrosPerUSD))
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
 	defer cancel()
-	if err := p.o.Limiter.Refund(ctx, adm); err != nil {
-		log.Warn("refund failed", "err", err)
+	if err := p.o.Limiter.Settle(ctx, adm, s); err != nil {
+		// The reservation stays charged: the user pays at most what was
+		// reserved, never less than nothing.
+		log.Error("settling the reservation failed; it stays charged", "reserved_tokens", res.Tokens, "err", err)
 	}
+	log.Info("completion", "outcome", out.name, "usage_source", source, "prompt_estimate", c.promptTokens,
+		"reserved_tokens", res.Tokens, "reserved_usd", res.Cost.String(), "tokens", s.Tokens, "usd", s.Cost.String())
 }
 
-// charge charges what the upstream reported, else an estimate, and logs
-// which.
-func (p *Proxy) charge(r *http.Request, adm quota.Admission, acct accounting, req chatRequest, start time.Time, log *slog.Logger) {
-	tokens, source := acct.tokens(req.promptBytes)
-	p.o.Metrics.Upstream(req.model, acct.outcome, time.Since(start), tokens, source)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+// exchange sends c upstream and relays the answer.
+func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, c call, log *slog.Logger) outcome {
+	// The upstream request lives as long as the client's, or until the
+	// upstream body goes silent for IdleTimeout (the idle reader cancels it).
+	uctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	if err := p.o.Limiter.Charge(ctx, adm, tokens); err != nil {
-		log.Error("charging tokens failed", "tokens", tokens, "err", err)
-	}
-	log.Info("completion", "tokens", tokens, "usage_source", source, "outcome", acct.outcome)
-}
-
-// send posts the request upstream with the gateway's key. The user's
-// headers — their token above all — are not forwarded. sent reports whether
-// the request may have reached the upstream (false: the connection was
-// never made, so nothing was spent).
-func (p *Proxy) send(ctx context.Context, req chatRequest) (resp *http.Response, sent bool, err error) {
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, p.o.BaseURL+"/chat/completions", bytes.NewReader(req.body()))
+	resp, err := p.send(uctx, c, cancel)
 	if err != nil {
-		return nil, false, wire.Wrap(wire.CodeUpstreamError, "The AI provider could not be reached.", err)
+		if r.Context().Err() != nil {
+			// The client left before the answer: not the upstream's fault,
+			// and the upstream may have worked on it.
+			return outcome{name: "client_gone", err: errClientGone}
+		}
+		return outcome{name: "upstream_error", charge: chargeNothing, err: err}
+	}
+	defer resp.Body.Close() // the idle reader: stops its timer
+	if resp.StatusCode/100 != 2 {
+		err := upstreamError(resp, log)
+		if clientFault(resp.StatusCode) {
+			return outcome{name: "refused", charge: chargeRequest, err: err}
+		}
+		return outcome{name: "upstream_error", charge: chargeNothing, err: err}
+	}
+	if c.stream {
+		return p.relayStream(w, r, resp, c.passUsage, log)
+	}
+	return relayJSON(w, r, resp)
+}
+
+var errClientGone = errors.New("the client went away before the answer")
+
+// send posts the request upstream with the gateway's key, the user's
+// headers — their token above all — left behind. The response body it
+// returns is an idle reader that cancels the request (cancel) when the
+// upstream goes silent; closing it stops its timer, so the one Close of the
+// caller ends its whole life.
+func (p *Proxy) send(ctx context.Context, c call, cancel context.CancelFunc) (*http.Response, error) {
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, p.o.BaseURL+c.path, bytes.NewReader(c.body))
+	if err != nil {
+		return nil, wire.Wrap(wire.CodeUpstreamError, "The AI provider could not be reached.", err)
 	}
 	hr.Header.Set("Authorization", "Bearer "+p.o.APIKey)
 	hr.Header.Set("Content-Type", "application/json")
-	if req.stream {
+	if c.stream {
 		hr.Header.Set("Accept", "text/event-stream")
 	}
-	resp, err = p.client.Do(hr)
+	resp, err := p.client.Do(hr)
 	if err != nil {
-		var oe *net.OpError
-		sent = !(errors.As(err, &oe) && oe.Op == "dial")
 		msg := "The AI provider could not be reached."
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 			msg = "The AI provider did not answer in time."
 		}
 		// err names the upstream URL, never the key (it is a header).
-		return nil, sent, wire.Wrap(wire.CodeUpstreamError, msg, err)
+		return nil, wire.Wrap(wire.CodeUpstreamError, msg, err)
 	}
-	return resp, true, nil
+	resp.Body = newIdleReader(resp.Body, p.o.IdleTimeout, cancel)
+	return resp, nil
 }
+
+// clientFault reports whether an upstream status blames the request
+// itself: it counts as a request, but costs no tokens.
+func clientFault(status int) bool { return status == 400 || status == 404 || status == 422 }
 
 // upstreamError maps a non-2xx upstream answer to the contract's errors.
 func upstreamError(resp *http.Response, log *slog.Logger) error {
-	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var oe openai.ErrorResponse
 	msg := ""
@@ -230,7 +339,7 @@ func upstreamError(resp *http.Response, log *slog.Logger) error {
 		cause = errors.New("upstream status " + strconv.Itoa(resp.StatusCode))
 	}
 	switch s := resp.StatusCode; {
-	case s == 400 || s == 404 || s == 422:
+	case clientFault(s):
 		if msg == "" {
 			msg = "The AI provider refused the request."
 		}
@@ -266,14 +375,14 @@ func (e *statusError) Unwrap() error { return e.err }
 func (e *statusError) Status() int { return e.status }
 
 // setRateHeaders describes the limit that refused the request, else the
-// one with the least remaining.
+// request or token limit with the least remaining.
 func setRateHeaders(w http.ResponseWriter, adm quota.Admission) {
 	if len(adm.Usage) == 0 {
 		return
 	}
 	t := quota.Tightest(adm.Usage)
 	for _, u := range adm.Usage {
-		if u.Name == adm.Refused {
+		if u.Name == adm.Refused && !u.Money() {
 			t = u
 		}
 	}
@@ -281,191 +390,4 @@ func setRateHeaders(w http.ResponseWriter, adm quota.Admission) {
 	h.Set("RateLimit-Limit", strconv.FormatInt(t.Limit, 10))
 	h.Set("RateLimit-Remaining", strconv.FormatInt(t.Remaining, 10))
 	h.Set("RateLimit-Reset", strconv.Itoa(max(0, int(time.Until(t.ResetAt).Seconds()+0.999))))
-}
-
-// accounting is what a relayed response used.
-type accounting struct {
-	usage           *openai.Usage // as reported by the upstream
-	completionBytes int           // relayed content, for the estimate
-	outcome         string        // complete, client_gone, upstream_cut, idle_timeout, malformed
-}
-
-// tokens returns the tokens to charge and where the figure comes from.
-func (a accounting) tokens(promptBytes int) (int64, string) {
-	if a.usage != nil && a.usage.TotalTokens > 0 {
-		return int64(a.usage.TotalTokens), "upstream"
-	}
-	// About four bytes a token for English text and JSON.
-	return int64((promptBytes+a.completionBytes)/4 + 1), "estimate"
-}
-
-// relayJSON relays a non-streamed answer once it is complete. A body cut
-// short, silent for IdleTimeout or over 32 MiB becomes a 502 (nothing was
-// written yet) and is charged by estimate.
-func relayJSON(w http.ResponseWriter, resp *http.Response) (accounting, error) {
-	const maxBody = 32 << 20
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	acct := accounting{outcome: "complete", completionBytes: len(b)}
-	if err != nil || len(b) > maxBody {
-		acct.outcome = "upstream_cut"
-		if err == nil {
-			err = errors.New("answer over 32 MiB")
-		}
-		return acct, wire.Wrap(wire.CodeUpstreamError, "The AI provider's answer broke off.", err)
-	}
-	var cr struct {
-		Usage *openai.Usage `json:"usage"`
-	}
-	if json.Unmarshal(b, &cr) == nil && cr.Usage != nil && cr.Usage.TotalTokens > 0 {
-		acct.usage = cr.Usage
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(b)
-	return acct, nil
-}
-
-// idleReader cancels the upstream request when a Read has waited longer
-// than d for data: a body that stalls after its headers is bounded too.
-type idleReader struct {
-	io.ReadCloser
-	d     time.Duration
-	timer *time.Timer
-}
-
-func newIdleReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *idleReader {
-	return &idleReader{ReadCloser: rc, d: d, timer: time.AfterFunc(d, cancel)}
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	r.timer.Reset(r.d)
-	n, err := r.ReadCloser.Read(p)
-	r.timer.Reset(r.d)
-	return n, err
-}
-
-func (r *idleReader) Close() error {
-	r.timer.Stop()
-	return r.ReadCloser.Close()
-}
-
-// relayStream copies the upstream's server-sent events to the client one
-// event at a time, flushing after each, and reads usage from the chunks as
-// they pass. It stops when the upstream ends, goes silent for IdleTimeout,
-// or the client leaves (whose request context then cancels the upstream).
-//
-// The usage-only chunk (no choices) that the gateway asked for is passed on
-// only if the client asked for it too: a client that did not may index
-// choices[0] of every chunk.
-func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response, passUsage bool, log *slog.Logger) accounting {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-
-	lines := make(chan []byte)
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(lines)
-		br := bufio.NewReaderSize(resp.Body, 64<<10)
-		for {
-			line, err := br.ReadBytes('\n')
-			if len(line) > 0 {
-				select {
-				case lines <- line:
-				case <-r.Context().Done():
-					readErr <- r.Context().Err()
-					return
-				}
-			}
-			if err != nil {
-				readErr <- err
-				return
-			}
-		}
-	}()
-	defer func() {
-		resp.Body.Close() // unblocks the reader if we stop first
-		for range lines {
-		}
-	}()
-
-	acct := accounting{}
-	idle := time.NewTimer(p.o.IdleTimeout)
-	defer idle.Stop()
-	sawDone, skipEvent := false, false
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				err := <-readErr
-				switch {
-				case r.Context().Err() != nil:
-					acct.outcome = "client_gone"
-				case sawDone:
-					acct.outcome = "complete"
-				case errors.Is(err, io.EOF):
-					acct.outcome = "upstream_cut"
-				default:
-					acct.outcome = "upstream_cut"
-					log.Warn("upstream stream failed", "err", err)
-				}
-				return acct
-			}
-			idle.Reset(p.o.IdleTimeout)
-			if data, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("data:")); ok {
-				data = bytes.TrimSpace(data)
-				if bytes.Equal(data, []byte("[DONE]")) {
-					sawDone = true
-				} else {
-					var chunk openai.ChatCompletionStreamResponse
-					if err := json.Unmarshal(data, &chunk); err != nil {
-						acct.outcome = "malformed"
-						log.Warn("upstream sent a malformed stream chunk", "bytes", len(data))
-					} else {
-						if chunk.Usage != nil && chunk.Usage.TotalTokens > 0 {
-							acct.usage = chunk.Usage
-							skipEvent = !passUsage && len(chunk.Choices) == 0
-						}
-						for _, c := range chunk.Choices {
-							acct.completionBytes += len(c.Delta.Content)
-						}
-					}
-				}
-			}
-			blank := len(bytes.TrimSpace(line)) == 0
-			_ = rc.SetWriteDeadline(time.Now().Add(p.o.IdleTimeout)) // a client that stops reading is let go
-			if skipEvent {
-				skipEvent = !blank // drop through the event's closing blank line
-				continue
-			}
-			if _, err := w.Write(line); err != nil {
-				acct.outcome = "client_gone"
-				return acct
-			}
-			// An event ends with a blank line: flush whole events.
-			if blank {
-				if err := rc.Flush(); err != nil {
-					acct.outcome = "client_gone"
-					return acct
-				}
-				if sawDone {
-					// [DONE] ends the stream, whether or not the upstream
-					// closes its side.
-					acct.outcome = "complete"
-					return acct
-				}
-			}
-		case <-idle.C:
-			acct.outcome = "idle_timeout"
-			log.Warn("upstream stream went silent", "timeout", p.o.IdleTimeout)
-			return acct
-		case <-r.Context().Done():
-			acct.outcome = "client_gone"
-			return acct
-		}
-	}
 }

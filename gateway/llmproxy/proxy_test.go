@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devllm"
@@ -42,6 +43,8 @@ type env struct {
 	store *memstore.Store
 	plans quota.Plans
 	up    string // the upstream's base URL (…/v1)
+	// slotLease of every instance (0: the default)
+	slotLease time.Duration
 }
 
 func (e *env) upstreamURL() string { return e.up }
@@ -70,6 +73,7 @@ func newEnv(t *testing.T, mod func(*config.Config), deps app.Deps) *env {
 	e.plans, e.up = cfg.Plans, cfg.OpenAIBaseURL
 	e.store = memstore.New(nil)
 	deps.Store = e.store
+	e.slotLease = deps.SlotLease
 	gw, err := app.New(context.Background(), cfg, slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), deps)
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +95,16 @@ func newEnv(t *testing.T, mod func(*config.Config), deps app.Deps) *env {
 }
 
 func (e *env) setFault(f http.HandlerFunc) { e.fault.Store(&f) }
+
+// setPlan moves the user to plan, at once on every instance's cache.
+func (e *env) setPlan(t *testing.T, plan string) {
+	t.Helper()
+	e.get("/v1/me") // the user exists from the first call on
+	if _, err := e.store.SetPlan(context.Background(), e.user, plan); err != nil {
+		t.Fatal(err)
+	}
+	e.gw.Users.Forget(e.user)
+}
 
 type response struct {
 	status int
@@ -124,10 +138,15 @@ func (e *env) do(req *http.Request) response {
 	return response{resp.StatusCode, resp.Header, string(b)}
 }
 
-// usage reads the user's quota the way /v1/limits does.
+// usage reads what the user has used of each limit (money in µ$), the way
+// /v1/limits does.
 func (e *env) usage() map[string]int64 {
 	e.t.Helper()
-	us, err := e.gw.Limiter.Peek(context.Background(), e.user, e.plans["free"])
+	u, err := e.store.UpsertUser(context.Background(), gateway.Identity{Subject: e.user})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	us, err := e.gw.Limiter.Peek(context.Background(), e.user, e.plans[u.Plan])
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -136,6 +155,23 @@ func (e *env) usage() map[string]int64 {
 		used[u.Name] = u.Limit - u.Remaining
 	}
 	return used
+}
+
+// lastCompletion is the last "completion" log line of the proxy: the
+// outcome, the reservation and the charge of a request.
+func (e *env) lastCompletion() map[string]any {
+	e.t.Helper()
+	var last map[string]any
+	for line := range strings.SplitSeq(e.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "completion" {
+			last = m
+		}
+	}
+	if last == nil {
+		e.t.Fatal("no completion logged")
+	}
+	return last
 }
 
 func wantError(t *testing.T, r response, status int, code string) {
@@ -225,10 +261,7 @@ func TestRefusalsConsumeNothing(t *testing.T) {
 		t.Error("a refused request reached the upstream")
 	}
 	// Pro may use gpt-4o.
-	if _, err := e.store.SetPlan(context.Background(), e.user, "pro"); err != nil {
-		t.Fatal(err)
-	}
-	e.gw.Users.Forget(e.user)
+	e.setPlan(t, "pro")
 	if r := e.post("/v1/chat/completions", `{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}`); r.status != 200 {
 		t.Errorf("pro with gpt-4o: %d %s", r.status, r.body)
 	}
@@ -242,14 +275,14 @@ func TestLimitsAndModels(t *testing.T) {
 		Plan   string
 		Limits []struct {
 			Name             string
-			Limit, Remaining int64
+			Limit, Remaining float64
 			ResetAt          time.Time `json:"reset_at"`
 		}
 	}
-	if err := json.Unmarshal([]byte(r.body), &lim); err != nil || r.status != 200 || lim.Plan != "free" || len(lim.Limits) != 3 {
+	if err := json.Unmarshal([]byte(r.body), &lim); err != nil || r.status != 200 || lim.Plan != "free" || len(lim.Limits) != 5 {
 		t.Fatalf("limits: %d %s", r.status, r.body)
 	}
-	names := []string{quota.RequestsPerMinute, quota.RequestsPerDay, quota.TokensPerDay}
+	names := []string{quota.RequestsPerMinute, quota.RequestsPerDay, quota.TokensPerDay, quota.USDPerDay, quota.USDPerMonth}
 	for i, l := range lim.Limits {
 		if l.Name != names[i] || l.ResetAt.IsZero() || l.Remaining >= l.Limit {
 			t.Errorf("limit %d = %+v", i, l)

@@ -23,6 +23,7 @@ type Metrics struct {
 	quotaRejections  *prometheus.CounterVec
 	upstreamDuration *prometheus.HistogramVec
 	upstreamTokens   *prometheus.CounterVec
+	spend            *prometheus.CounterVec
 	dependencyErrors *prometheus.CounterVec
 }
 
@@ -49,14 +50,17 @@ func New() *Metrics {
 			Buckets: []float64{.1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120, 300},
 		}, []string{"model", "outcome"}),
 		upstreamTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sas_upstream_tokens_total", Help: "Tokens charged, by model and source (upstream usage or estimate).",
+			Name: "sas_upstream_tokens_total", Help: "Tokens charged, by model and source (upstream usage, or the reservation when the upstream reported none).",
 		}, []string{"model", "source"}),
+		spend: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sas_spend_usd_total", Help: "US dollars charged to users at the price table, by model and plan.",
+		}, []string{"model", "plan"}),
 		dependencyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sas_dependency_errors_total", Help: "Failed calls to Postgres, Redis and the token issuer.",
 		}, []string{"dependency"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.tokenRejections, m.quotaRejections, m.upstreamDuration,
-		m.upstreamTokens, m.dependencyErrors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.upstreamTokens, m.spend, m.dependencyErrors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -100,6 +104,13 @@ func (m *Metrics) Upstream(model, outcome string, d time.Duration, tokens int64,
 	m.upstreamDuration.WithLabelValues(model, outcome).Observe(d.Seconds())
 	if tokens > 0 {
 		m.upstreamTokens.WithLabelValues(model, source).Add(float64(tokens))
+	}
+}
+
+// Spend records the dollars a request was charged.
+func (m *Metrics) Spend(model, plan string, usd float64) {
+	if m != nil && usd > 0 {
+		m.spend.WithLabelValues(model, plan).Add(usd)
 	}
 }
 

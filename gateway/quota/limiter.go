@@ -2,7 +2,9 @@ package quota
 
 import (
 	"context"
-	"errors"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -13,202 +15,423 @@ import (
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
-// Limit names of the contract.
+// Limit names of the contract (error.limit, /v1/limits).
 const (
-	RequestsPerMinute = "requests_per_minute"
-	RequestsPerDay    = "requests_per_day"
-	TokensPerDay      = "tokens_per_day"
+	RequestsPerMinute  = "requests_per_minute"
+	RequestsPerDay     = "requests_per_day"
+	TokensPerDay       = "tokens_per_day"
+	USDPerDay          = "usd_per_day"
+	USDPerMonth        = "usd_per_month"
+	ConcurrentRequests = "concurrent_requests"
+	MaxInputTokens     = "max_input_tokens"
 )
 
-// Limiter enforces a Plan in Redis. Every admission is one Lua script: one
-// round trip, atomic across any number of gateway instances sharing the
-// Redis, so N instances never admit more than the limit.
+// DefaultSlotLease is how long a request in flight holds its concurrency
+// slot after its last renewal; the proxy renews three times a lease while
+// the request runs. A slot held by an instance that died is free again
+// within the lease (the contract promises two minutes).
+const DefaultSlotLease = time.Minute
+
+// Limiter enforces a Plan in Redis with reservations: admission reserves a
+// request's worst case (its prompt estimate plus its output cap, in tokens
+// and in dollars) next to everything already charged and everything still
+// in flight, and settlement replaces the reservation with what the request
+// really cost. Each is one Lua script — one round trip, atomic across any
+// number of gateway instances sharing the Redis — so N instances never
+// admit more than a limit, and concurrency can only overshoot a budget by
+// what the upstream reports beyond the reservations.
 //
-// Windows are fixed and aligned: the calendar minute and the UTC day. That
-// makes "remaining" and "reset_at" exact (what /v1/limits shows is what the
-// next request meets) at the price of allowing up to 2× the per-minute rate
-// across a minute boundary, which is acceptable for a throttle whose real
-// budget is the daily one. go-redis/redis_rate's GCRA would smooth that, but
-// it is a round trip of its own and cannot be made atomic with the daily
-// counters; all three limits in one script can.
+// Reservations are added to the same counters as charges (a request in
+// flight counts as if it cost its reservation), so a request whose
+// instance dies before settling stays charged its reservation — the
+// contract's rule for a request without reported usage.
+//
+// Windows are fixed and aligned: the calendar minute, the UTC day and the
+// UTC month. That makes "remaining" and "reset_at" exact (what /v1/limits
+// shows is what the next request meets) at the price of allowing up to 2×
+// the per-minute rate across a minute boundary, which is acceptable for a
+// throttle whose real budgets are the daily and monthly ones.
 //
 // Keys carry the user id in a hash tag ({…}) so one script's keys share a
 // cluster slot.
 type Limiter struct {
-	rdb *redis.Client
-	now func() time.Time
+	rdb   *redis.Client
+	now   func() time.Time
+	lease time.Duration
 }
 
-// NewLimiter returns a Limiter on rdb with clock now (time.Now when nil).
-// The clock decides the windows: instances must have synced clocks (Fly's
-// machines do), or their minutes disagree by their skew.
-func NewLimiter(rdb *redis.Client, now func() time.Time) *Limiter {
-	if now == nil {
-		now = time.Now
+// LimiterOptions configure a Limiter.
+type LimiterOptions struct {
+	// Now is the clock (time.Now when nil). It decides the windows and the
+	// slot leases: instances must have synced clocks (Fly's machines do),
+	// or their minutes disagree by their skew.
+	Now func() time.Time
+	// SlotLease is how long a concurrency slot outlives its last renewal
+	// (DefaultSlotLease when zero).
+	SlotLease time.Duration
+}
+
+// NewLimiter returns a Limiter on rdb.
+func NewLimiter(rdb *redis.Client, o LimiterOptions) *Limiter {
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	return &Limiter{rdb: rdb, now: now}
+	if o.SlotLease <= 0 {
+		o.SlotLease = DefaultSlotLease
+	}
+	return &Limiter{rdb: rdb, now: o.Now, lease: o.SlotLease}
 }
 
-// Usage is a limit's state for one user.
+// RenewEvery is how often a request in flight should renew its slot: three
+// times a lease, so one failed renewal does not lose it.
+func (l *Limiter) RenewEvery() time.Duration { return l.lease / 3 }
+
+// Usage is a limit's state for one user. Money limits (usd_*) are in
+// micro-dollars here and in dollars in JSON.
 type Usage struct {
-	Name      string    `json:"name"`
-	Limit     int64     `json:"limit"`
-	Remaining int64     `json:"remaining"`
-	ResetAt   time.Time `json:"reset_at"`
+	Name      string
+	Limit     int64
+	Remaining int64
+	ResetAt   time.Time
 }
 
-// Admission is an admitted request: the state after it, and what Refund
-// needs to give it back.
+// Money reports whether u counts micro-dollars.
+func (u Usage) Money() bool { return u.Name == USDPerDay || u.Name == USDPerMonth }
+
+// MarshalJSON writes the /v1/limits entry: money as dollars.
+func (u Usage) MarshalJSON() ([]byte, error) {
+	v := struct {
+		Name      string    `json:"name"`
+		Limit     any       `json:"limit"`
+		Remaining any       `json:"remaining"`
+		ResetAt   time.Time `json:"reset_at"`
+	}{u.Name, u.Limit, u.Remaining, u.ResetAt}
+	if u.Money() {
+		v.Limit, v.Remaining = Micros(u.Limit), Micros(u.Remaining)
+	}
+	return json.Marshal(v)
+}
+
+// Reservation is the most a request may cost: its prompt estimate plus its
+// output cap, and their price.
+type Reservation struct {
+	Tokens int64
+	Cost   Micros
+}
+
+// Admission is an admitted (or refused) request: the usage after it, and
+// what Settle and Renew need.
 type Admission struct {
 	Usage []Usage
 	// Refused names the limit that refused the request, if one did.
-	Refused                string
-	minute, dayReq, dayTok string
+	Refused string
+	res     Reservation
+	w       windows
+	slot    string // concurrency slot member; "" when the plan has no cap
 }
 
-// Tightest returns the limit with the least remaining (for the RateLimit-*
-// headers); on a tie, the one that resets last, so that a client waiting
-// for it is not sent back too early.
+// Reserved is what the admission reserved.
+func (a Admission) Reserved() Reservation { return a.res }
+
+// HoldsSlot reports whether the admission holds a concurrency slot (the
+// plan caps concurrent requests), which Renew keeps and Settle frees.
+func (a Admission) HoldsSlot() bool { return a.slot != "" }
+
+// Settlement is what an admitted request really cost.
+type Settlement struct {
+	Tokens int64
+	Cost   Micros
+	// ReturnRequest gives the day's request back too (the upstream could
+	// not serve it). The minute's request is never given back.
+	ReturnRequest bool
+}
+
+// Tightest returns the request or token limit with the least remaining as
+// a fraction of its limit (for the RateLimit-* headers; money is shown in
+// /v1/limits only); on a tie, the one that resets last, so that a client
+// waiting for it is not sent back too early.
 func Tightest(us []Usage) Usage {
-	best := us[0]
-	for _, u := range us[1:] {
-		if u.Remaining < best.Remaining || (u.Remaining == best.Remaining && u.ResetAt.After(best.ResetAt)) {
+	var best Usage
+	found := false
+	for _, u := range us {
+		if u.Money() {
+			continue
+		}
+		if !found {
+			best, found = u, true
+			continue
+		}
+		// u.Remaining/u.Limit < best.Remaining/best.Limit, without division
+		// (a zero limit is fully used).
+		l, r := frac(u), frac(best)
+		if l < r || (l == r && u.ResetAt.After(best.ResetAt)) {
 			best = u
 		}
 	}
 	return best
 }
 
+func frac(u Usage) float64 {
+	if u.Limit <= 0 {
+		return 0
+	}
+	return float64(u.Remaining) / float64(u.Limit)
+}
+
 type windows struct {
-	minute, dayReq, dayTok string
-	minuteEnd, dayEnd      time.Time
+	minute, dayReq, dayTok, dayUSD, monthUSD, slots string
+	minuteEnd, dayEnd, monthEnd                     time.Time
+}
+
+func (w windows) keys() []string {
+	return []string{w.minute, w.dayReq, w.dayTok, w.dayUSD, w.monthUSD, w.slots}
 }
 
 func windowsAt(user string, now time.Time) windows {
 	now = now.UTC()
 	minuteStart := now.Truncate(time.Minute)
 	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	tag := "sas:q:{" + user + "}:"
-	ymd := day.Format("20060102")
+	ymd, ym := day.Format("20060102"), month.Format("200601")
 	return windows{
 		minute:    tag + "m:" + strconv.FormatInt(minuteStart.Unix()/60, 10),
 		dayReq:    tag + "rd:" + ymd,
 		dayTok:    tag + "td:" + ymd,
+		dayUSD:    tag + "ud:" + ymd,
+		monthUSD:  tag + "um:" + ym,
+		slots:     tag + "c",
 		minuteEnd: minuteStart.Add(time.Minute),
 		dayEnd:    day.AddDate(0, 0, 1),
+		monthEnd:  month.AddDate(0, 1, 0),
 	}
 }
 
-// admitScript checks every limit and, only if all pass, counts the request
-// against the minute and the day. Tokens are charged after the response.
-// Returns {verdict, minute count, day requests, day tokens}; verdict 0 =
-// admitted, 1 = per-minute limit, 2 = daily requests, 3 = daily tokens.
+// Verdicts of admitScript, in the order it checks them: the limit that
+// resets last first, so that Retry-After names the wait that makes room.
+const (
+	admitted = iota
+	refusedMonthUSD
+	refusedDayUSD
+	refusedDayTokens
+	refusedDayRequests
+	refusedMinute
+	refusedConcurrent
+)
+
+// admitScript checks every limit against the counters plus the new
+// reservation and, only if all pass, counts the request and adds its
+// reservation; counters are created with their expiry. A limit below 0 does
+// not apply. Slots are a sorted set of request ids scored by lease expiry
+// (ms); expired leases are dropped first.
+//
+// KEYS: minute, day requests, day tokens, day µ$, month µ$, slots.
+// ARGV: 1–6 limits (per minute, per day, tokens/day, µ$/day, µ$/month,
+// concurrent), 7 reserved tokens, 8 reserved µ$, 9 now ms, 10 lease end ms,
+// 11 slot id, 12 minute TTL, 13 day TTL, 14 month TTL (s), 15 slots TTL (ms).
+// Returns {verdict, minute, day requests, day tokens, day µ$, month µ$, in flight}.
 var admitScript = redis.NewScript(`
-local m = tonumber(redis.call('GET', KEYS[1]) or '0')
-local d = tonumber(redis.call('GET', KEYS[2]) or '0')
-local t = tonumber(redis.call('GET', KEYS[3]) or '0')
-if t >= tonumber(ARGV[3]) then return {3, m, d, t} end
-if d >= tonumber(ARGV[2]) then return {2, m, d, t} end
-if m >= tonumber(ARGV[1]) then return {1, m, d, t} end
-m = redis.call('INCR', KEYS[1])
-if m == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-d = redis.call('INCR', KEYS[2])
-if d == 1 then
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
-  -- the day's token counter exists (with its expiry) from the first
-  -- request on, so charging is a single INCRBY
-  redis.call('SET', KEYS[3], t, 'EX', ARGV[5], 'NX')
+local function num(k) return tonumber(redis.call('GET', k) or '0') end
+local m, d, t, ud, um = num(KEYS[1]), num(KEYS[2]), num(KEYS[3]), num(KEYS[4]), num(KEYS[5])
+local lim = {}
+for i = 1, 6 do lim[i] = tonumber(ARGV[i]) end
+local rt, ru = tonumber(ARGV[7]), tonumber(ARGV[8])
+local c = 0
+if lim[6] >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[9])
+  c = redis.call('ZCARD', KEYS[6])
 end
-return {0, m, d, t}
+local v = 0
+if lim[5] >= 0 and um + ru > lim[5] then v = 1
+elseif lim[4] >= 0 and ud + ru > lim[4] then v = 2
+elseif t + rt > lim[3] then v = 3
+elseif d >= lim[2] then v = 4
+elseif m >= lim[1] then v = 5
+elseif lim[6] >= 0 and c >= lim[6] then v = 6
+end
+if v ~= 0 then return {v, m, d, t, ud, um, c} end
+local function add(k, n, ttl)
+  redis.call('SET', k, 0, 'EX', ttl, 'NX')
+  return redis.call('INCRBY', k, n)
+end
+m = add(KEYS[1], 1, ARGV[12])
+d = add(KEYS[2], 1, ARGV[13])
+t = add(KEYS[3], rt, ARGV[13])
+ud = add(KEYS[4], ru, ARGV[13])
+um = add(KEYS[5], ru, ARGV[14])
+if lim[6] >= 0 then
+  redis.call('ZADD', KEYS[6], ARGV[10], ARGV[11])
+  redis.call('PEXPIRE', KEYS[6], ARGV[15])
+  c = c + 1
+end
+return {0, m, d, t, ud, um, c}
 `)
 
-// Admit counts one request for user under plan, or refuses it.
+// Admit reserves res for one request of user under plan p, or refuses it
+// without consuming anything.
 //
-// Errors: *wire.Error rate_limited or quota_exceeded (with RetryAfter until
-// the window resets), or unavailable when Redis cannot be reached — the
-// gateway fails closed.
-func (l *Limiter) Admit(ctx context.Context, user string, p Plan) (Admission, error) {
+// Errors: *wire.Error rate_limited, quota_exceeded (with Limit and
+// RetryAfter until the reset that makes room), too_many_concurrent, or
+// unavailable when Redis cannot be reached — the gateway fails closed.
+func (l *Limiter) Admit(ctx context.Context, user string, p Plan, res Reservation) (Admission, error) {
 	now := l.now()
 	w := windowsAt(user, now)
-	dayTTL := int64(w.dayEnd.Sub(now).Seconds()) + 86400 // keep yesterday readable for a day
-	res, err := admitScript.Run(ctx, l.rdb, []string{w.minute, w.dayReq, w.dayTok},
-		p.RequestsPerMinute, p.RequestsPerDay, p.TokensPerDay, 120, dayTTL).Int64Slice()
+	keepDay := int64(w.dayEnd.Sub(now).Seconds()) + 86400 // yesterday stays readable for a day
+	keepMonth := int64(w.monthEnd.Sub(now).Seconds()) + 86400
+	slot := ""
+	if p.ConcurrentRequests > 0 {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		slot = hex.EncodeToString(b[:])
+	}
+	lease := now.Add(l.lease)
+	r, err := admitScript.Run(ctx, l.rdb, w.keys(),
+		p.RequestsPerMinute, p.RequestsPerDay, p.TokensPerDay, optional(int64(p.USDPerDay)), optional(int64(p.USDPerMonth)), optional(p.ConcurrentRequests),
+		res.Tokens, int64(res.Cost), now.UnixMilli(), lease.UnixMilli(), slot,
+		120, keepDay, keepMonth, (l.lease + time.Minute).Milliseconds()).Int64Slice()
 	if err != nil {
 		return Admission{}, unavailable(err)
 	}
-	usage := l.usage(p, w, res[1], res[2], res[3])
-	switch res[0] {
-	case 1:
-		return Admission{Usage: usage, Refused: RequestsPerMinute}, &wire.Error{Code: wire.CodeRateLimited, RetryAfter: retryAfter(now, w.minuteEnd),
-			Message: fmt.Sprintf("Too many requests: your plan allows %d per minute.", p.RequestsPerMinute)}
-	case 2:
-		return Admission{Usage: usage, Refused: RequestsPerDay}, &wire.Error{Code: wire.CodeQuotaExceeded, RetryAfter: retryAfter(now, w.dayEnd),
-			Message: fmt.Sprintf("Daily request quota used up (%d per day); it resets at 00:00 UTC.", p.RequestsPerDay)}
-	case 3:
-		return Admission{Usage: usage, Refused: TokensPerDay}, &wire.Error{Code: wire.CodeQuotaExceeded, RetryAfter: retryAfter(now, w.dayEnd),
-			Message: fmt.Sprintf("Daily token quota used up (%d per day); it resets at 00:00 UTC.", p.TokensPerDay)}
+	a := Admission{Usage: usage(p, w, r[1:6]), res: res, w: w, slot: slot}
+	if r[0] == admitted {
+		return a, nil
 	}
-	return Admission{Usage: usage, minute: w.minute, dayReq: w.dayReq, dayTok: w.dayTok}, nil
+	a.Refused, err = refusal(p, w, now, res, r)
+	return a, err
 }
 
-// Charge adds the tokens a response used to the admission's day: one
-// INCRBY (the admission created the counter with its expiry). Errors:
+// optional maps "no limit" (0) to the script's -1.
+func optional(v int64) int64 {
+	if v <= 0 {
+		return -1
+	}
+	return v
+}
+
+func refusal(p Plan, w windows, now time.Time, res Reservation, r []int64) (string, error) {
+	budget := func(name string, limit, used, need int64, reset time.Time, unit func(int64) string) (string, error) {
+		msg := fmt.Sprintf("This request may use up to %s, and %s of your plan's %s remain", unit(need), unit(max(0, limit-used)), unit(limit))
+		if need > limit {
+			msg = fmt.Sprintf("This request may use up to %s, more than your plan's whole %s", unit(need), unit(limit))
+		}
+		return name, &wire.Error{Code: wire.CodeQuotaExceeded, Limit: name, RetryAfter: retryAfter(now, reset),
+			Message: msg + " (" + name + "); send a shorter prompt or a lower max_tokens, or wait for the reset."}
+	}
+	usd := func(v int64) string { return "$" + Micros(v).String() }
+	tok := func(v int64) string { return strconv.FormatInt(v, 10) + " tokens" }
+	switch r[0] {
+	case refusedMonthUSD:
+		return budget(USDPerMonth, int64(p.USDPerMonth), r[5], int64(res.Cost), w.monthEnd, usd)
+	case refusedDayUSD:
+		return budget(USDPerDay, int64(p.USDPerDay), r[4], int64(res.Cost), w.dayEnd, usd)
+	case refusedDayTokens:
+		return budget(TokensPerDay, p.TokensPerDay, r[3], res.Tokens, w.dayEnd, tok)
+	case refusedDayRequests:
+		return RequestsPerDay, &wire.Error{Code: wire.CodeQuotaExceeded, Limit: RequestsPerDay, RetryAfter: retryAfter(now, w.dayEnd),
+			Message: fmt.Sprintf("Daily request quota used up (%d per day); it resets at 00:00 UTC.", p.RequestsPerDay)}
+	case refusedMinute:
+		return RequestsPerMinute, &wire.Error{Code: wire.CodeRateLimited, Limit: RequestsPerMinute, RetryAfter: retryAfter(now, w.minuteEnd),
+			Message: fmt.Sprintf("Too many requests: your plan allows %d per minute.", p.RequestsPerMinute)}
+	default:
+		return ConcurrentRequests, &wire.Error{Code: wire.CodeTooManyConcurrent, Limit: ConcurrentRequests, RetryAfter: 1,
+			Message: fmt.Sprintf("Your plan allows %d requests at a time, and that many are in flight; retry when one ends.", p.ConcurrentRequests)}
+	}
+}
+
+// settleScript replaces a reservation with the actual cost: it adds the
+// differences to counters that still exist (a late settlement must not
+// create a counter without an expiry), gives the day's request back when
+// asked, and frees the slot.
+//
+// KEYS: as admitScript. ARGV: 1 token delta, 2 µ$ delta, 3 "1" to give the
+// day's request back, 4 slot id ("" for none).
+var settleScript = redis.NewScript(`
+local function add(k, n)
+  if n ~= 0 and redis.call('EXISTS', k) == 1 then redis.call('INCRBY', k, n) end
+end
+local dt, du = tonumber(ARGV[1]), tonumber(ARGV[2])
+add(KEYS[3], dt)
+add(KEYS[4], du)
+add(KEYS[5], du)
+if ARGV[3] == '1' then add(KEYS[2], -1) end
+if ARGV[4] ~= '' then redis.call('ZREM', KEYS[6], ARGV[4]) end
+return 0
+`)
+
+// Settle replaces a's reservation with s and frees its concurrency slot.
+// It applies to the windows of the admission (a request that started
+// before midnight is settled on the day it was reserved). Errors:
 // unavailable.
-func (l *Limiter) Charge(ctx context.Context, a Admission, tokens int64) error {
-	if tokens <= 0 || a.dayTok == "" {
+func (l *Limiter) Settle(ctx context.Context, a Admission, s Settlement) error {
+	if a.w.dayTok == "" || a.Refused != "" {
 		return nil
 	}
-	if err := l.rdb.IncrBy(ctx, a.dayTok, tokens).Err(); err != nil {
+	ret := "0"
+	if s.ReturnRequest {
+		ret = "1"
+	}
+	err := settleScript.Run(ctx, l.rdb, a.w.keys(), s.Tokens-a.res.Tokens, int64(s.Cost-a.res.Cost), ret, a.slot).Err()
+	if err != nil {
 		return unavailable(err)
 	}
 	return nil
 }
 
-// refundScript decrements counters that still exist: a late refund must
-// not create a counter without an expiry.
-var refundScript = redis.NewScript(`
-for _, k in ipairs(KEYS) do
-  if redis.call('EXISTS', k) == 1 then redis.call('DECR', k) end
+// renewScript extends a slot's lease if the slot is still held.
+var renewScript = redis.NewScript(`
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return 0
 `)
 
-// Refund gives back an admitted request that never reached the model (the
-// upstream refused it before sending anything). Errors: unavailable.
-func (l *Limiter) Refund(ctx context.Context, a Admission) error {
-	if a.minute == "" {
+// Renew extends the lease of a's concurrency slot: a request that runs for
+// longer than a lease keeps its slot as long as it is renewed. Errors:
+// unavailable.
+func (l *Limiter) Renew(ctx context.Context, a Admission) error {
+	if a.slot == "" {
 		return nil
 	}
-	if err := refundScript.Run(ctx, l.rdb, []string{a.minute, a.dayReq}).Err(); err != nil && !errors.Is(err, redis.Nil) {
+	lease := l.now().Add(l.lease)
+	if err := renewScript.Run(ctx, l.rdb, []string{a.w.slots}, lease.UnixMilli(), a.slot, (l.lease + time.Minute).Milliseconds()).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
 }
 
-// Peek returns the user's current usage without consuming anything.
-// Errors: unavailable.
+// Peek returns the user's current usage, reservations in flight included,
+// without consuming anything. Errors: unavailable.
 func (l *Limiter) Peek(ctx context.Context, user string, p Plan) ([]Usage, error) {
 	w := windowsAt(user, l.now())
-	vals, err := l.rdb.MGet(ctx, w.minute, w.dayReq, w.dayTok).Result()
+	vals, err := l.rdb.MGet(ctx, w.minute, w.dayReq, w.dayTok, w.dayUSD, w.monthUSD).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	n := make([]int64, 3)
+	n := make([]int64, len(vals))
 	for i, v := range vals {
 		if s, ok := v.(string); ok {
 			n[i], _ = strconv.ParseInt(s, 10, 64)
 		}
 	}
-	return l.usage(p, w, n[0], n[1], n[2]), nil
+	return usage(p, w, n), nil
 }
 
-func (l *Limiter) usage(p Plan, w windows, minute, dayReq, dayTok int64) []Usage {
+// usage lists the plan's limits from the counters {minute, day requests,
+// day tokens, day µ$, month µ$}; money limits only when the plan sets them.
+func usage(p Plan, w windows, n []int64) []Usage {
 	rem := func(limit, used int64) int64 { return max(0, limit-used) }
-	return []Usage{
-		{Name: RequestsPerMinute, Limit: p.RequestsPerMinute, Remaining: rem(p.RequestsPerMinute, minute), ResetAt: w.minuteEnd},
-		{Name: RequestsPerDay, Limit: p.RequestsPerDay, Remaining: rem(p.RequestsPerDay, dayReq), ResetAt: w.dayEnd},
-		{Name: TokensPerDay, Limit: p.TokensPerDay, Remaining: rem(p.TokensPerDay, dayTok), ResetAt: w.dayEnd},
+	us := []Usage{
+		{Name: RequestsPerMinute, Limit: p.RequestsPerMinute, Remaining: rem(p.RequestsPerMinute, n[0]), ResetAt: w.minuteEnd},
+		{Name: RequestsPerDay, Limit: p.RequestsPerDay, Remaining: rem(p.RequestsPerDay, n[1]), ResetAt: w.dayEnd},
+		{Name: TokensPerDay, Limit: p.TokensPerDay, Remaining: rem(p.TokensPerDay, n[2]), ResetAt: w.dayEnd},
 	}
+	if p.USDPerDay > 0 {
+		us = append(us, Usage{Name: USDPerDay, Limit: int64(p.USDPerDay), Remaining: rem(int64(p.USDPerDay), n[3]), ResetAt: w.dayEnd})
+	}
+	if p.USDPerMonth > 0 {
+		us = append(us, Usage{Name: USDPerMonth, Limit: int64(p.USDPerMonth), Remaining: rem(int64(p.USDPerMonth), n[4]), ResetAt: w.monthEnd})
+	}
+	return us
 }
 
 // retryAfter is the whole seconds from now until reset, at least 1.

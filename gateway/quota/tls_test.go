@@ -85,9 +85,9 @@ func tlsRedis(t *testing.T) (string, *x509.CertPool) {
 }
 
 // TestTLSAndOneRoundTrip runs the limiter against a TLS-only Redis and
-// checks, from the server's own view (MONITOR), that an admission is one
-// command from the client — one round trip — the script's own calls
-// being marked "lua".
+// checks, from the server's own view (MONITOR), that an admission and a
+// settlement are one command each from the client — one round trip — the
+// scripts' own calls being marked "lua".
 func TestTLSAndOneRoundTrip(t *testing.T) {
 	url, pool := tlsRedis(t)
 	opts, err := redis.ParseURL(url) // the parsing sas-gateway applies to REDIS_URL
@@ -100,10 +100,16 @@ func TestTLSAndOneRoundTrip(t *testing.T) {
 	opts.TLSConfig.RootCAs = pool
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	l := quota.NewLimiter(rdb, nil)
+	l := quota.NewLimiter(rdb, quota.LimiterOptions{})
 	ctx := context.Background()
-	plan := quota.Plan{RequestsPerMinute: 1000, RequestsPerDay: 1000, TokensPerDay: 1000}
-	if _, err := l.Admit(ctx, "user_warm", plan); err != nil { // loads the script
+	plan := quota.Plan{RequestsPerMinute: 1000, RequestsPerDay: 1000, TokensPerDay: 100_000,
+		ConcurrentRequests: 5, USDPerDay: 1_000_000, USDPerMonth: 10_000_000}
+	res := quota.Reservation{Tokens: 100, Cost: 50}
+	a, err := l.Admit(ctx, "user_warm", plan, res) // loads the scripts
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, a, quota.Settlement{Tokens: 10, Cost: 5}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -133,7 +139,11 @@ func TestTLSAndOneRoundTrip(t *testing.T) {
 		}
 	}()
 	for range 25 {
-		if _, err := l.Admit(ctx, "user_tls", plan); err != nil {
+		a, err := l.Admit(ctx, "user_tls", plan, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(ctx, a, quota.Settlement{Tokens: 10, Cost: 5}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -161,7 +171,7 @@ func TestTLSAndOneRoundTrip(t *testing.T) {
 		}
 	}
 	delete(fromClient, "ping")
-	if fromClient["evalsha"] != 25 || len(fromClient) != 1 || fromScript == 0 {
-		t.Errorf("25 admissions sent %v (script calls %d); want exactly 25 evalsha", fromClient, fromScript)
+	if fromClient["evalsha"] != 50 || len(fromClient) != 1 || fromScript == 0 {
+		t.Errorf("25 admissions and settlements sent %v (script calls %d); want exactly 50 evalsha", fromClient, fromScript)
 	}
 }

@@ -12,20 +12,22 @@ import (
 // Error codes of the contract (../shared/CONTRACT.md, "Errors"). A code is
 // part of the public API: clients switch on it, so codes are never renamed.
 const (
-	CodeBadRequest       = "bad_request"
-	CodeMissingToken     = "missing_token"
-	CodeInvalidToken     = "invalid_token"
-	CodeAccountSuspended = "account_suspended"
-	CodeModelNotAllowed  = "model_not_allowed"
-	CodeNotFound         = "not_found"
-	CodeMethodNotAllowed = "method_not_allowed"
-	CodeConflict         = "conflict"
-	CodePayloadTooLarge  = "payload_too_large"
-	CodeRateLimited      = "rate_limited"
-	CodeQuotaExceeded    = "quota_exceeded"
-	CodeInternal         = "internal_error"
-	CodeUpstreamError    = "upstream_error"
-	CodeUnavailable      = "unavailable"
+	CodeBadRequest        = "bad_request"
+	CodeMissingToken      = "missing_token"
+	CodeInvalidToken      = "invalid_token"
+	CodeAccountSuspended  = "account_suspended"
+	CodeModelNotAllowed   = "model_not_allowed"
+	CodeNotFound          = "not_found"
+	CodeMethodNotAllowed  = "method_not_allowed"
+	CodeConflict          = "conflict"
+	CodePayloadTooLarge   = "payload_too_large"
+	CodeRateLimited       = "rate_limited"
+	CodeQuotaExceeded     = "quota_exceeded"
+	CodeTooManyConcurrent = "too_many_concurrent"
+	CodePromptTooLarge    = "prompt_too_large"
+	CodeInternal          = "internal_error"
+	CodeUpstreamError     = "upstream_error"
+	CodeUnavailable       = "unavailable"
 	// Sidecar-only codes.
 	CodeNotSignedIn        = "not_signed_in"
 	CodeGatewayUnreachable = "gateway_unreachable"
@@ -36,7 +38,7 @@ const (
 // where that mapping lives; unknown codes are internal errors.
 func HTTPStatus(code string) int {
 	switch code {
-	case CodeBadRequest:
+	case CodeBadRequest, CodePromptTooLarge:
 		return http.StatusBadRequest
 	case CodeMissingToken, CodeInvalidToken, CodeNotSignedIn:
 		return http.StatusUnauthorized
@@ -50,7 +52,7 @@ func HTTPStatus(code string) int {
 		return http.StatusConflict
 	case CodePayloadTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case CodeRateLimited, CodeQuotaExceeded:
+	case CodeRateLimited, CodeQuotaExceeded, CodeTooManyConcurrent:
 		return http.StatusTooManyRequests
 	case CodeUpstreamError, CodeGatewayUnreachable:
 		return http.StatusBadGateway
@@ -70,6 +72,9 @@ type Error struct {
 	Message string
 	// RetryAfter, when positive, becomes the Retry-After header in seconds.
 	RetryAfter int
+	// Limit names the plan limit that refused the request (quota codes and
+	// prompt_too_large); it is sent as error.limit.
+	Limit string
 	// Reason is a short internal label (e.g. "expired") for metrics and
 	// logs; never shown to the client.
 	Reason string
@@ -114,4 +119,7 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Limit names the limit that refused the request, for quota_exceeded,
+	// rate_limited, too_many_concurrent and prompt_too_large.
+	Limit string `json:"limit,omitempty"`
 }

@@ -25,6 +25,8 @@ func TestHTTPStatus(t *testing.T) {
 		wire.CodePayloadTooLarge:    413,
 		wire.CodeRateLimited:        429,
 		wire.CodeQuotaExceeded:      429,
+		wire.CodeTooManyConcurrent:  429,
+		wire.CodePromptTooLarge:     400,
 		wire.CodeInternal:           500,
 		wire.CodeUpstreamError:      502,
 		wire.CodeGatewayUnreachable: 502,

@@ -1,0 +1,180 @@
+package llmproxy
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/tokenizer"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+// How OpenAI counts chat messages beyond their text (the recipe OpenAI
+// publishes for the gpt-4o family): 3 tokens a message, 1 more for a name,
+// and 3 that prime the reply.
+const (
+	tokensPerMessage = 3
+	tokensPerName    = 1
+	replyPriming     = 3
+	tokensPerCall    = 3 // a tool call's framing (conservative)
+)
+
+// Images are billed by size, which the gateway does not decode: each image
+// part is reserved at the most that detail can cost — for "low" the fixed
+// charge, otherwise the largest tiling (8 tiles of 512 px after OpenAI's
+// resizing to 2048 × 768). gpt-4o-mini bills images at about 33 times the
+// tokens (at its lower price), so it has its own figures.
+type imageTokens struct{ low, high int64 }
+
+func imageCost(model string) imageTokens {
+	if strings.HasPrefix(model, "gpt-4o-mini") {
+		return imageTokens{low: 2833, high: 2833 + 8*5667}
+	}
+	return imageTokens{low: 85, high: 85 + 8*170}
+}
+
+// estimator counts a request's input tokens, and stops early once they are
+// over limit (limit ≤ 0: no limit).
+type estimator struct {
+	enc    *tokenizer.Encoding
+	limit  int64
+	n      int64
+	images imageTokens
+}
+
+func (e *estimator) over() bool { return e.limit > 0 && e.n > e.limit }
+
+// text adds the tokens of s.
+func (e *estimator) text(s string) {
+	if e.over() {
+		return
+	}
+	limit := -1
+	if e.limit > 0 {
+		limit = int(e.limit - e.n)
+	}
+	e.n += int64(e.enc.CountUpTo(s, limit))
+}
+
+// raw adds the tokens of a JSON value's text: how tool definitions,
+// schemas and parts the gateway does not know are counted. JSON's quotes
+// and braces make this an over-estimate of what OpenAI bills for them,
+// never an under-estimate.
+func (e *estimator) raw(v json.RawMessage) { e.text(string(v)) }
+
+// leaves adds the tokens of every string in a JSON value (keys excluded):
+// the names and arguments of tool calls.
+func (e *estimator) leaves(v any) {
+	switch v := v.(type) {
+	case string:
+		e.text(v)
+	case []any:
+		for _, x := range v {
+			e.leaves(x)
+		}
+	case map[string]any:
+		for _, x := range v {
+			e.leaves(x)
+		}
+	}
+}
+
+// estimateChat estimates the input tokens of a chat completion request:
+// every message's role, text parts, name, tool calls and tool results with
+// their per-message overhead; the tool (and legacy function) definitions;
+// the response_format schema; non-text parts conservatively. For text it is
+// the model's own tokenizer, so the estimate of a text-only request is never
+// below what OpenAI bills. Above limit (the plan's max_input_tokens; 0: no
+// limit) the request is refused with prompt_too_large.
+func estimateChat(enc *tokenizer.Encoding, fields map[string]json.RawMessage, messages []json.RawMessage, limit int64) (int64, error) {
+	var model string
+	_ = json.Unmarshal(fields["model"], &model)
+	e := &estimator{enc: enc, limit: limit, n: replyPriming, images: imageCost(model)}
+	for _, m := range messages {
+		if err := e.message(m); err != nil {
+			return 0, err
+		}
+	}
+	for _, f := range []string{"tools", "functions", "tool_choice", "response_format", "prediction"} {
+		if raw, ok := present(fields, f); ok {
+			e.raw(raw)
+		}
+	}
+	if e.over() {
+		return 0, &wire.Error{Code: wire.CodePromptTooLarge, Limit: quota.MaxInputTokens,
+			Message: "The prompt is over your plan's limit of " + strconv.FormatInt(limit, 10) + " input tokens; shorten it."}
+	}
+	return e.n, nil
+}
+
+func (e *estimator) message(m json.RawMessage) error {
+	var msg map[string]json.RawMessage
+	if err := json.Unmarshal(m, &msg); err != nil || msg == nil {
+		return wire.Errorf(wire.CodeBadRequest, "Each of \"messages\" must be an object.")
+	}
+	e.n += tokensPerMessage
+	for key, raw := range msg {
+		switch key {
+		case "content":
+			e.content(raw)
+		case "name":
+			e.n += tokensPerName
+			e.value(raw)
+		case "tool_calls", "function_call":
+			var calls any
+			_ = json.Unmarshal(raw, &calls)
+			if list, ok := calls.([]any); ok {
+				e.n += int64(tokensPerCall * len(list))
+			} else {
+				e.n += tokensPerCall
+			}
+			e.leaves(calls)
+		default: // role, tool_call_id, refusal, …
+			e.value(raw)
+		}
+	}
+	return nil
+}
+
+// value adds a string's text, or any other JSON value's text.
+func (e *estimator) value(raw json.RawMessage) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		e.text(s)
+		return
+	}
+	e.raw(raw)
+}
+
+// content adds a message's content: a string, or a list of parts.
+func (e *estimator) content(raw json.RawMessage) {
+	var parts []struct {
+		Type     string `json:"type"`
+		Text     string `json:"text"`
+		Refusal  string `json:"refusal"`
+		ImageURL *struct {
+			Detail string `json:"detail"`
+		} `json:"image_url"`
+	}
+	if json.Unmarshal(raw, &parts) != nil {
+		e.value(raw) // a string (or null: "null" is one token, harmless)
+		return
+	}
+	var list []json.RawMessage
+	_ = json.Unmarshal(raw, &list)
+	for i, p := range parts {
+		switch {
+		case p.Type == "text":
+			e.text(p.Text)
+		case p.Type == "refusal":
+			e.text(p.Refusal)
+		case p.Type == "image_url" && p.ImageURL != nil && p.ImageURL.Detail == "low":
+			e.n += e.images.low
+		case p.Type == "image_url":
+			e.n += e.images.high
+		default: // input_audio, file, parts to come: their whole text
+			e.raw(list[i])
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package llmproxy
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	tiktoken "github.com/pkoukk/tiktoken-go"
+	loader "github.com/pkoukk/tiktoken-go-loader"
+
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/tokenizer"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+// referenceCount is what OpenAI bills as prompt tokens for a chat request,
+// computed with the reference tokenizer (tiktoken-go) by the recipe OpenAI
+// publishes for the gpt-4o family: 3 tokens a message plus its string
+// values (1 more for a name), 3 to prime the reply; tool calls as their
+// function names and arguments; function definitions by the cookbook's
+// num_tokens_for_tools; a response_format schema as its JSON text.
+func referenceCount(t *testing.T, body []byte) int {
+	t.Helper()
+	tiktoken.SetBpeLoader(loader.NewOfflineLoader())
+	enc, err := tiktoken.GetEncoding("o200k_base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(s string) int { return len(enc.EncodeOrdinary(s)) }
+	var req struct {
+		Messages []struct {
+			Role      string          `json:"role"`
+			Content   json.RawMessage `json:"content"`
+			Name      string          `json:"name"`
+			ToolCalls []struct {
+				Function struct{ Name, Arguments string }
+			} `json:"tool_calls"`
+		}
+		Tools []struct {
+			Function struct {
+				Name, Description string
+				Parameters        struct {
+					Properties map[string]struct {
+						Type        string
+						Description string
+						Enum        []string
+					}
+				}
+			}
+		}
+		ResponseFormat json.RawMessage `json:"response_format"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatal(err)
+	}
+	n := 3
+	for _, m := range req.Messages {
+		n += 3 + count(m.Role)
+		var s string
+		var parts []struct{ Type, Text string }
+		switch {
+		case json.Unmarshal(m.Content, &s) == nil:
+			n += count(s)
+		case json.Unmarshal(m.Content, &parts) == nil:
+			for _, p := range parts {
+				n += count(p.Text)
+			}
+		}
+		if m.Name != "" {
+			n += 1 + count(m.Name)
+		}
+		for _, c := range m.ToolCalls {
+			n += count(c.Function.Name) + count(c.Function.Arguments)
+		}
+	}
+	if len(req.Tools) > 0 {
+		for _, f := range req.Tools {
+			n += 7 + count(f.Function.Name+":"+strings.TrimRight(f.Function.Description, "."))
+			if props := f.Function.Parameters.Properties; len(props) > 0 {
+				n += 3
+				for key, p := range props {
+					n += 3
+					if len(p.Enum) > 0 {
+						n -= 3
+						for _, item := range p.Enum {
+							n += 3 + count(item)
+						}
+					}
+					n += count(key + ":" + p.Type + ":" + strings.TrimRight(p.Description, "."))
+				}
+			}
+		}
+		n += 12
+	}
+	var rf struct {
+		JSONSchema json.RawMessage `json:"json_schema"`
+	}
+	if json.Unmarshal(req.ResponseFormat, &rf) == nil && rf.JSONSchema != nil {
+		n += count(string(rf.JSONSchema))
+	}
+	return n
+}
+
+// TestEstimateAccuracy: for text-only requests of every kind, the estimate
+// is never more than 2 % below the reference count of what the upstream
+// receives (and, for plain text, equal to it).
+func TestEstimateAccuracy(t *testing.T) {
+	tools := `[{"type":"function","function":{"name":"set_tempo","description":"Set the song's tempo.","parameters":{"type":"object",
+		"properties":{"bpm":{"type":"integer","description":"Beats per minute"},"feel":{"type":"string","description":"Groove","enum":["straight","swing","shuffle"]}},"required":["bpm"]}}},
+		{"type":"function","function":{"name":"add_track","description":"Add an instrument track.","parameters":{"type":"object","properties":{"instrument":{"type":"string","description":"General MIDI name"}}}}}]`
+	schema := `{"type":"json_schema","json_schema":{"name":"chords","strict":true,"schema":{"type":"object","properties":{"key":{"type":"string"},
+		"progression":{"type":"array","items":{"type":"string"}}},"required":["key","progression"],"additionalProperties":false}}}`
+	long := strings.Repeat("Write a melancholic chord progression in D minor for a lo-fi beat, with a jazzy turnaround at bar eight. ", 60)
+	corpus := map[string]string{
+		"plain":        `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful music assistant."},{"role":"user","content":"Suggest a chord progression for a sad song."}]}`,
+		"long":         `{"model":"gpt-4o-mini","messages":[{"role":"user","content":` + quote(long) + `}]}`,
+		"multilingual": `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"日本語で歌詞を書いて。Écris une chanson d'amour. Напиши песню. اكتب أغنية. 노래를 써 줘 🎵🎹"}]}`,
+		"names":        `{"model":"gpt-4o-mini","messages":[{"role":"user","name":"steve","content":"hi"},{"role":"assistant","name":"bot","content":"hello"}]}`,
+		"parts":        `{"model":"gpt-4o-mini","messages":[{"role":"user","content":[{"type":"text","text":"Describe this groove:"},{"type":"text","text":"kick on 1 and 3, snare on 2 and 4"}]}]}`,
+		"tools": `{"model":"gpt-4o-mini","tools":` + tools + `,"messages":[{"role":"user","content":"Make it 92 bpm with swing and add a Rhodes."},
+			{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"set_tempo","arguments":"{\"bpm\":92,\"feel\":\"swing\"}"}},
+			{"id":"call_2","type":"function","function":{"name":"add_track","arguments":"{\"instrument\":\"Electric Piano 1\"}"}}]},
+			{"role":"tool","tool_call_id":"call_1","content":"{\"ok\":true,\"bpm\":92}"},{"role":"tool","tool_call_id":"call_2","content":"{\"ok\":true,\"track\":3}"}]}`,
+		"json schema": `{"model":"gpt-4o-mini","response_format":` + schema + `,"messages":[{"role":"user","content":"Give me a progression in C."}]}`,
+	}
+	plan := quota.BuiltIn()["free"]
+	plan.MaxInputTokens = 0
+	u := gateway.User{ClerkUserID: "user_estimate", Plan: wire.PlanFree}
+	for name, body := range corpus {
+		t.Run(name, func(t *testing.T) {
+			req, err := parseChat([]byte(body), nil, u, plan, tokenizer.O200k())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := referenceCount(t, req.body())
+			got := req.promptTokens
+			t.Logf("estimate %d, reference %d (%.1f%%)", got, want, 100*float64(got)/float64(want))
+			if float64(got) < 0.98*float64(want) {
+				t.Errorf("estimate %d is more than 2%% below the reference %d", got, want)
+			}
+			if name == "plain" || name == "long" || name == "multilingual" || name == "parts" || name == "names" {
+				if got != int64(want) {
+					t.Errorf("plain text: estimate %d, reference %d; want them equal", got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestEstimateNonText: non-text parts are never estimated as zero, and the
+// input cap refuses what is over it.
+func TestEstimateNonText(t *testing.T) {
+	plan := quota.BuiltIn()["pro"]
+	u := gateway.User{ClerkUserID: "user_estimate", Plan: wire.PlanPro}
+	estimate := func(body string) (int64, error) {
+		req, err := parseChat([]byte(body), nil, u, plan, tokenizer.O200k())
+		return req.promptTokens, err
+	}
+	text, _ := estimate(`{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"text","text":"what is this?"}]}]}`)
+	image := func(model, detail string) int64 {
+		n, err := estimate(`{"model":"` + model + `","messages":[{"role":"user","content":[{"type":"text","text":"what is this?"},
+			{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo=","detail":"` + detail + `"}}]}]}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n - text
+	}
+	for _, tc := range []struct {
+		model, detail string
+		want          int64
+	}{{"gpt-4o", "low", 85}, {"gpt-4o", "high", 1445}, {"gpt-4o", "auto", 1445}, {"gpt-4o-mini", "low", 2833}, {"gpt-4o-mini", "high", 48169}} {
+		if got := image(tc.model, tc.detail); got != tc.want {
+			t.Errorf("%s image, detail %s: %d tokens, want %d", tc.model, tc.detail, got, tc.want)
+		}
+	}
+	audio, err := estimate(`{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"UklGRiQAAABXQVZFZm10IBAAAAABAAEA","format":"wav"}}]}]}`)
+	if err != nil || audio < 20 {
+		t.Errorf("audio part estimated at %d (%v)", audio, err)
+	}
+	plan.MaxInputTokens = 1000
+	_, err = estimate(`{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}]}`)
+	if wire.ErrorCode(err) != wire.CodePromptTooLarge {
+		t.Errorf("an image over the cap: %v", err)
+	}
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,198 @@
+package llmproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+// relayJSON relays a non-streamed answer once it is complete. A body cut
+// short, silent for IdleTimeout or over 32 MiB becomes a 502 (nothing was
+// written yet); without usage, the reservation is charged.
+func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response) outcome {
+	const maxBody = 32 << 20
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil || len(b) > maxBody {
+		out := outcome{name: cutOutcome(r, resp.Body), err: errClientGone}
+		if out.name != "client_gone" {
+			if err == nil {
+				err = errors.New("answer over 32 MiB")
+			}
+			out.err = wire.Wrap(wire.CodeUpstreamError, "The AI provider's answer broke off.", err)
+		}
+		return out
+	}
+	var cr struct {
+		Usage *openai.Usage `json:"usage"`
+	}
+	out := outcome{name: "complete"}
+	if json.Unmarshal(b, &cr) == nil && cr.Usage != nil && cr.Usage.TotalTokens > 0 {
+		out.usage = cr.Usage
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(b)
+	return out
+}
+
+// cutOutcome names why an upstream body ended early: the client left, the
+// upstream went silent, or it broke off.
+func cutOutcome(r *http.Request, body io.Reader) string {
+	switch ir, _ := body.(*idleReader); {
+	case r.Context().Err() != nil:
+		return "client_gone"
+	case ir != nil && ir.fired.Load():
+		return "idle_timeout"
+	default:
+		return "upstream_cut"
+	}
+}
+
+// idleReader cancels the upstream request when a Read has waited longer
+// than d for data: a body that stalls after its headers is bounded too.
+// Close stops the timer; until then it holds the request's context.
+type idleReader struct {
+	io.ReadCloser
+	d     time.Duration
+	timer *time.Timer
+	fired atomic.Bool
+}
+
+func newIdleReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *idleReader {
+	r := &idleReader{ReadCloser: rc, d: d}
+	r.timer = time.AfterFunc(d, func() {
+		r.fired.Store(true)
+		cancel()
+	})
+	return r
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	r.timer.Reset(r.d)
+	n, err := r.ReadCloser.Read(p)
+	r.timer.Reset(r.d)
+	return n, err
+}
+
+func (r *idleReader) Close() error {
+	r.timer.Stop()
+	return r.ReadCloser.Close()
+}
+
+// relayStream copies the upstream's server-sent events to the client one
+// event at a time, flushing after each, and reads usage from the chunks as
+// they pass. It stops when the upstream ends, goes silent for IdleTimeout
+// (the idle reader cancels it), or the client leaves (whose request context
+// then cancels the upstream).
+//
+// The usage-only chunk (no choices) that the gateway asked for is passed on
+// only if the client asked for it too: a client that did not may index
+// choices[0] of every chunk.
+func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response, passUsage bool, log *slog.Logger) outcome {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+
+	lines := make(chan []byte)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(lines)
+		br := bufio.NewReaderSize(resp.Body, 64<<10)
+		for {
+			line, err := br.ReadBytes('\n')
+			if len(line) > 0 {
+				select {
+				case lines <- line:
+				case <-r.Context().Done():
+					readErr <- r.Context().Err()
+					return
+				}
+			}
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	defer func() {
+		resp.Body.Close() // unblocks the reader if we stop first
+		for range lines {
+		}
+	}()
+
+	out := outcome{}
+	sawDone, skipEvent := false, false
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				err := <-readErr
+				switch {
+				case sawDone:
+					out.name = "complete"
+				default:
+					out.name = cutOutcome(r, resp.Body)
+					if out.name == "upstream_cut" && !errors.Is(err, io.EOF) {
+						log.Warn("upstream stream failed", "err", err)
+					}
+				}
+				return out
+			}
+			if data, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("data:")); ok {
+				data = bytes.TrimSpace(data)
+				if bytes.Equal(data, []byte("[DONE]")) {
+					sawDone = true
+				} else {
+					var chunk openai.ChatCompletionStreamResponse
+					if err := json.Unmarshal(data, &chunk); err != nil {
+						log.Warn("upstream sent a malformed stream chunk", "bytes", len(data))
+					} else if chunk.Usage != nil && chunk.Usage.TotalTokens > 0 {
+						out.usage = chunk.Usage
+						skipEvent = !passUsage && len(chunk.Choices) == 0
+					}
+				}
+			}
+			blank := len(bytes.TrimSpace(line)) == 0
+			_ = rc.SetWriteDeadline(time.Now().Add(p.o.IdleTimeout)) // a client that stops reading is let go
+			if skipEvent {
+				skipEvent = !blank // drop through the event's closing blank line
+				continue
+			}
+			if _, err := w.Write(line); err != nil {
+				out.name = "client_gone"
+				return out
+			}
+			// An event ends with a blank line: flush whole events.
+			if blank {
+				if err := rc.Flush(); err != nil {
+					out.name = "client_gone"
+					return out
+				}
+				if sawDone {
+					// [DONE] ends the stream, whether or not the upstream
+					// closes its side.
+					out.name = "complete"
+					return out
+				}
+			}
+		case <-r.Context().Done():
+			out.name = "client_gone"
+			return out
+		}
+	}
+}
