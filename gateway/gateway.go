@@ -49,3 +49,54 @@ func ValidStatus(s string) bool { return s == wire.StatusActive || s == wire.Sta
 //
 //go:embed openapi.yaml
 var OpenAPI []byte
+
+// UsageEvent is one metered request as the usage ledger keeps it: what the
+// upstream was asked, what it cost, and how the figures were obtained.
+// Settlement appends it to the Redis usage stream in the same atomic step
+// as the charge; the ledger drains the stream into Postgres.
+type UsageEvent struct {
+	// ID is unique per admitted request (the ledger's idempotency key);
+	// RequestID is the X-Request-Id, for finding the log lines.
+	ID, RequestID string
+	ClerkUserID   string
+	Model         string
+	Endpoint      string // "chat.completions" or "responses"
+	// InputTokens include CachedInputTokens, as OpenAI reports them.
+	InputTokens, CachedInputTokens, OutputTokens int64
+	CostMicros                                   int64  // US dollars × 10⁶
+	Source                                       string // "upstream" (reported usage) or "reservation"
+	Outcome                                      string // complete, client_gone, upstream_cut, idle_timeout, refused
+	Stream                                       bool
+	At                                           time.Time // settlement time
+}
+
+// UsageFigures are the sums of some usage events: GET /v1/usage's day,
+// model and total entries.
+type UsageFigures struct {
+	Requests          int64 `json:"requests"`
+	InputTokens       int64 `json:"input_tokens"`
+	CachedInputTokens int64 `json:"cached_input_tokens"`
+	OutputTokens      int64 `json:"output_tokens"`
+	CostMicros        int64 `json:"-"`
+}
+
+// Add adds f's figures to u.
+func (u *UsageFigures) Add(f UsageFigures) {
+	u.Requests += f.Requests
+	u.InputTokens += f.InputTokens
+	u.CachedInputTokens += f.CachedInputTokens
+	u.OutputTokens += f.OutputTokens
+	u.CostMicros += f.CostMicros
+}
+
+// ModelUsage is one model's usage of one day.
+type ModelUsage struct {
+	Model string
+	UsageFigures
+}
+
+// DayUsage is one UTC day's usage, per model.
+type DayUsage struct {
+	Date   time.Time // 00:00 UTC
+	Models []ModelUsage
+}

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/errreport"
 	"github.com/signals-sorcery/sas/gateway/httpapi"
+	"github.com/signals-sorcery/sas/gateway/ledger"
 	"github.com/signals-sorcery/sas/gateway/llmproxy"
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/postgres"
@@ -30,11 +32,13 @@ import (
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 )
 
-// Store is the user store the gateway runs on: postgres.DB, or memstore
-// for `sas-gateway dev` without a database.
+// Store is the user store and usage ledger the gateway runs on:
+// postgres.DB, or memstore for `sas-gateway dev` without a database.
 type Store interface {
 	UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error)
 	Ping(ctx context.Context) error
+	ledger.Store
+	httpapi.UsageReader
 }
 
 // Gateway is an assembled gateway. Close releases its connections.
@@ -48,6 +52,11 @@ type Gateway struct {
 	Limiter *quota.Limiter
 	Metrics *metrics.Metrics
 	Errors  *errreport.Reporter // nil without SENTRY_DSN
+	// Ledger drains the usage stream into Store until Close (nil with
+	// Deps.NoLedger).
+	Ledger     *ledger.Drainer
+	stopLedger context.CancelFunc
+	ledgerDone chan struct{}
 }
 
 // Deps are optional overrides of what New builds, for tests.
@@ -69,6 +78,12 @@ type Deps struct {
 	// SlotLease overrides how long a concurrency slot outlives its last
 	// renewal (tests make it short).
 	SlotLease time.Duration
+	// NoLedger turns the usage ledger off: no stream, no drain (for
+	// benchmarks that measure what it costs).
+	NoLedger bool
+	// LedgerClaimIdle overrides how long an unacknowledged usage event
+	// waits before another instance takes it over.
+	LedgerClaimIdle time.Duration
 }
 
 // New builds the gateway of cfg. It does not wait for Postgres, Redis or the
@@ -104,13 +119,33 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 			return nil, err
 		}
 	}
-	g.Users = usercache.New(g.Store, usercache.Options{Now: deps.Now})
+	g.Metrics = metrics.New()
+	g.Users = usercache.New(g.Store, usercache.Options{Now: deps.Now, OnStale: func(err error) {
+		// Postgres is down and a known user is served from memory: the
+		// outage shows in the metrics, as a refused request would.
+		g.Metrics.DependencyError("postgres")
+		log.Debug("user served from the cache: the database is unavailable", "err", err)
+	}})
 	var users httpapi.UserStore = g.Users
 	if deps.NoUserCache {
 		users = g.Store
 	}
-	g.Limiter = quota.NewLimiter(g.Redis, quota.LimiterOptions{Now: deps.Now, SlotLease: deps.SlotLease})
-	g.Metrics = metrics.New()
+	stream := cmp.Or(cfg.UsageStream, ledger.DefaultStream)
+	if deps.NoLedger {
+		stream = ""
+	}
+	g.Limiter = quota.NewLimiter(g.Redis, quota.LimiterOptions{Now: deps.Now, SlotLease: deps.SlotLease, UsageStream: stream})
+	if stream != "" {
+		g.Ledger = ledger.New(ledger.Options{Redis: g.Redis, Stream: stream, Store: g.Store, ClaimIdle: deps.LedgerClaimIdle,
+			Retention: cfg.UsageRetention, Metrics: g.Metrics, Logger: log})
+		var lctx context.Context
+		lctx, g.stopLedger = context.WithCancel(context.WithoutCancel(ctx))
+		g.ledgerDone = make(chan struct{})
+		go func() {
+			defer close(g.ledgerDone)
+			g.Ledger.Run(lctx)
+		}()
+	}
 	if g.Errors, err = errreport.New(cfg.SentryDSN, buildinfo.String(), deps.HTTPClientTransport()); err != nil {
 		g.Close()
 		return nil, err
@@ -147,6 +182,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	}
 	g.API = httpapi.New(httpapi.Options{
 		Billing:  bill,
+		Usage:    g.Store,
 		Verifier: verifier,
 		Users:    users,
 		Plans:    plans,
@@ -173,8 +209,14 @@ func (d Deps) HTTPClientTransport() http.RoundTripper {
 	return d.HTTPClient.Transport
 }
 
-// Close releases the gateway's connections (and sends pending error reports).
+// Close stops the ledger's drain after a last flush, then releases the
+// gateway's connections (and sends pending error reports). Call it after
+// the server has drained: requests settled during the drain are flushed.
 func (g *Gateway) Close() {
+	if g.stopLedger != nil {
+		g.stopLedger()
+		<-g.ledgerDone
+	}
 	g.Errors.Close(2 * time.Second)
 	if g.DB != nil {
 		g.DB.Close()

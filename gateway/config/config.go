@@ -4,6 +4,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,10 +12,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/signals-sorcery/sas/gateway/ledger"
 	"github.com/signals-sorcery/sas/gateway/quota"
 )
 
@@ -23,6 +26,9 @@ const (
 	DefaultPort          = 8080
 	DefaultOpenAIBaseURL = "https://api.openai.com/v1"
 	DefaultMetricsAddr   = ":9091"
+	// DefaultUsageRetentionDays is how long usage events are kept: a year
+	// and a month, so that last year's same month can be compared.
+	DefaultUsageRetentionDays = 400
 )
 
 // Config is the gateway's configuration. Secret fields (database and Redis
@@ -46,6 +52,13 @@ type Config struct {
 	MetricsAddr       string
 	SentryDSN         string // empty: no error reporting
 	Stripe            Stripe
+	// UsageRetention is how long usage events are kept
+	// (SAS_USAGE_RETENTION_DAYS, default 400 days).
+	UsageRetention time.Duration
+	// UsageStream is the Redis key of the usage stream (SAS_USAGE_STREAM,
+	// default ledger.DefaultStream): deployments that share one Redis
+	// need one each, or they drain each other's events.
+	UsageStream string
 }
 
 // Stripe is the billing configuration; billing is on when Enabled.
@@ -73,6 +86,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.Bool("sentry", c.SentryDSN != ""),
 		slog.Bool("billing", c.Stripe.Enabled()),
+		slog.String("usage_stream", c.UsageStream),
+		slog.Duration("usage_retention", c.UsageRetention),
 	)
 }
 
@@ -102,6 +117,8 @@ func Load(getenv func(string) string) (Config, error) {
 		MetricsAddr:       r.addr("METRICS_ADDR", DefaultMetricsAddr),
 		SentryDSN:         r.url("SENTRY_DSN", false),
 		Stripe:            r.stripe(),
+		UsageRetention:    r.days("SAS_USAGE_RETENTION_DAYS", DefaultUsageRetentionDays),
+		UsageStream:       cmp.Or(r.get("SAS_USAGE_STREAM", false), ledger.DefaultStream),
 	}
 	c.Plans, c.Prices = r.plansAndPrices()
 	if c.OpenAIBaseURL == "" {
@@ -130,7 +147,9 @@ func LoadDev(getenv func(string) string) (Config, error) {
 		OpenAIBaseURL: r.url("OPENAI_BASE_URL", false),
 		LogLevel:      r.logLevel("LOG_LEVEL"),
 		// A port of its own by default: several dev stacks (tests) at once.
-		MetricsAddr: r.addr("METRICS_ADDR", "127.0.0.1:0"),
+		MetricsAddr:    r.addr("METRICS_ADDR", "127.0.0.1:0"),
+		UsageRetention: r.days("SAS_USAGE_RETENTION_DAYS", DefaultUsageRetentionDays),
+		UsageStream:    cmp.Or(r.get("SAS_USAGE_STREAM", false), ledger.DefaultStream),
 	}
 	c.Plans, c.Prices = r.plansAndPrices()
 	c.Issuer = "http://127.0.0.1:" + strconv.Itoa(c.Port) + "/dev/idp"
@@ -336,6 +355,20 @@ func (r *reader) addr(name, def string) string {
 		return def
 	}
 	return v
+}
+
+// days reads a positive whole number of days.
+func (r *reader) days(name string, def int) time.Duration {
+	v := r.get(name, false)
+	n := def
+	if v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 100*365 {
+			r.fail(name, "must be a whole number of days, at least 1")
+			n = def
+		}
+	}
+	return time.Duration(n) * 24 * time.Hour
 }
 
 // IsLoopback reports whether host (no port) names the local machine.

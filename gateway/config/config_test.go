@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -33,16 +34,18 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		Port:          8080,
-		Issuer:        "https://clerk.sas.example.com",
-		Audiences:     []string{"sas-api", "oauth_client_123"},
-		DatabaseURL:   "postgres://u:pw@db.example.com:5432/sas?sslmode=require",
-		RedisURL:      "rediss://default:pw@redis.example.com:6379",
-		OpenAIBaseURL: "https://api.openai.com/v1",
-		LogLevel:      slog.LevelInfo,
-		MetricsAddr:   ":9091",
-		Plans:         quota.BuiltIn(),
-		Prices:        quota.BuiltInPrices(),
+		Port:           8080,
+		Issuer:         "https://clerk.sas.example.com",
+		Audiences:      []string{"sas-api", "oauth_client_123"},
+		DatabaseURL:    "postgres://u:pw@db.example.com:5432/sas?sslmode=require",
+		RedisURL:       "rediss://default:pw@redis.example.com:6379",
+		OpenAIBaseURL:  "https://api.openai.com/v1",
+		LogLevel:       slog.LevelInfo,
+		MetricsAddr:    ":9091",
+		Plans:          quota.BuiltIn(),
+		Prices:         quota.BuiltInPrices(),
+		UsageRetention: 400 * 24 * time.Hour,
+		UsageStream:    "sas:usage",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

@@ -76,6 +76,7 @@ type Options struct {
 	Quota   QuotaReader
 	Proxy   AIProxy
 	Billing Billing          // nil: billing routes answer not_found
+	Usage   UsageReader      // nil: /v1/usage answers unavailable
 	Metrics *metrics.Metrics // nil: none
 	// Errors receives panics and 5xx causes (nil: none).
 	Errors *errreport.Reporter
@@ -92,11 +93,13 @@ type Server struct {
 	quota    QuotaReader
 	proxy    AIProxy
 	billing  Billing
-	metrics  *metrics.Metrics
-	errors   *errreport.Reporter
-	log      *slog.Logger
-	now      func() time.Time
-	router   chi.Router
+	// usageReader reads the ledger for /v1/usage.
+	usageReader UsageReader
+	metrics     *metrics.Metrics
+	errors      *errreport.Reporter
+	log         *slog.Logger
+	now         func() time.Time
+	router      chi.Router
 }
 
 // Timeouts of the routes.
@@ -110,7 +113,7 @@ const (
 // New builds the Server and its routes.
 func New(opts Options) *Server {
 	s := &Server{verifier: opts.Verifier, users: opts.Users, checks: opts.Checks, plans: opts.Plans,
-		quota: opts.Quota, proxy: opts.Proxy, billing: opts.Billing, metrics: opts.Metrics, errors: opts.Errors, log: opts.Logger, now: opts.Now}
+		quota: opts.Quota, proxy: opts.Proxy, billing: opts.Billing, usageReader: opts.Usage, metrics: opts.Metrics, errors: opts.Errors, log: opts.Logger, now: opts.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -137,6 +140,7 @@ func New(opts Options) *Server {
 		r.With(deadline(APITimeout)).Get("/me", s.me)
 		r.With(deadline(APITimeout)).Get("/limits", s.limits)
 		r.With(deadline(APITimeout)).Get("/models", s.models)
+		r.With(deadline(APITimeout)).Get("/usage", s.usage)
 		// Not under APITimeout: a streamed completion may run for minutes;
 		// the proxy bounds the upstream itself.
 		r.Post("/chat/completions", s.chat)

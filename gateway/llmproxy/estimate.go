@@ -87,14 +87,12 @@ func (e *estimator) leaves(v any) {
 // the model's own tokenizer, so the estimate of a text-only request is never
 // below what OpenAI bills. Above limit (the plan's max_input_tokens; 0: no
 // limit) the request is refused with prompt_too_large.
-func estimateChat(enc *tokenizer.Encoding, fields map[string]json.RawMessage, messages []json.RawMessage, limit int64) (int64, error) {
+func estimateChat(enc *tokenizer.Encoding, fields map[string]json.RawMessage, messages []map[string]json.RawMessage, limit int64) (int64, error) {
 	var model string
 	_ = json.Unmarshal(fields["model"], &model)
 	e := &estimator{enc: enc, limit: limit, n: replyPriming, images: imageCost(model)}
 	for _, m := range messages {
-		if err := e.message(m); err != nil {
-			return 0, err
-		}
+		e.message(m)
 	}
 	for _, f := range []string{"tools", "functions", "tool_choice", "response_format", "prediction"} {
 		if raw, ok := present(fields, f); ok {
@@ -108,11 +106,7 @@ func estimateChat(enc *tokenizer.Encoding, fields map[string]json.RawMessage, me
 	return e.n, nil
 }
 
-func (e *estimator) message(m json.RawMessage) error {
-	var msg map[string]json.RawMessage
-	if err := json.Unmarshal(m, &msg); err != nil || msg == nil {
-		return wire.Errorf(wire.CodeBadRequest, "Each of \"messages\" must be an object.")
-	}
+func (e *estimator) message(msg map[string]json.RawMessage) {
 	e.n += tokensPerMessage
 	for key, raw := range msg {
 		switch key {
@@ -134,13 +128,12 @@ func (e *estimator) message(m json.RawMessage) error {
 			e.value(raw)
 		}
 	}
-	return nil
 }
 
 // value adds a string's text, or any other JSON value's text.
 func (e *estimator) value(raw json.RawMessage) {
 	var s string
-	if json.Unmarshal(raw, &s) == nil {
+	if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
 		e.text(s)
 		return
 	}
@@ -149,6 +142,10 @@ func (e *estimator) value(raw json.RawMessage) {
 
 // content adds a message's content: a string, or a list of parts.
 func (e *estimator) content(raw json.RawMessage) {
+	if len(raw) == 0 || raw[0] != '[' {
+		e.value(raw) // a string (or null: "null" is one token, harmless)
+		return
+	}
 	var parts []struct {
 		Type     string `json:"type"`
 		Text     string `json:"text"`
@@ -157,12 +154,11 @@ func (e *estimator) content(raw json.RawMessage) {
 			Detail string `json:"detail"`
 		} `json:"image_url"`
 	}
-	if json.Unmarshal(raw, &parts) != nil {
-		e.value(raw) // a string (or null: "null" is one token, harmless)
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) != nil || json.Unmarshal(raw, &parts) != nil {
+		e.raw(raw)
 		return
 	}
-	var list []json.RawMessage
-	_ = json.Unmarshal(raw, &list)
 	for i, p := range parts {
 		switch {
 		case p.Type == "text":

@@ -2,6 +2,7 @@ package llmproxy
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -188,4 +189,25 @@ func TestEstimateNonText(t *testing.T) {
 func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// BenchmarkParseChat is the cost of reading a chat request and estimating
+// its prompt, per byte of body: the work the gateway adds before a request
+// leaves for the upstream.
+func BenchmarkParseChat(b *testing.B) {
+	plan := quota.BuiltIn()["pro"]
+	u := gateway.User{ClerkUserID: "user_bench", Plan: wire.PlanPro}
+	enc := tokenizer.O200k()
+	for _, size := range []int{1 << 10, 16 << 10} {
+		text := strings.Repeat("Write a melancholic chord progression in D minor for a lo-fi beat. ", size/68)
+		body := []byte(`{"model":"gpt-4o","messages":[{"role":"system","content":"You are a music assistant."},{"role":"user","content":` + quote(text) + `}]}`)
+		b.Run(fmt.Sprint(size>>10, "KiB"), func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, err := parseChat(body, nil, u, plan, enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

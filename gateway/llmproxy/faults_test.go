@@ -197,7 +197,7 @@ func TestClientDisconnectMidStream(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the upstream request was not cancelled")
 	}
-	waitFor(t, "a charge after the client left", func() bool { return e.usage()[quota.TokensPerDay] > 0 })
+	waitFor(t, "the settlement after the client left", func() bool { return strings.Contains(e.logs.String(), `"msg":"completion"`) })
 	if c := e.lastCompletion(); c["outcome"] != "client_gone" || c["usage_source"] != "reservation" || e.usage()[quota.TokensPerDay] != int64(c["reserved_tokens"].(float64)) {
 		t.Errorf("after the client left mid-stream: %v, charged %v", c, e.usage())
 	}
@@ -279,7 +279,7 @@ func (e *env) extraInstances(t *testing.T, plans quota.Plans, n int) []string {
 	var urls []string
 	for range n {
 		gw, err := app.New(context.Background(), config.Config{Issuer: e.iss.Issuer(), Audiences: []string{aud},
-			RedisURL: testenv.RedisURL(t), OpenAIAPIKey: upstreamKey, OpenAIBaseURL: e.upstreamURL(), Plans: plans},
+			RedisURL: testenv.RedisURL(t), OpenAIAPIKey: upstreamKey, OpenAIBaseURL: e.upstreamURL(), Plans: plans, UsageStream: e.stream},
 			nilLogger(), app.Deps{Store: e.store, SlotLease: e.slotLease})
 		if err != nil {
 			t.Fatal(err)

@@ -136,7 +136,7 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 		return err
 	}
 	return p.metered(w, r, u, plan, call{
-		path: "/chat/completions", body: req.body(), model: req.model, stream: req.stream,
+		path: "/chat/completions", endpoint: "chat.completions", body: req.body(), model: req.model, stream: req.stream,
 		promptTokens: req.promptTokens, outputCap: req.outputCap, passUsage: req.clientWantsUsage,
 	})
 }
@@ -144,6 +144,7 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 // call is one upstream request, ready to send.
 type call struct {
 	path                    string
+	endpoint                string // for the ledger: chat.completions, responses
 	body                    []byte
 	model                   string
 	stream                  bool
@@ -172,12 +173,31 @@ func (p *Proxy) metered(w http.ResponseWriter, r *http.Request, u gateway.User, 
 		return err
 	}
 	log := p.o.Logger.With("user", u.ClerkUserID, "model", c.model, "stream", c.stream)
-	stopRenewing := p.keepSlot(adm, log)
-	start := time.Now()
-	out := p.exchange(w, r, c, log)
-	stopRenewing()
-	p.settle(r, adm, price, out, c, u.Plan, time.Since(start), log)
+	t := &tab{p: p, r: r, adm: adm, price: price, c: c, plan: u.Plan, user: u.ClerkUserID,
+		requestID: w.Header().Get("X-Request-Id"), start: time.Now(), log: log}
+	t.stopRenewing = p.keepSlot(adm, log)
+	out := p.exchange(w, r, t)
+	t.settle(out)
 	return out.err
+}
+
+// tab is one admitted request's account: what it reserved, and its one
+// settlement. The relays settle just before the answer's last bytes leave
+// (so a client that has the whole answer has its charge and usage event in
+// Redis, even if the instance dies the next moment); metered settles
+// whatever is left unsettled.
+type tab struct {
+	p            *Proxy
+	r            *http.Request
+	adm          quota.Admission
+	price        quota.Price
+	c            call
+	plan, user   string
+	requestID    string
+	start        time.Time
+	log          *slog.Logger
+	stopRenewing func()
+	settled      bool
 }
 
 // keepSlot renews adm's concurrency slot until the returned stop is
@@ -228,42 +248,56 @@ const (
 	chargeNothing                   // upstream failure: all given back but the minute
 )
 
-// settle replaces the reservation with the charge of out, and logs and
-// counts it.
-func (p *Proxy) settle(r *http.Request, adm quota.Admission, price quota.Price, out outcome, c call, planName string, d time.Duration, log *slog.Logger) {
-	res := adm.Reserved()
+// settle replaces the reservation with the charge of out, appends the
+// usage event (for requests that count), and logs and counts it. Only the
+// first call does anything.
+func (t *tab) settle(out outcome) {
+	if t.settled {
+		return
+	}
+	t.settled = true
+	t.stopRenewing()
+	res := t.adm.Reserved()
 	s, source := quota.Settlement{}, "none"
+	in, cached, outTokens := int64(0), int64(0), int64(0)
 	switch out.charge {
 	case chargeNothing:
 		s.ReturnRequest = true
 	case chargeUsage:
 		if u := out.usage; u != nil {
-			cached := int64(0)
 			if u.PromptTokensDetails != nil {
 				cached = int64(u.PromptTokensDetails.CachedTokens)
 			}
-			s.Tokens = int64(u.PromptTokens + u.CompletionTokens)
-			s.Cost = price.Cost(int64(u.PromptTokens), cached, int64(u.CompletionTokens))
-			source = "upstream"
+			in, outTokens = int64(u.PromptTokens), int64(u.CompletionTokens)
+			s.Tokens, s.Cost, source = in+outTokens, t.price.Cost(in, cached, outTokens), "upstream"
 		} else {
+			in, outTokens = t.c.promptTokens, t.c.outputCap
 			s.Tokens, s.Cost, source = res.Tokens, res.Cost, "reservation"
 		}
 	}
-	p.o.Metrics.Upstream(c.model, out.name, d, s.Tokens, source)
-	p.o.Metrics.Spend(c.model, planName, float64(s.Cost)/float64(quota.MicrosPerUSD))
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	if !s.ReturnRequest {
+		s.Event = &gateway.UsageEvent{
+			ID: t.adm.ID(), RequestID: t.requestID, ClerkUserID: t.user, Model: t.c.model, Endpoint: t.c.endpoint,
+			InputTokens: in, CachedInputTokens: cached, OutputTokens: outTokens, CostMicros: int64(s.Cost),
+			Source: source, Outcome: out.name, Stream: t.c.stream, At: time.Now(),
+		}
+	}
+	t.p.o.Metrics.Upstream(t.c.model, out.name, time.Since(t.start), s.Tokens, source)
+	t.p.o.Metrics.Spend(t.c.model, t.plan, float64(s.Cost)/float64(quota.MicrosPerUSD))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.r.Context()), 2*time.Second)
 	defer cancel()
-	if err := p.o.Limiter.Settle(ctx, adm, s); err != nil {
+	if err := t.p.o.Limiter.Settle(ctx, t.adm, s); err != nil {
 		// The reservation stays charged: the user pays at most what was
 		// reserved, never less than nothing.
-		log.Error("settling the reservation failed; it stays charged", "reserved_tokens", res.Tokens, "err", err)
+		t.log.Error("settling the reservation failed; it stays charged", "reserved_tokens", res.Tokens, "err", err)
 	}
-	log.Info("completion", "outcome", out.name, "usage_source", source, "prompt_estimate", c.promptTokens,
+	t.log.Info("completion", "outcome", out.name, "usage_source", source, "prompt_estimate", t.c.promptTokens,
 		"reserved_tokens", res.Tokens, "reserved_usd", res.Cost.String(), "tokens", s.Tokens, "usd", s.Cost.String())
 }
 
-// exchange sends c upstream and relays the answer.
-func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, c call, log *slog.Logger) outcome {
+// exchange sends t's call upstream and relays the answer.
+func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, t *tab) outcome {
+	c, log := t.c, t.log
 	// The upstream request lives as long as the client's, or until the
 	// upstream body goes silent for IdleTimeout (the idle reader cancels it).
 	uctx, cancel := context.WithCancel(r.Context())
@@ -286,9 +320,9 @@ func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, c call, log *sl
 		return outcome{name: "upstream_error", charge: chargeNothing, err: err}
 	}
 	if c.stream {
-		return p.relayStream(w, r, resp, c.passUsage, log)
+		return p.relayStream(w, r, resp, t)
 	}
-	return relayJSON(w, r, resp)
+	return relayJSON(w, r, resp, t)
 }
 
 var errClientGone = errors.New("the client went away before the answer")

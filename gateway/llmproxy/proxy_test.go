@@ -45,6 +45,9 @@ type env struct {
 	up    string // the upstream's base URL (…/v1)
 	// slotLease of every instance (0: the default)
 	slotLease time.Duration
+	// stream is the usage stream of every instance: its own, so that no
+	// other test's gateway drains it
+	stream string
 }
 
 func (e *env) upstreamURL() string { return e.up }
@@ -63,14 +66,17 @@ func newEnv(t *testing.T, mod func(*config.Config), deps app.Deps) *env {
 	}))
 	t.Cleanup(up.Close)
 	e.iss = testenv.NewIssuer(t, "RS256", nil)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
 	cfg := config.Config{
 		Issuer: e.iss.Issuer(), Audiences: []string{aud}, RedisURL: testenv.RedisURL(t),
 		OpenAIAPIKey: upstreamKey, OpenAIBaseURL: up.URL + "/v1", Plans: quota.BuiltIn(),
+		UsageStream: "sas:usage:test:" + hex.EncodeToString(b[:]),
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
-	e.plans, e.up = cfg.Plans, cfg.OpenAIBaseURL
+	e.plans, e.up, e.stream = cfg.Plans, cfg.OpenAIBaseURL, cfg.UsageStream
 	e.store = memstore.New(nil)
 	deps.Store = e.store
 	e.slotLease = deps.SlotLease
@@ -87,7 +93,6 @@ func newEnv(t *testing.T, mod func(*config.Config), deps app.Deps) *env {
 		}
 	})
 	e.url, e.gw = srv.URL, gw
-	var b [6]byte
 	_, _ = rand.Read(b[:])
 	e.user = "user_" + hex.EncodeToString(b[:])
 	e.tok = e.iss.Token(t, e.user, aud, "u@example.com", "U", nil)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -17,10 +16,10 @@ import (
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
-// relayJSON relays a non-streamed answer once it is complete. A body cut
-// short, silent for IdleTimeout or over 32 MiB becomes a 502 (nothing was
-// written yet); without usage, the reservation is charged.
-func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response) outcome {
+// relayJSON relays a non-streamed answer once it is complete, settling
+// first. A body cut short, silent for IdleTimeout or over 32 MiB becomes a
+// 502 (nothing was written yet); without usage, the reservation is charged.
+func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response, t *tab) outcome {
 	const maxBody = 32 << 20
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil || len(b) > maxBody {
@@ -40,6 +39,7 @@ func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response) outc
 	if json.Unmarshal(b, &cr) == nil && cr.Usage != nil && cr.Usage.TotalTokens > 0 {
 		out.usage = cr.Usage
 	}
+	t.settle(out)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(b)
@@ -99,7 +99,11 @@ func (r *idleReader) Close() error {
 // The usage-only chunk (no choices) that the gateway asked for is passed on
 // only if the client asked for it too: a client that did not may index
 // choices[0] of every chunk.
-func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response, passUsage bool, log *slog.Logger) outcome {
+//
+// The stream is settled just before [DONE] is written: usage has arrived by
+// then.
+func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response, t *tab) outcome {
+	passUsage, log := t.c.passUsage, t.log
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -157,6 +161,7 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 				data = bytes.TrimSpace(data)
 				if bytes.Equal(data, []byte("[DONE]")) {
 					sawDone = true
+					t.settle(outcome{name: "complete", usage: out.usage})
 				} else {
 					var chunk openai.ChatCompletionStreamResponse
 					if err := json.Unmarshal(data, &chunk); err != nil {

@@ -45,9 +45,9 @@ func parseChat(body []byte, readErr error, u gateway.User, plan quota.Plan, enc 
 	if req.model, err = modelOf(req.fields, u.Plan, plan); err != nil {
 		return chatRequest{}, err
 	}
-	var messages []json.RawMessage
-	if err := json.Unmarshal(req.fields["messages"], &messages); err != nil || len(messages) == 0 {
-		return chatRequest{}, wire.Errorf(wire.CodeBadRequest, "\"messages\" must be a non-empty array.")
+	var messages []map[string]json.RawMessage
+	if err := json.Unmarshal(req.fields["messages"], &messages); err != nil || len(messages) == 0 || slices.ContainsFunc(messages, func(m map[string]json.RawMessage) bool { return m == nil }) {
+		return chatRequest{}, wire.Errorf(wire.CodeBadRequest, "\"messages\" must be a non-empty array of objects.")
 	}
 	if req.stream, err = boolField(req.fields, "stream"); err != nil {
 		return chatRequest{}, err
@@ -181,7 +181,27 @@ func SafetyIdentifier(clerkUserID string) string {
 }
 
 // body is the request to send upstream.
-func (r chatRequest) body() []byte {
-	b, _ := json.Marshal(r.fields)
-	return b
+func (r chatRequest) body() []byte { return encodeObject(r.fields) }
+
+// encodeObject writes fields as a JSON object. The values are already
+// valid JSON (decoded from the client's body, or set by the gateway), so
+// they are copied as they are: json.Marshal would validate and compact
+// every one of them again, a pass over the whole body.
+func encodeObject(fields map[string]json.RawMessage) []byte {
+	n := 2
+	for k, v := range fields {
+		n += len(k) + len(v) + 4
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	first := true
+	for k, v := range fields {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		key, _ := json.Marshal(k)
+		b = append(append(append(b, key...), ':'), v...)
+	}
+	return append(b, '}')
 }

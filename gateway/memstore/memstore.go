@@ -4,7 +4,11 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +21,8 @@ type Store struct {
 	now   func() time.Time
 	mu    sync.Mutex
 	users map[string]gateway.User
+	// usage events by id, as the ledger's Postgres tables keep them
+	usage map[string]gateway.UsageEvent
 }
 
 // New returns an empty Store on clock now (time.Now when nil).
@@ -24,7 +30,7 @@ func New(now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{now: now, users: map[string]gateway.User{}}
+	return &Store{now: now, users: map[string]gateway.User{}, usage: map[string]gateway.UsageEvent{}}
 }
 
 // UpsertUser creates the user or updates email and username when they
@@ -89,3 +95,69 @@ func (s *Store) update(clerkUserID string, f func(*gateway.User)) (gateway.User,
 
 // Ping always succeeds: memory is there.
 func (s *Store) Ping(context.Context) error { return nil }
+
+// RecordUsage keeps events, each once, and returns how many were new.
+func (s *Store) RecordUsage(_ context.Context, events []gateway.UsageEvent) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range events {
+		if _, ok := s.usage[e.ID]; !ok {
+			s.usage[e.ID] = e
+			n++
+		}
+	}
+	return n, nil
+}
+
+// PruneUsage deletes the events older than before.
+func (s *Store) PruneUsage(_ context.Context, before time.Time, _ int) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for id, e := range s.usage {
+		if e.At.Before(before) {
+			delete(s.usage, id)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Usage sums a user's events per UTC day and model, from day from to day
+// to inclusive, as the postgres store does.
+func (s *Store) Usage(_ context.Context, clerkUserID string, from, to time.Time) ([]gateway.DayUsage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type key struct {
+		day   time.Time
+		model string
+	}
+	sums := map[key]gateway.UsageFigures{}
+	first, last := dayOf(from), dayOf(to)
+	for _, e := range s.usage {
+		k := key{dayOf(e.At), e.Model}
+		if e.ClerkUserID != clerkUserID || k.day.Before(first) || k.day.After(last) {
+			continue
+		}
+		f := sums[k]
+		f.Add(gateway.UsageFigures{Requests: 1, InputTokens: e.InputTokens, CachedInputTokens: e.CachedInputTokens, OutputTokens: e.OutputTokens, CostMicros: e.CostMicros})
+		sums[k] = f
+	}
+	keys := slices.SortedFunc(maps.Keys(sums), func(a, b key) int {
+		return cmp.Or(a.day.Compare(b.day), strings.Compare(a.model, b.model))
+	})
+	var days []gateway.DayUsage
+	for _, k := range keys {
+		if len(days) == 0 || !days[len(days)-1].Date.Equal(k.day) {
+			days = append(days, gateway.DayUsage{Date: k.day})
+		}
+		days[len(days)-1].Models = append(days[len(days)-1].Models, gateway.ModelUsage{Model: k.model, UsageFigures: sums[k]})
+	}
+	return days, nil
+}
+
+func dayOf(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}

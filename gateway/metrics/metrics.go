@@ -25,6 +25,10 @@ type Metrics struct {
 	upstreamTokens   *prometheus.CounterVec
 	spend            *prometheus.CounterVec
 	dependencyErrors *prometheus.CounterVec
+	usageRecorded    prometheus.Counter
+	usageBacklog     prometheus.Gauge
+	usageLatency     prometheus.Histogram
+	usageErrors      prometheus.Counter
 }
 
 // New returns Metrics registered on a fresh registry, Go runtime and
@@ -59,6 +63,20 @@ func New() *Metrics {
 			Name: "sas_dependency_errors_total", Help: "Failed calls to Postgres, Redis and the token issuer.",
 		}, []string{"dependency"}),
 	}
+	m.usageRecorded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sas_usage_events_recorded_total", Help: "Usage events written to the Postgres ledger (each once).",
+	})
+	m.usageBacklog = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sas_usage_stream_backlog", Help: "Usage events in the Redis stream not yet in Postgres (sampled by each instance's drain).",
+	})
+	m.usageLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "sas_usage_drain_latency_seconds", Help: "From a request's settlement to its usage event committed in Postgres.",
+		Buckets: []float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 1800},
+	})
+	m.usageErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sas_usage_drain_errors_total", Help: "Failed attempts to move usage events from Redis to Postgres (retried).",
+	})
+	m.reg.MustRegister(m.usageRecorded, m.usageBacklog, m.usageLatency, m.usageErrors)
 	m.reg.MustRegister(m.requests, m.duration, m.tokenRejections, m.quotaRejections, m.upstreamDuration,
 		m.upstreamTokens, m.spend, m.dependencyErrors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -118,5 +136,31 @@ func (m *Metrics) Spend(model, plan string, usd float64) {
 func (m *Metrics) DependencyError(dependency string) {
 	if m != nil {
 		m.dependencyErrors.WithLabelValues(dependency).Inc()
+	}
+}
+
+// UsageRecorded records n events committed to the ledger, and how long the
+// oldest of them waited.
+func (m *Metrics) UsageRecorded(n int, latencies ...time.Duration) {
+	if m == nil {
+		return
+	}
+	m.usageRecorded.Add(float64(n))
+	for _, d := range latencies {
+		m.usageLatency.Observe(d.Seconds())
+	}
+}
+
+// UsageBacklog sets the number of events waiting in the stream.
+func (m *Metrics) UsageBacklog(n int64) {
+	if m != nil {
+		m.usageBacklog.Set(float64(n))
+	}
+}
+
+// UsageDrainError records a failed drain attempt.
+func (m *Metrics) UsageDrainError() {
+	if m != nil {
+		m.usageErrors.Inc()
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/ledger"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
@@ -55,9 +57,10 @@ const DefaultSlotLease = time.Minute
 // Keys carry the user id in a hash tag ({…}) so one script's keys share a
 // cluster slot.
 type Limiter struct {
-	rdb   *redis.Client
-	now   func() time.Time
-	lease time.Duration
+	rdb    *redis.Client
+	now    func() time.Time
+	lease  time.Duration
+	stream string
 }
 
 // LimiterOptions configure a Limiter.
@@ -69,6 +72,9 @@ type LimiterOptions struct {
 	// SlotLease is how long a concurrency slot outlives its last renewal
 	// (DefaultSlotLease when zero).
 	SlotLease time.Duration
+	// UsageStream, when set, is the Redis stream that Settle appends each
+	// settlement's usage event to, in the same script (the ledger's input).
+	UsageStream string
 }
 
 // NewLimiter returns a Limiter on rdb.
@@ -79,7 +85,7 @@ func NewLimiter(rdb *redis.Client, o LimiterOptions) *Limiter {
 	if o.SlotLease <= 0 {
 		o.SlotLease = DefaultSlotLease
 	}
-	return &Limiter{rdb: rdb, now: o.Now, lease: o.SlotLease}
+	return &Limiter{rdb: rdb, now: o.Now, lease: o.SlotLease, stream: o.UsageStream}
 }
 
 // RenewEvery is how often a request in flight should renew its slot: three
@@ -127,8 +133,13 @@ type Admission struct {
 	Refused string
 	res     Reservation
 	w       windows
-	slot    string // concurrency slot member; "" when the plan has no cap
+	id      string // unique per admission
+	slot    string // concurrency slot member (id); "" when the plan has no cap
 }
+
+// ID is unique to this admission: the usage event's id and the slot's
+// name.
+func (a Admission) ID() string { return a.id }
 
 // Reserved is what the admission reserved.
 func (a Admission) Reserved() Reservation { return a.res }
@@ -144,6 +155,9 @@ type Settlement struct {
 	// ReturnRequest gives the day's request back too (the upstream could
 	// not serve it). The minute's request is never given back.
 	ReturnRequest bool
+	// Event, when set and the limiter has a usage stream, is appended to
+	// the stream in the same atomic step as the charge.
+	Event *gateway.UsageEvent
 }
 
 // Tightest returns the request or token limit with the least remaining as
@@ -278,11 +292,11 @@ func (l *Limiter) Admit(ctx context.Context, user string, p Plan, res Reservatio
 	w := windowsAt(user, now)
 	keepDay := int64(w.dayEnd.Sub(now).Seconds()) + 86400 // yesterday stays readable for a day
 	keepMonth := int64(w.monthEnd.Sub(now).Seconds()) + 86400
-	slot := ""
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	id, slot := hex.EncodeToString(b[:]), ""
 	if p.ConcurrentRequests > 0 {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		slot = hex.EncodeToString(b[:])
+		slot = id
 	}
 	lease := now.Add(l.lease)
 	r, err := admitScript.Run(ctx, l.rdb, w.keys(),
@@ -292,7 +306,7 @@ func (l *Limiter) Admit(ctx context.Context, user string, p Plan, res Reservatio
 	if err != nil {
 		return Admission{}, unavailable(err)
 	}
-	a := Admission{Usage: usage(p, w, r[1:6]), res: res, w: w, slot: slot}
+	a := Admission{Usage: usage(p, w, r[1:6]), res: res, w: w, id: id, slot: slot}
 	if r[0] == admitted {
 		return a, nil
 	}
@@ -341,10 +355,11 @@ func refusal(p Plan, w windows, now time.Time, res Reservation, r []int64) (stri
 // settleScript replaces a reservation with the actual cost: it adds the
 // differences to counters that still exist (a late settlement must not
 // create a counter without an expiry), gives the day's request back when
-// asked, and frees the slot.
+// asked, frees the slot, and appends the usage event to the stream.
 //
-// KEYS: as admitScript. ARGV: 1 token delta, 2 µ$ delta, 3 "1" to give the
-// day's request back, 4 slot id ("" for none).
+// KEYS: as admitScript, then the usage stream when there is an event.
+// ARGV: 1 token delta, 2 µ$ delta, 3 "1" to give the day's request back,
+// 4 slot id ("" for none), 5 the stream's MAXLEN, 6… the event's fields.
 var settleScript = redis.NewScript(`
 local function add(k, n)
   if n ~= 0 and redis.call('EXISTS', k) == 1 then redis.call('INCRBY', k, n) end
@@ -355,6 +370,9 @@ add(KEYS[4], du)
 add(KEYS[5], du)
 if ARGV[3] == '1' then add(KEYS[2], -1) end
 if ARGV[4] ~= '' then redis.call('ZREM', KEYS[6], ARGV[4]) end
+if KEYS[7] then
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+end
 return 0
 `)
 
@@ -370,7 +388,15 @@ func (l *Limiter) Settle(ctx context.Context, a Admission, s Settlement) error {
 	if s.ReturnRequest {
 		ret = "1"
 	}
-	err := settleScript.Run(ctx, l.rdb, a.w.keys(), s.Tokens-a.res.Tokens, int64(s.Cost-a.res.Cost), ret, a.slot).Err()
+	keys := a.w.keys()
+	args := []any{s.Tokens - a.res.Tokens, int64(s.Cost - a.res.Cost), ret, a.slot, ledger.MaxLen}
+	if s.Event != nil && l.stream != "" {
+		keys = append(keys, l.stream)
+		for _, f := range ledger.Fields(*s.Event) {
+			args = append(args, f)
+		}
+	}
+	err := settleScript.Run(ctx, l.rdb, keys, args...).Err()
 	if err != nil {
 		return unavailable(err)
 	}

@@ -51,6 +51,16 @@ func (c *Cache[K, V]) Get(k K) (V, bool) {
 	return e.v, true
 }
 
+// GetStale returns the value of k and its expiry, expired or not, while the
+// entry is still held (an expired entry stays until evicted at the size
+// bound or replaced): for serving a stale value when the source is down.
+func (c *Cache[K, V]) GetStale(k K) (V, time.Time, bool) {
+	c.mu.Lock()
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	return e.v, e.expires, ok
+}
+
 // Put stores v under k until expires. At the size bound it first drops the
 // expired entries, then, if none were, a random tenth of the rest.
 func (c *Cache[K, V]) Put(k K, v V, expires time.Time) {

@@ -6,6 +6,12 @@
 // every instance within TTL, which must stay under the contract's 10 s.
 // A token whose email or username differs from the cached row bypasses the
 // cache, so profile changes reach the database on the next request.
+//
+// Stale if error: when the database cannot be reached, a user seen within
+// StaleIfError (default 10 minutes) is served from memory instead of a 503.
+// Enforcement lives in Redis, so known users keep working through a
+// Postgres outage; a plan or status change cannot be made during one
+// anyway (both live in Postgres), and is seen within TTL of its return.
 package usercache
 
 import (
@@ -17,6 +23,7 @@ import (
 
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/ttlcache"
+	"github.com/signals-sorcery/sas/shared/wire"
 )
 
 // DefaultTTL is how long a user row is served from memory.
@@ -24,6 +31,10 @@ const DefaultTTL = 5 * time.Second
 
 // DefaultSize bounds the number of cached users.
 const DefaultSize = 100_000
+
+// DefaultStaleIfError is how long after it was read a user may be served
+// while the database is unreachable.
+const DefaultStaleIfError = 10 * time.Minute
 
 // Store is the store the cache sits in front of.
 type Store interface {
@@ -36,6 +47,8 @@ type Store interface {
 type Cache struct {
 	next    Store
 	ttl     time.Duration
+	stale   time.Duration
+	onStale func(err error)
 	now     func() time.Time
 	entries *ttlcache.Cache[string, gateway.User]
 	group   singleflight.Group
@@ -45,7 +58,13 @@ type Cache struct {
 type Options struct {
 	TTL  time.Duration
 	Size int
-	Now  func() time.Time
+	// StaleIfError bounds the age of a user served while the store
+	// answers unavailable (DefaultStaleIfError; negative: never).
+	StaleIfError time.Duration
+	// OnStale is called with the store's error each time a stale user is
+	// served (metrics, logs).
+	OnStale func(err error)
+	Now     func() time.Time
 }
 
 // New returns a Cache in front of next.
@@ -59,12 +78,20 @@ func New(next Store, opts Options) *Cache {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Cache{next: next, ttl: opts.TTL, now: opts.Now, entries: ttlcache.New[string, gateway.User](opts.Size, opts.Now)}
+	if opts.StaleIfError == 0 {
+		opts.StaleIfError = DefaultStaleIfError
+	}
+	if opts.OnStale == nil {
+		opts.OnStale = func(error) {}
+	}
+	return &Cache{next: next, ttl: opts.TTL, stale: opts.StaleIfError, onStale: opts.OnStale, now: opts.Now,
+		entries: ttlcache.New[string, gateway.User](opts.Size, opts.Now)}
 }
 
 // UpsertUser returns the cached user when it is fresh and matches id's
-// claims, else upserts through the store and caches the result. Errors are
-// the store's and are never cached.
+// claims, else upserts through the store and caches the result. When the
+// store is unavailable, a user read within StaleIfError is returned
+// instead. Errors are the store's and are never cached.
 func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error) {
 	if u, ok := c.entries.Get(id.Subject); ok && u.Email == id.Email && u.Username == id.Username {
 		return u, nil
@@ -80,6 +107,12 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 		}
 		return u, err
 	})
+	if err != nil && wire.ErrorCode(err) == wire.CodeUnavailable {
+		if u, expires, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(expires.Add(c.stale-c.ttl)) {
+			c.onStale(err)
+			return u, nil
+		}
+	}
 	return v.(gateway.User), err
 }
 

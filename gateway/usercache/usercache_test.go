@@ -12,6 +12,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 	"github.com/signals-sorcery/sas/gateway/usercache"
+	"github.com/signals-sorcery/sas/shared/wire"
 )
 
 // store is a fake Store: a function field and a call counter.
@@ -124,5 +125,42 @@ func TestCacheStaysBounded(t *testing.T) {
 	}
 	if n := c.Len(); n > 100 {
 		t.Errorf("cache holds %d entries, bound is 100", n)
+	}
+}
+
+// TestStaleIfError: while the store is unavailable, a user read within
+// StaleIfError is served from memory; older ones, unknown ones and other
+// errors are not.
+func TestStaleIfError(t *testing.T) {
+	clk := &testenv.Clock{}
+	s := &store{upsert: echo("pro")}
+	var stale atomic.Int64
+	c := usercache.New(s, usercache.Options{TTL: 5 * time.Second, StaleIfError: time.Minute, Now: clk.Now, OnStale: func(error) { stale.Add(1) }})
+	ctx := context.Background()
+	id := gateway.Identity{Subject: "user_1", Email: "a@b.c", Username: "A"}
+	if _, err := c.UpsertUser(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	down := wire.Wrap(wire.CodeUnavailable, "The database is unavailable.", errors.New("connection refused"))
+	s.upsert = func(gateway.Identity) (gateway.User, error) { return gateway.User{}, down }
+	clk.Advance(30 * time.Second)
+	if u, err := c.UpsertUser(ctx, id); err != nil || u.Plan != "pro" || stale.Load() != 1 {
+		t.Errorf("30 s after the read, store down: %+v, %v (stale served %d)", u, err, stale.Load())
+	}
+	if _, err := c.UpsertUser(ctx, gateway.Identity{Subject: "user_2"}); wire.ErrorCode(err) != wire.CodeUnavailable {
+		t.Errorf("an unknown user while the store is down: %v", err)
+	}
+	clk.Advance(31 * time.Second)
+	if _, err := c.UpsertUser(ctx, id); wire.ErrorCode(err) != wire.CodeUnavailable {
+		t.Errorf("61 s after the read: %v, want unavailable (past StaleIfError)", err)
+	}
+	s.upsert = echo("free")
+	if _, err := c.UpsertUser(ctx, id); err != nil { // fresh again
+		t.Fatal(err)
+	}
+	s.upsert = func(gateway.Identity) (gateway.User, error) { return gateway.User{}, errors.New("a bug") }
+	clk.Advance(6 * time.Second)
+	if _, err := c.UpsertUser(ctx, id); err == nil {
+		t.Error("an internal error was answered from the stale entry")
 	}
 }

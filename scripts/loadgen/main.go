@@ -66,7 +66,9 @@ func run() error {
 	flag.IntVar(&o.users, "users", 1000, "distinct users (tokens) the requests rotate through")
 	flag.IntVar(&o.rounds, "rounds", 2, "alternating rounds per target")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "stop after this many requests in all")
-	only := flag.String("only", "", "run one section only: me or proxy")
+	only := flag.String("only", "", "run one section only: me, proxy or memory")
+	gatewayBin := flag.String("gateway-bin", "", "sas-gateway binary for the memory section (skipped without it)")
+	memDuration := flag.Duration("memory-duration", 2*time.Minute, "length of the sustained-load memory run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (servers and load) to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -125,8 +127,18 @@ func run() error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency, MaxConnsPerHost: o.concurrency}}
 	var budget atomic.Int64
 	budget.Store(o.maxRequests)
-	if *only == "proxy" {
+	memory := func() error {
+		if *gatewayBin == "" {
+			fmt.Println("\n(memory section skipped: no -gateway-bin)")
+			return nil
+		}
+		return memoryBench(ctx, *gatewayBin, dbURL, redisURL, issURL, client, tokens, o, *memDuration)
+	}
+	switch *only {
+	case "proxy":
 		return proxyBench(ctx, o, cfg, log, client, tokens, &budget)
+	case "memory":
+		return memory()
 	}
 	results := measureAll(targets, client, tokens, o, &budget)
 	fmt.Printf("loadgen: concurrency %d, %d users, %d rounds of %v per target, GOMAXPROCS %d, on 127.0.0.1\n\n",
@@ -138,7 +150,10 @@ func run() error {
 	if *only == "me" {
 		return nil
 	}
-	return proxyBench(ctx, o, cfg, log, client, tokens, &budget)
+	if err := proxyBench(ctx, o, cfg, log, client, tokens, &budget); err != nil {
+		return err
+	}
+	return memory()
 }
 
 // proxyBench compares non-streamed completions through the gateway with
@@ -151,6 +166,7 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 	plans := quota.BuiltIn()
 	free := plans["free"]
 	free.RequestsPerMinute, free.RequestsPerDay, free.TokensPerDay = 1<<40, 1<<40, 1<<50
+	free.ConcurrentRequests, free.USDPerDay, free.USDPerMonth = 0, 0, 0
 	plans["free"] = free
 	cfg.OpenAIAPIKey, cfg.OpenAIBaseURL, cfg.Plans = key, direct+"/v1", plans
 	gw, err := app.New(ctx, cfg, log, app.Deps{})

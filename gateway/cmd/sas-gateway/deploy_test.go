@@ -66,6 +66,12 @@ func TestFlyTOML(t *testing.T) {
 	if got := tomlValue(t, fly, "force_https"); got != "true" {
 		t.Errorf("force_https = %q", got)
 	}
+	// A declared machine size, and a Go memory limit under it.
+	vm, err1 := strconv.Atoi(strings.TrimSuffix(tomlValue(t, fly, "memory"), "mb"))
+	limit, err2 := strconv.Atoi(strings.TrimSuffix(tomlValue(t, fly, "GOMEMLIMIT"), "MiB"))
+	if err1 != nil || err2 != nil || limit*1024*1024 >= vm*1000*1000 || limit*1024*1024 < vm*1000*1000/2 {
+		t.Errorf("[[vm]] memory = %d MB, GOMEMLIMIT = %d MiB: want a limit between half the machine and the machine", vm, limit)
+	}
 }
 
 // TestFlyDevTOML: the dev app differs from prod in name and sizing only.
@@ -74,7 +80,7 @@ func TestFlyDevTOML(t *testing.T) {
 	if tomlValue(t, dev, "app") != "sas-dev" || tomlValue(t, prod, "app") != "sas" {
 		t.Errorf("apps: prod %q, dev %q", tomlValue(t, prod, "app"), tomlValue(t, dev, "app"))
 	}
-	for _, key := range []string{"internal_port", "release_command", "kill_signal", "kill_timeout", "force_https", "path"} {
+	for _, key := range []string{"internal_port", "release_command", "kill_signal", "kill_timeout", "force_https", "path", "memory", "GOMEMLIMIT"} {
 		if tomlValue(t, prod, key) != tomlValue(t, dev, key) {
 			t.Errorf("%s differs: prod %q, dev %q", key, tomlValue(t, prod, key), tomlValue(t, dev, key))
 		}

@@ -29,6 +29,10 @@ Usage:
   sas-gateway users show <clerk_user_id>                   print a user
   sas-gateway users set-plan <clerk_user_id> <free|pro>    change a user's plan
   sas-gateway users set-status <clerk_user_id> <active|suspended>
+  sas-gateway usage [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--user <clerk_user_id>] [--json]
+                                                           spend per user, most expensive first
+                                                           (default: the last 30 UTC days)
+  sas-gateway usage prune [--older-than-days 400]          delete usage events past retention
   sas-gateway version                                      print the build version
 
 Configuration comes from the environment (PORT, CLERK_ISSUER, CLERK_AUDIENCE,
@@ -58,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = e.dev(ctx, rest)
 	case "users":
 		err = e.users(ctx, rest)
+	case "usage":
+		err = e.usage(ctx, rest)
 	case "version", "--version", "-version":
 		if err = parseFlags("version", rest, stderr); err == nil {
 			fmt.Fprintln(stdout, buildinfo.String())

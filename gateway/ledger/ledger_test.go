@@ -1,0 +1,261 @@
+package ledger_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/internal/testenv"
+	"github.com/signals-sorcery/sas/gateway/ledger"
+	"github.com/signals-sorcery/sas/gateway/metrics"
+	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/gateway/quota"
+)
+
+func random() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func newRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func openDB(t *testing.T, url string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+// settle appends n events for user to stream the way the gateway does:
+// through a limiter's admission and settlement.
+func settle(t *testing.T, rdb *redis.Client, stream, user string, n int) {
+	t.Helper()
+	l := quota.NewLimiter(rdb, quota.LimiterOptions{UsageStream: stream})
+	plan := quota.Plan{RequestsPerMinute: 1 << 30, RequestsPerDay: 1 << 30, TokensPerDay: 1 << 40}
+	for i := range n {
+		a, err := l.Admit(context.Background(), user, plan, quota.Reservation{Tokens: 100, Cost: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := gateway.UsageEvent{ID: a.ID(), RequestID: fmt.Sprint("req-", i), ClerkUserID: user, Model: "gpt-4o-mini", Endpoint: "chat.completions",
+			InputTokens: 10, CachedInputTokens: 2, OutputTokens: 5, CostMicros: 7, Source: "upstream", Outcome: "complete", At: time.Now()}
+		if err := l.Settle(context.Background(), a, quota.Settlement{Tokens: 15, Cost: 7, Event: &e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// start runs a drainer until the test ends (or stop is called) and returns
+// stop, which waits for its last flush.
+func start(t *testing.T, o ledger.Options) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ledger.New(o).Run(ctx)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func total(t *testing.T, db *postgres.DB, user string) gateway.UsageFigures {
+	t.Helper()
+	days, err := db.Usage(context.Background(), user, time.Now().AddDate(0, 0, -1), time.Now().AddDate(0, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f gateway.UsageFigures
+	for _, d := range days {
+		for _, m := range d.Models {
+			f.Add(m.UsageFigures)
+		}
+	}
+	return f
+}
+
+func count(t *testing.T, db *postgres.DB, user string) int {
+	t.Helper()
+	var n int
+	if err := db.Pool().QueryRow(context.Background(), "SELECT count(*) FROM usage_events WHERE clerk_user_id = $1", user).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDrainRecordsEachEventOnce: settled events reach Postgres through the
+// pooler, with the daily sums, and leave the stream; an event delivered
+// twice is recorded once.
+func TestDrainRecordsEachEventOnce(t *testing.T) {
+	rdb, stream, user := newRedis(t), "sas:usage:test:"+random(), "user_"+random()
+	db := openDB(t, testenv.NewDatabase(t).PoolerURL)
+	settle(t, rdb, stream, user, 1200) // several batches
+	m := metrics.New()
+	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db, Metrics: m})
+	waitFor(t, "1200 events", 10*time.Second, func() bool { return count(t, db, user) == 1200 })
+	want := gateway.UsageFigures{Requests: 1200, InputTokens: 12000, CachedInputTokens: 2400, OutputTokens: 6000, CostMicros: 8400}
+	if got := total(t, db, user); got != want {
+		t.Errorf("daily sums %+v, want %+v", got, want)
+	}
+	waitFor(t, "an empty stream", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
+
+	// The same event again (a redelivery): nothing changes.
+	var e gateway.UsageEvent
+	if err := db.Pool().QueryRow(context.Background(), "SELECT event_id FROM usage_events WHERE clerk_user_id = $1 LIMIT 1", user).Scan(&e.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.ClerkUserID, e.Model, e.InputTokens, e.At = user, "gpt-4o-mini", 999, time.Now()
+	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: ledger.Fields(e)}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the redelivery drained", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
+	if got := total(t, db, user); got != want || count(t, db, user) != 1200 {
+		t.Errorf("after a redelivery: %+v (%d events)", got, count(t, db, user))
+	}
+}
+
+// TestDeadConsumersEventsAreClaimed: events another consumer read and never
+// acknowledged (its instance died) are taken over and recorded.
+func TestDeadConsumersEventsAreClaimed(t *testing.T) {
+	rdb, stream, user := newRedis(t), "sas:usage:test:"+random(), "user_"+random()
+	db := openDB(t, testenv.NewDatabase(t).PoolerURL)
+	settle(t, rdb, stream, user, 30)
+	ctx := context.Background()
+	if err := rdb.XGroupCreateMkStream(ctx, stream, ledger.Group, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// "dead" reads everything, then dies without acknowledging.
+	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ledger.Group, Consumer: "dead", Streams: []string{stream, ">"}, Count: 100, Block: -1}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db, ClaimIdle: 300 * time.Millisecond})
+	waitFor(t, "the dead consumer's events", 10*time.Second, func() bool { return count(t, db, user) == 30 })
+}
+
+// TestPostgresDownThenBack: while Postgres is unreachable the events wait
+// in the stream (and the errors are counted); when it returns they all
+// land, once.
+func TestPostgresDownThenBack(t *testing.T) {
+	rdb, stream, user := newRedis(t), "sas:usage:test:"+random(), "user_"+random()
+	d := testenv.NewDatabase(t)
+	u, _ := url.Parse(d.PoolerURL)
+	proxy := testenv.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	db := openDB(t, u.String())
+	check := openDB(t, d.URL)
+	m := metrics.New()
+	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db, Metrics: m})
+	proxy.Cut()
+	settle(t, rdb, stream, user, 50)
+	time.Sleep(time.Second) // a few failed attempts
+	if n := rdb.XLen(context.Background(), stream).Val(); n != 50 {
+		t.Errorf("stream holds %d events during the outage, want 50", n)
+	}
+	if !strings.Contains(scrape(t, m), "sas_usage_drain_errors_total ") || strings.Contains(scrape(t, m), "sas_usage_drain_errors_total 0") {
+		t.Error("no drain error counted during the outage")
+	}
+	proxy.Restore()
+	waitFor(t, "the events after the outage", 15*time.Second, func() bool { return count(t, check, user) == 50 })
+	if got := total(t, check, user); got.Requests != 50 {
+		t.Errorf("daily sums after the outage: %+v", got)
+	}
+}
+
+// TestStopFlushes: events settled just before the drainer stops are
+// recorded by its last flush.
+func TestStopFlushes(t *testing.T) {
+	rdb, stream, user := newRedis(t), "sas:usage:test:"+random(), "user_"+random()
+	db := openDB(t, testenv.NewDatabase(t).PoolerURL)
+	stop := start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db})
+	settle(t, rdb, stream, user, 700)
+	stop()
+	if n := count(t, db, user); n != 700 {
+		t.Errorf("after the stop: %d events recorded, want 700", n)
+	}
+}
+
+// TestMalformedEntryIsDropped: an entry that is not an event cannot block
+// the ones after it.
+func TestMalformedEntryIsDropped(t *testing.T) {
+	rdb, stream, user := newRedis(t), "sas:usage:test:"+random(), "user_"+random()
+	db := openDB(t, testenv.NewDatabase(t).PoolerURL)
+	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: []string{"junk", "1"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, rdb, stream, user, 3)
+	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db})
+	waitFor(t, "the good events", 5*time.Second, func() bool { return count(t, db, user) == 3 })
+	waitFor(t, "an empty stream", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
+}
+
+// TestRetention: PruneUsage deletes events and daily sums older than the
+// cutoff, in batches, and nothing newer.
+func TestRetention(t *testing.T) {
+	db := openDB(t, testenv.NewDatabase(t).PoolerURL)
+	ctx := context.Background()
+	user := "user_" + random()
+	now := time.Now().UTC()
+	var events []gateway.UsageEvent
+	for i := range 25 {
+		events = append(events, gateway.UsageEvent{ID: random(), ClerkUserID: user, Model: "m", Endpoint: "chat.completions",
+			InputTokens: 1, Source: "upstream", Outcome: "complete", At: now.AddDate(0, 0, -i*20)})
+	}
+	if n, err := db.RecordUsage(ctx, events); err != nil || n != 25 {
+		t.Fatalf("RecordUsage = %d, %v", n, err)
+	}
+	deleted, err := db.PruneUsage(ctx, now.AddDate(0, 0, -400), 3)
+	if err != nil || deleted != 4 { // 420, 440, 460, 480 days old
+		t.Fatalf("PruneUsage = %d, %v; want 4", deleted, err)
+	}
+	if n := count(t, db, user); n != 21 {
+		t.Errorf("%d events left, want 21", n)
+	}
+	var daily int
+	_ = db.Pool().QueryRow(ctx, "SELECT count(*) FROM usage_daily WHERE clerk_user_id = $1", user).Scan(&daily)
+	if daily != 21 {
+		t.Errorf("%d daily rows left, want 21", daily)
+	}
+}
+
+func scrape(t *testing.T, m *metrics.Metrics) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/signals-sorcery/sas/gateway/devllm"
+)
+
+// memoryBench runs `sas-gateway serve` (the binary at bin, GOMEMLIMIT as
+// fly.toml sets it) as its own process in front of the dev model, loads it
+// with non-streamed completions at full speed for d, and samples the
+// process's resident memory (/proc) and Go heap (its /metrics) every
+// interval: the figures must level off and stay under half the machine.
+func memoryBench(ctx context.Context, bin, dbURL, redisURL, issuer string, client *http.Client, tokens []string, o options, d time.Duration) error {
+	const key = "sk-bench"
+	model := devllm.New(devllm.Options{APIKey: key, ChunkDelay: -1})
+	upstream := serve(model.Handler())
+	dir, err := os.MkdirTemp("", "sas-membench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	plans := filepath.Join(dir, "plans.json")
+	plan := `{"requests_per_minute":1000000000,"requests_per_day":1000000000,"tokens_per_day":1000000000000,"max_tokens":1024,"models":["gpt-4o-mini"]}`
+	if err := os.WriteFile(plans, []byte(`{"free":`+plan+`,"pro":`+plan+`}`), 0o600); err != nil {
+		return err
+	}
+	port, metricsPort, err := freePorts()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "serve")
+	cmd.Env = []string{
+		"HOST=127.0.0.1", "PORT=" + port, "METRICS_ADDR=127.0.0.1:" + metricsPort, "LOG_LEVEL=warn", "GOMEMLIMIT=200MiB",
+		"CLERK_ISSUER=" + issuer, "CLERK_AUDIENCE=sas-api", "DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL,
+		"OPENAI_API_KEY=" + key, "OPENAI_BASE_URL=" + upstream + "/v1", "SAS_PLANS_FILE=" + plans,
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	base := "http://127.0.0.1:" + port
+	for i := 0; ; i++ {
+		if resp, err := client.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 100 {
+			return fmt.Errorf("sas-gateway did not start on %s", base)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t := target{url: base + "/v1/chat/completions", body: `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a short prompt for the benchmark"}]}`}
+	sample := func() (rss, heap float64) {
+		rss = procRSS(cmd.Process.Pid)
+		heap = scrape(client, "http://127.0.0.1:"+metricsPort+"/metrics", "go_memstats_heap_inuse_bytes")
+		return rss / (1 << 20), heap / (1 << 20)
+	}
+	rss0, heap0 := sample()
+	fmt.Printf("\nmemory of `sas-gateway serve` (own process, GOMEMLIMIT=200MiB, fly.toml's machine: 256 MB) under full load, non-streamed completions, concurrency %d:\n\n", o.concurrency)
+	fmt.Println("| elapsed | requests so far | req/s in the interval | RSS MiB | Go heap in use MiB |")
+	fmt.Println("|---:|---:|---:|---:|---:|")
+	fmt.Printf("| 0 s (idle) | 0 | – | %.1f | %.1f |\n", rss0, heap0)
+	var total atomic.Int64
+	budget := &atomic.Int64{}
+	budget.Store(1 << 40) // bounded by time here
+	interval := d / 8
+	peak := 0.0
+	for i := 1; i <= 8; i++ {
+		r := t.measure(client, tokens, o.concurrency, interval, budget)
+		n := int64(r.rps * interval.Seconds())
+		total.Add(n)
+		rss, heap := sample()
+		peak = max(peak, rss)
+		fmt.Printf("| %v | %d | %.0f | %.1f | %.1f |\n", time.Duration(i)*interval, total.Load(), r.rps, rss, heap)
+	}
+	fmt.Printf("\npeak RSS %.1f MiB = %.0f%% of the 256 MB machine (target: under 50%%)\n", peak, 100*peak*(1<<20)/256e6)
+	return nil
+}
+
+// procRSS is the resident set of pid in bytes (Linux).
+func procRSS(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// scrape reads one unlabelled gauge from a Prometheus text endpoint.
+func scrape(client *http.Client, url, name string) float64 {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), name+" "); ok {
+			v, _ := strconv.ParseFloat(rest, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func freePorts() (string, string, error) {
+	var ports []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", "", err
+		}
+		defer ln.Close()
+		_, p, _ := net.SplitHostPort(ln.Addr().String())
+		ports = append(ports, p)
+	}
+	return ports[0], ports[1], nil
+}
