@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 	"github.com/signals-sorcery/sas/gateway/ledger"
+	"github.com/signals-sorcery/sas/gateway/memstore"
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/quota"
@@ -258,4 +260,44 @@ func scrape(t *testing.T, m *metrics.Metrics) string {
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	return rec.Body.String()
+}
+
+// TestDrainOverTLS: the ledger works against a TLS-only Redis with no
+// server-side configuration (as Upstash is), its waiting reads on their own
+// connection included.
+func TestDrainOverTLS(t *testing.T) {
+	url, pool := testenv.TLSRedis(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.TLSConfig.RootCAs = pool
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	stream, user := "sas:usage", "user_"+random()
+	db := openDB(t, testenv.NewDatabase(t).PoolerURL)
+	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db})
+	time.Sleep(100 * time.Millisecond) // the drainer is waiting in a read
+	settle(t, rdb, stream, user, 10)
+	waitFor(t, "the events over TLS", 5*time.Second, func() bool { return count(t, db, user) == 10 })
+}
+
+// TestDrainOnMiniredis: `sas-gateway dev` without REDIS_URL runs on an
+// in-process Redis (miniredis) and in-memory users; the settlement script
+// and the drain work there too, so the dev stack shows usage.
+func TestDrainOnMiniredis(t *testing.T) {
+	mr := miniredis.NewMiniRedis()
+	if err := mr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mr.Close)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	store, user := memstore.New(nil), "user_"+random()
+	start(t, ledger.Options{Redis: rdb, Store: store})
+	settle(t, rdb, ledger.DefaultStream, user, 5)
+	waitFor(t, "the events in memory", 5*time.Second, func() bool {
+		days, _ := store.Usage(context.Background(), user, time.Now().AddDate(0, 0, -1), time.Now())
+		return len(days) == 1 && days[0].Models[0].Requests == 5
+	})
 }

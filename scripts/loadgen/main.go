@@ -66,7 +66,7 @@ func run() error {
 	flag.IntVar(&o.users, "users", 1000, "distinct users (tokens) the requests rotate through")
 	flag.IntVar(&o.rounds, "rounds", 2, "alternating rounds per target")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "stop after this many requests in all")
-	only := flag.String("only", "", "run one section only: me, proxy or memory")
+	only := flag.String("only", "", "run one section only: me, proxy, usage or memory")
 	gatewayBin := flag.String("gateway-bin", "", "sas-gateway binary for the memory section (skipped without it)")
 	memDuration := flag.Duration("memory-duration", 2*time.Minute, "length of the sustained-load memory run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (servers and load) to this file")
@@ -139,6 +139,8 @@ func run() error {
 		return proxyBench(ctx, o, cfg, log, client, tokens, &budget)
 	case "memory":
 		return memory()
+	case "usage":
+		return usageBench(ctx, o, cfg, log, client, tokens, &budget)
 	}
 	results := measureAll(targets, client, tokens, o, &budget)
 	fmt.Printf("loadgen: concurrency %d, %d users, %d rounds of %v per target, GOMAXPROCS %d, on 127.0.0.1\n\n",
@@ -151,6 +153,9 @@ func run() error {
 		return nil
 	}
 	if err := proxyBench(ctx, o, cfg, log, client, tokens, &budget); err != nil {
+		return err
+	}
+	if err := usageBench(ctx, o, cfg, log, client, tokens, &budget); err != nil {
 		return err
 	}
 	return memory()
@@ -175,6 +180,14 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 	}
 	defer gw.Close()
 	viaGateway := serve(gw.Handler)
+	// The same gateway without the usage ledger: what recording every
+	// request's usage costs.
+	noLedger, err := app.New(ctx, cfg, log, app.Deps{NoLedger: true})
+	if err != nil {
+		return err
+	}
+	defer noLedger.Close()
+	viaNoLedger := serve(noLedger.Handler)
 	// A second baseline: the cheapest possible proxy (httputil.ReverseProxy,
 	// no auth, no quota) — what one extra HTTP hop costs on this machine.
 	du, _ := url.Parse(direct)
@@ -185,11 +198,20 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 	targets := []target{
 		{name: "dev model called directly (baseline)", url: direct + "/v1/chat/completions", body: body, key: key},
 		{name: "same model through a bare httputil.ReverseProxy (one extra hop, nothing else)", url: viaPlain + "/v1/chat/completions", body: body, key: key},
-		{name: "same model through the gateway (auth, quota, proxy, usage)", url: viaGateway + "/v1/chat/completions", body: body},
+		{name: "same model through the gateway, usage ledger off", url: viaNoLedger + "/v1/chat/completions", body: body},
+		{name: "same model through the gateway as deployed (auth, reservation, proxy, settlement, ledger)", url: viaGateway + "/v1/chat/completions", body: body},
 	}
 	results := measureAll(targets, client, tokens, o, budget)
 	fmt.Printf("\nnon-streamed POST /v1/chat/completions, concurrency %d:\n\n", o.concurrency)
 	printTable(targets, results)
+	fmt.Printf("\nledger on / ledger off: %.1f%%; gateway / bare reverse proxy: %.1f%%\n",
+		100*best(results[3]).rps/best(results[2]).rps, 100*best(results[3]).rps/best(results[1]).rps)
+	time.Sleep(2 * time.Second) // the drain catches up
+	m := scrapeHandler(gw.Metrics.Handler())
+	if batches := m["sas_usage_drain_latency_seconds_count"]; batches > 0 {
+		fmt.Printf("usage ledger at load: %.0f events in %.0f inserts, %.1f events per Postgres round trip; backlog after the run %.0f\n",
+			m["sas_usage_events_recorded_total"], batches, m["sas_usage_events_recorded_total"]/batches, m["sas_usage_stream_backlog"])
+	}
 
 	// Time to first byte of a stream, one request at a time, alternating.
 	stream := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"a short prompt"}]}`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,4 +137,20 @@ func freePorts() (string, string, error) {
 		ports = append(ports, p)
 	}
 	return ports[0], ports[1], nil
+}
+
+// scrapeHandler reads a Prometheus handler's unlabelled series.
+func scrapeHandler(h http.Handler) map[string]float64 {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	out := map[string]float64{}
+	s := bufio.NewScanner(rec.Body)
+	for s.Scan() {
+		name, v, ok := strings.Cut(s.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		out[name], _ = strconv.ParseFloat(v, 64)
+	}
+	return out
 }
