@@ -46,9 +46,15 @@ const (
 
 // Options configure a Drainer.
 type Options struct {
-	Redis  *redis.Client
-	Stream string // DefaultStream when empty
-	Store  Store
+	Redis *redis.Client
+	// Waiting is the client of the reads that wait for new events: one
+	// connection of their own, closed when Run ends (closing a client closes
+	// its connections, a read in progress included, so a stop does not wait
+	// out a BLOCK). Default: a one-connection client with Redis's options,
+	// made by New — so New must run before other goroutines use Redis.
+	Waiting *redis.Client
+	Stream  string // DefaultStream when empty
+	Store   Store
 	// Consumer names this instance in the group (default: host, pid and a
 	// random suffix, so a restart is a new consumer that claims its
 	// predecessor's pending events like any other instance).
@@ -71,10 +77,6 @@ type Options struct {
 type Drainer struct {
 	o       Options
 	grouped bool // the group is known to exist (Run's goroutine only)
-	// blocking is a one-connection client for the waiting reads, closed
-	// when Run's context ends: closing a client closes its connections,
-	// in-flight read included, so a stop does not wait out a BLOCK.
-	blocking *redis.Client
 }
 
 // New returns a Drainer; Run starts it.
@@ -109,6 +111,12 @@ func New(o Options) *Drainer {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Waiting == nil {
+		opts := o.Redis.Options()
+		w := *opts
+		w.PoolSize, w.MinIdleConns, w.MaxIdleConns = 1, 0, 1
+		o.Waiting = redis.NewClient(&w)
+	}
 	return &Drainer{o: o}
 }
 
@@ -116,10 +124,7 @@ func New(o Options) *Drainer {
 // what is left in the stream, for up to FlushTimeout. Failures are logged,
 // counted and retried with a backoff; Run returns only when ctx is done.
 func (d *Drainer) Run(ctx context.Context) {
-	opts := *d.o.Redis.Options()
-	opts.PoolSize, opts.MinIdleConns, opts.MaxIdleConns = 1, 0, 1
-	d.blocking = redis.NewClient(&opts)
-	stop := context.AfterFunc(ctx, func() { _ = d.blocking.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = d.o.Waiting.Close() })
 	defer stop()
 	backoff := time.Duration(0)
 	lastClaim, lastMaintenance := time.Time{}, time.Time{}
@@ -199,7 +204,7 @@ func (d *Drainer) read(ctx context.Context, pending bool, block time.Duration) (
 		args.Block = -1 // no BLOCK argument: answer at once
 		streams, err = d.o.Redis.XReadGroup(ctx, args).Result()
 	} else {
-		streams, err = d.blocking.XReadGroup(ctx, args).Result()
+		streams, err = d.o.Waiting.XReadGroup(ctx, args).Result()
 	}
 	if errors.Is(err, redis.Nil) {
 		return 0, nil

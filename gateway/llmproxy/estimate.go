@@ -2,6 +2,7 @@ package llmproxy
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -54,7 +55,7 @@ func (e *estimator) text(s string) {
 	if e.limit > 0 {
 		limit = int(e.limit - e.n)
 	}
-	e.n += int64(e.enc.CountUpTo(s, limit))
+	e.n += int64(e.enc.Bound(s, limit))
 }
 
 // raw adds the tokens of a JSON value's text: how tool definitions,
@@ -92,9 +93,16 @@ func estimateChat(enc *tokenizer.Encoding, fields map[string]json.RawMessage, me
 	_ = json.Unmarshal(fields["model"], &model)
 	e := &estimator{enc: enc, limit: limit, n: replyPriming, images: imageCost(model)}
 	for _, m := range messages {
-		e.message(m)
+		if err := e.message(m); err != nil {
+			return 0, err
+		}
 	}
-	for _, f := range []string{"tools", "functions", "tool_choice", "response_format", "prediction"} {
+	for _, f := range []string{"tools", "functions"} {
+		if raw, ok := present(fields, f); ok {
+			e.definitions(raw, f == "functions")
+		}
+	}
+	for _, f := range []string{"tool_choice", "response_format", "prediction"} {
 		if raw, ok := present(fields, f); ok {
 			e.raw(raw)
 		}
@@ -106,12 +114,14 @@ func estimateChat(enc *tokenizer.Encoding, fields map[string]json.RawMessage, me
 	return e.n, nil
 }
 
-func (e *estimator) message(msg map[string]json.RawMessage) {
+func (e *estimator) message(msg map[string]json.RawMessage) error {
 	e.n += tokensPerMessage
 	for key, raw := range msg {
 		switch key {
 		case "content":
-			e.content(raw)
+			if err := e.content(raw); err != nil {
+				return err
+			}
 		case "name":
 			e.n += tokensPerName
 			e.value(raw)
@@ -128,6 +138,67 @@ func (e *estimator) message(msg map[string]json.RawMessage) {
 			e.value(raw)
 		}
 	}
+	return nil
+}
+
+// definitions adds function definitions (tools, or the legacy functions):
+// the larger of their JSON text and OpenAI's published recipe for them,
+// which charges each enum value 3 tokens beyond its text — far more than
+// its JSON text for long enums.
+func (e *estimator) definitions(raw json.RawMessage, legacy bool) {
+	before := e.n
+	e.raw(raw)
+	text := e.n - before
+	e.n = before + max(text, e.recipe(raw, legacy))
+}
+
+// recipe is the cookbook's count of function definitions for the gpt-4o
+// family (num_tokens_for_tools): per function 7, its "name:description",
+// 3 when it has properties, per property 3 and its "name:type:description",
+// per enum value 3 and its text (−3 once per enum); 12 at the end.
+func (e *estimator) recipe(raw json.RawMessage, legacy bool) int64 {
+	type function struct {
+		Name, Description string
+		Parameters        struct {
+			Properties map[string]struct {
+				Type        any
+				Description string
+				Enum        []any
+			}
+		}
+	}
+	var fns []function
+	if legacy {
+		_ = json.Unmarshal(raw, &fns)
+	} else {
+		var tools []struct{ Function function }
+		_ = json.Unmarshal(raw, &tools)
+		for _, t := range tools {
+			fns = append(fns, t.Function)
+		}
+	}
+	if len(fns) == 0 {
+		return 0
+	}
+	count := func(s string) int64 { return int64(e.enc.Bound(s, -1)) }
+	n := int64(12)
+	for _, f := range fns {
+		n += 7 + count(f.Name+":"+strings.TrimRight(f.Description, "."))
+		if len(f.Parameters.Properties) > 0 {
+			n += 3
+		}
+		for key, p := range f.Parameters.Properties {
+			n += 3
+			if len(p.Enum) > 0 {
+				n -= 3
+				for _, item := range p.Enum {
+					n += 3 + count(fmt.Sprint(item))
+				}
+			}
+			n += count(key + ":" + fmt.Sprint(p.Type) + ":" + strings.TrimRight(p.Description, "."))
+		}
+	}
+	return n
 }
 
 // value adds a string's text, or any other JSON value's text.
@@ -140,11 +211,13 @@ func (e *estimator) value(raw json.RawMessage) {
 	e.raw(raw)
 }
 
-// content adds a message's content: a string, or a list of parts.
-func (e *estimator) content(raw json.RawMessage) {
+// content adds a message's content: a string, or a list of parts. File
+// parts (PDFs) are refused: OpenAI bills each page's text and an image of
+// it, which cannot be bounded without reading the file.
+func (e *estimator) content(raw json.RawMessage) error {
 	if len(raw) == 0 || raw[0] != '[' {
 		e.value(raw) // a string (or null: "null" is one token, harmless)
-		return
+		return nil
 	}
 	var parts []struct {
 		Type     string `json:"type"`
@@ -157,7 +230,7 @@ func (e *estimator) content(raw json.RawMessage) {
 	var list []json.RawMessage
 	if json.Unmarshal(raw, &list) != nil || json.Unmarshal(raw, &parts) != nil {
 		e.raw(raw)
-		return
+		return nil
 	}
 	for i, p := range parts {
 		switch {
@@ -169,8 +242,11 @@ func (e *estimator) content(raw json.RawMessage) {
 			e.n += e.images.low
 		case p.Type == "image_url":
 			e.n += e.images.high
-		default: // input_audio, file, parts to come: their whole text
+		case p.Type == "file" || p.Type == "input_file":
+			return wire.Errorf(wire.CodeBadRequest, "Content parts of type %q are not accepted: a file is billed per page, which cannot be known before it is read; send its text instead.", p.Type)
+		default: // input_audio, parts to come: their whole text (base64 audio: far more than billed)
 			e.raw(list[i])
 		}
 	}
+	return nil
 }

@@ -3,6 +3,7 @@ package llmproxy_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -394,5 +395,35 @@ func TestRateHeadersDescribeTheRefusingLimit(t *testing.T) {
 	e.gw.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), `sas_quota_rejections_total{limit="tokens_per_day",plan="free"} 1`) {
 		t.Error("the quota rejection is not in /metrics")
+	}
+}
+
+// TestSilentBeforeAnyByte: an upstream that answers 200 and then sends
+// nothing of its body failed to serve the request: the day's request,
+// tokens and money are given back, streamed or not. (Found in review: the
+// whole reservation was charged.)
+func TestSilentBeforeAnyByte(t *testing.T) {
+	e := newEnv(t, nil, app.Deps{UpstreamIdleTimeout: 300 * time.Millisecond})
+	for _, stream := range []bool{true, false} {
+		e.setFault(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			hang(r)
+		})
+		before := e.usage()
+		r := e.post("/v1/chat/completions", fmt.Sprintf(`{"model":"gpt-4o-mini","stream":%v,"messages":[{"role":"user","content":"x"}]}`, stream))
+		if !stream {
+			wantError(t, r, 502, wire.CodeUpstreamError)
+		}
+		want := maps.Clone(before)
+		want[quota.RequestsPerMinute]++
+		if diff := cmp.Diff(want, e.usage()); diff != "" {
+			t.Errorf("stream %v: quota after a silent upstream (-want +got):\n%s", stream, diff)
+		}
+		if c := e.lastCompletion(); c["outcome"] != "idle_timeout" || c["usage_source"] != "none" {
+			t.Errorf("stream %v: %v", stream, c)
+		}
 	}
 }

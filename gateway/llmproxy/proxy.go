@@ -176,6 +176,9 @@ func (p *Proxy) metered(w http.ResponseWriter, r *http.Request, u gateway.User, 
 	t := &tab{p: p, r: r, adm: adm, price: price, c: c, plan: u.Plan, user: u.ClerkUserID,
 		requestID: w.Header().Get("X-Request-Id"), start: time.Now(), log: log}
 	t.stopRenewing = p.keepSlot(adm, log)
+	// Settled even if what follows panics: the slot's renewal stops, and
+	// the reservation (no usage known) is charged.
+	defer t.settle(outcome{name: "aborted"})
 	out := p.exchange(w, r, t)
 	t.settle(out)
 	return out.err
@@ -201,7 +204,10 @@ type tab struct {
 }
 
 // keepSlot renews adm's concurrency slot until the returned stop is
-// called, so a long stream keeps it.
+// called, so a long stream keeps it. A renewal that fails is not retried
+// sooner: if Redis stays unreachable for a whole lease, the slot lapses
+// and the user may start one request more than the plan allows — the
+// price of never holding a dead instance's slots for long.
 func (p *Proxy) keepSlot(adm quota.Admission, log *slog.Logger) (stop func()) {
 	every := p.o.Limiter.RenewEvery()
 	if !adm.HoldsSlot() || every <= 0 {

@@ -23,7 +23,8 @@ func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response, t *t
 	const maxBody = 32 << 20
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil || len(b) > maxBody {
-		out := outcome{name: cutOutcome(r, resp.Body), err: errClientGone}
+		out := cutOutcome(r, resp.Body)
+		out.err = errClientGone
 		if out.name != "client_gone" {
 			if err == nil {
 				err = errors.New("answer over 32 MiB")
@@ -46,17 +47,23 @@ func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response, t *t
 	return out
 }
 
-// cutOutcome names why an upstream body ended early: the client left, the
-// upstream went silent, or it broke off.
-func cutOutcome(r *http.Request, body io.Reader) string {
-	switch ir, _ := body.(*idleReader); {
+// cutOutcome says why an upstream body ended early — the client left, the
+// upstream went silent, or it broke off — and what that costs: the
+// reservation, unless the upstream sent nothing of its body at all, which
+// is an upstream failure like a timeout before any byte (all given back).
+func cutOutcome(r *http.Request, body io.Reader) outcome {
+	ir, _ := body.(*idleReader)
+	out := outcome{name: "upstream_cut"}
+	switch {
 	case r.Context().Err() != nil:
-		return "client_gone"
+		return outcome{name: "client_gone"}
 	case ir != nil && ir.fired.Load():
-		return "idle_timeout"
-	default:
-		return "upstream_cut"
+		out.name = "idle_timeout"
 	}
+	if ir != nil && ir.read.Load() == 0 {
+		out.charge = chargeNothing
+	}
+	return out
 }
 
 // idleReader cancels the upstream request when a Read has waited longer
@@ -67,6 +74,7 @@ type idleReader struct {
 	d     time.Duration
 	timer *time.Timer
 	fired atomic.Bool
+	read  atomic.Int64 // bytes read
 }
 
 func newIdleReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *idleReader {
@@ -82,6 +90,7 @@ func (r *idleReader) Read(p []byte) (int, error) {
 	r.timer.Reset(r.d)
 	n, err := r.ReadCloser.Read(p)
 	r.timer.Reset(r.d)
+	r.read.Add(int64(n))
 	return n, err
 }
 
@@ -146,14 +155,14 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 		case line, ok := <-lines:
 			if !ok {
 				err := <-readErr
-				switch {
-				case sawDone:
+				if sawDone {
 					out.name = "complete"
-				default:
-					out.name = cutOutcome(r, resp.Body)
-					if out.name == "upstream_cut" && !errors.Is(err, io.EOF) {
-						log.Warn("upstream stream failed", "err", err)
-					}
+					return out
+				}
+				cut := cutOutcome(r, resp.Body)
+				out.name, out.charge = cut.name, cut.charge
+				if out.name == "upstream_cut" && !errors.Is(err, io.EOF) {
+					log.Warn("upstream stream failed", "err", err)
 				}
 				return out
 			}

@@ -194,12 +194,20 @@ func frac(u Usage) float64 {
 
 type windows struct {
 	minute, dayReq, dayTok, dayUSD, monthUSD, slots string
+	tag                                             string // the user's key prefix
 	minuteEnd, dayEnd, monthEnd                     time.Time
 }
 
-func (w windows) keys() []string {
-	return []string{w.minute, w.dayReq, w.dayTok, w.dayUSD, w.monthUSD, w.slots}
+// keys are the scripts' KEYS for the admission id: the counters, the
+// slots, and the admission's own key, which makes a retried script (the
+// client retries a command whose reply was lost) a no-op.
+func (w windows) keys(id string) []string {
+	return []string{w.minute, w.dayReq, w.dayTok, w.dayUSD, w.monthUSD, w.slots, w.tag + "a:" + id}
 }
+
+// admissionTTL bounds how long an admission can be settled: a request
+// running longer stays charged its reservation.
+const admissionTTL = 48 * time.Hour
 
 func windowsAt(user string, now time.Time) windows {
 	now = now.UTC()
@@ -215,6 +223,7 @@ func windowsAt(user string, now time.Time) windows {
 		dayUSD:    tag + "ud:" + ymd,
 		monthUSD:  tag + "um:" + ym,
 		slots:     tag + "c",
+		tag:       tag,
 		minuteEnd: minuteStart.Add(time.Minute),
 		dayEnd:    day.AddDate(0, 0, 1),
 		monthEnd:  month.AddDate(0, 1, 0),
@@ -234,19 +243,24 @@ const (
 )
 
 // admitScript checks every limit against the counters plus the new
-// reservation and, only if all pass, counts the request and adds its
-// reservation; counters are created with their expiry. A limit below 0 does
-// not apply. Slots are a sorted set of request ids scored by lease expiry
-// (ms); expired leases are dropped first.
+// reservation and, only if all pass, counts the request, adds its
+// reservation and records the admission; counters are created with their
+// expiry. A limit below 0 does not apply. Slots are a sorted set of request
+// ids scored by lease expiry (ms); expired leases are dropped first. Run
+// again for an admission it recorded (a retry), it changes nothing.
 //
-// KEYS: minute, day requests, day tokens, day µ$, month µ$, slots.
+// KEYS: minute, day requests, day tokens, day µ$, month µ$, slots, admission.
 // ARGV: 1–6 limits (per minute, per day, tokens/day, µ$/day, µ$/month,
 // concurrent), 7 reserved tokens, 8 reserved µ$, 9 now ms, 10 lease end ms,
-// 11 slot id, 12 minute TTL, 13 day TTL, 14 month TTL (s), 15 slots TTL (ms).
+// 11 slot id, 12 minute TTL, 13 day TTL, 14 month TTL (s), 15 slots TTL (ms),
+// 16 admission TTL (s).
 // Returns {verdict, minute, day requests, day tokens, day µ$, month µ$, in flight}.
 var admitScript = redis.NewScript(`
 local function num(k) return tonumber(redis.call('GET', k) or '0') end
 local m, d, t, ud, um = num(KEYS[1]), num(KEYS[2]), num(KEYS[3]), num(KEYS[4]), num(KEYS[5])
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  return {0, m, d, t, ud, um, redis.call('ZCARD', KEYS[6])}
+end
 local lim = {}
 for i = 1, 6 do lim[i] = tonumber(ARGV[i]) end
 local rt, ru = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -278,6 +292,7 @@ if lim[6] >= 0 then
   redis.call('PEXPIRE', KEYS[6], ARGV[15])
   c = c + 1
 end
+redis.call('SET', KEYS[7], '1', 'EX', ARGV[16])
 return {0, m, d, t, ud, um, c}
 `)
 
@@ -299,11 +314,14 @@ func (l *Limiter) Admit(ctx context.Context, user string, p Plan, res Reservatio
 		slot = id
 	}
 	lease := now.Add(l.lease)
-	r, err := admitScript.Run(ctx, l.rdb, w.keys(),
+	r, err := admitScript.Run(ctx, l.rdb, w.keys(id),
 		p.RequestsPerMinute, p.RequestsPerDay, p.TokensPerDay, optional(int64(p.USDPerDay)), optional(int64(p.USDPerMonth)), optional(p.ConcurrentRequests),
 		res.Tokens, int64(res.Cost), now.UnixMilli(), lease.UnixMilli(), slot,
-		120, keepDay, keepMonth, (l.lease + time.Minute).Milliseconds()).Int64Slice()
+		120, keepDay, keepMonth, (l.lease + time.Minute).Milliseconds(), int64(admissionTTL.Seconds())).Int64Slice()
 	if err != nil {
+		// The script may have run with its reply lost (a timeout, the
+		// caller gone): undo it, if it did, as a failed upstream call would.
+		l.undo(ctx, Admission{res: res, w: w, id: id, slot: slot})
 		return Admission{}, unavailable(err)
 	}
 	a := Admission{Usage: usage(p, w, r[1:6]), res: res, w: w, id: id, slot: slot}
@@ -355,12 +373,18 @@ func refusal(p Plan, w windows, now time.Time, res Reservation, r []int64) (stri
 // settleScript replaces a reservation with the actual cost: it adds the
 // differences to counters that still exist (a late settlement must not
 // create a counter without an expiry), gives the day's request back when
-// asked, frees the slot, and appends the usage event to the stream.
+// asked, frees the slot, and appends the usage event to the stream — once:
+// it deletes the admission's key first and does nothing when it was gone (a
+// retry, or an admission past admissionTTL, which stays charged).
 //
 // KEYS: as admitScript, then the usage stream when there is an event.
 // ARGV: 1 token delta, 2 µ$ delta, 3 "1" to give the day's request back,
 // 4 slot id ("" for none), 5 the stream's MAXLEN, 6… the event's fields.
 var settleScript = redis.NewScript(`
+if redis.call('DEL', KEYS[7]) == 0 then
+  if ARGV[4] ~= '' then redis.call('ZREM', KEYS[6], ARGV[4]) end
+  return 0
+end
 local function add(k, n)
   if n ~= 0 and redis.call('EXISTS', k) == 1 then redis.call('INCRBY', k, n) end
 end
@@ -370,8 +394,8 @@ add(KEYS[4], du)
 add(KEYS[5], du)
 if ARGV[3] == '1' then add(KEYS[2], -1) end
 if ARGV[4] ~= '' then redis.call('ZREM', KEYS[6], ARGV[4]) end
-if KEYS[7] then
-  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+if KEYS[8] then
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
 end
 return 0
 `)
@@ -388,7 +412,7 @@ func (l *Limiter) Settle(ctx context.Context, a Admission, s Settlement) error {
 	if s.ReturnRequest {
 		ret = "1"
 	}
-	keys := a.w.keys()
+	keys := a.w.keys(a.id)
 	args := []any{s.Tokens - a.res.Tokens, int64(s.Cost - a.res.Cost), ret, a.slot, ledger.MaxLen}
 	if s.Event != nil && l.stream != "" {
 		keys = append(keys, l.stream)
@@ -401,6 +425,15 @@ func (l *Limiter) Settle(ctx context.Context, a Admission, s Settlement) error {
 		return unavailable(err)
 	}
 	return nil
+}
+
+// undo gives back an admission whose outcome is unknown. Settlement runs at
+// most once per admission, so this is a no-op when the admission never
+// happened.
+func (l *Limiter) undo(ctx context.Context, a Admission) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = l.Settle(ctx, a, Settlement{ReturnRequest: true})
 }
 
 // renewScript extends a slot's lease if the slot is still held.

@@ -23,9 +23,6 @@ import (
 type Encoding struct {
 	name  string
 	ranks map[string]uint32
-	// longest is the length in bytes of the longest token: a piece of n
-	// bytes has at least ⌈n/longest⌉ tokens.
-	longest int
 }
 
 // Name is the encoding's name, e.g. o200k_base.
@@ -76,7 +73,6 @@ func load(name string) (*Encoding, error) {
 	e := &Encoding{name: name, ranks: make(map[string]uint32, len(spans))}
 	for _, sp := range spans {
 		e.ranks[s[sp.from:sp.to]] = uint32(sp.rank)
-		e.longest = max(e.longest, sp.to-sp.from)
 	}
 	return e, nil
 }
@@ -88,22 +84,42 @@ func load(name string) (*Encoding, error) {
 // Splitting is linear in len(s); each piece is merged in O(n log n), so the
 // worst case (a megabyte of one repeated character, a single piece) takes
 // about half a second where a backtracking regexp takes minutes.
-func (e *Encoding) Count(s string) int { return e.CountUpTo(s, -1) }
-
-// CountUpTo is Count, except that when limit ≥ 0 it may stop as soon as the
-// count is known to exceed limit, and then returns some number above limit.
-// A prompt far over a plan's input limit is refused at the cost of reading
-// it, not of encoding it.
-func (e *Encoding) CountUpTo(s string, limit int) int {
+func (e *Encoding) Count(s string) int {
 	n := 0
 	p := splitter{s}
 	for i := 0; i < len(s); {
 		end := p.next(i)
-		piece := s[i:end]
-		if limit >= 0 && n+(len(piece)+e.longest-1)/e.longest > limit {
-			return n + (len(piece)+e.longest-1)/e.longest
+		n += e.pieceTokens(s[i:end])
+		i = end
+	}
+	return n
+}
+
+// LongPiece is the longest piece Bound merges; longer ones are counted as
+// their length in bytes (no token is shorter than a byte). Ordinary text —
+// words, numbers, punctuation, indentation — splits into far shorter pieces;
+// only contrived input (a run of one character) makes longer ones.
+const LongPiece = 256
+
+// Bound is an upper bound of Count(s) for budgets: equal to it for text
+// whose pieces are at most LongPiece bytes, above it otherwise, and when
+// limit ≥ 0 it stops as soon as the count is known to exceed limit,
+// returning some number above limit. Its cost is linear in len(s) with a
+// small constant, whatever s is, and bounded by limit: a hostile prompt
+// costs little to refuse.
+func (e *Encoding) Bound(s string, limit int) int {
+	n := 0
+	p := splitter{s}
+	for i := 0; i < len(s); {
+		end := p.next(i)
+		if piece := s[i:end]; len(piece) > LongPiece {
+			n += len(piece)
+		} else {
+			n += e.pieceTokens(piece)
 		}
-		n += e.pieceTokens(piece)
+		if limit >= 0 && n > limit {
+			return n
+		}
 		i = end
 	}
 	return n

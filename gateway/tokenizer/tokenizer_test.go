@@ -94,19 +94,35 @@ func FuzzMatchesReference(f *testing.F) {
 	})
 }
 
-func TestCountUpTo(t *testing.T) {
+func TestBound(t *testing.T) {
 	enc := tokenizer.O200k()
-	s := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 100) // 1000 tokens
-	n := enc.Count(s)
-	if got := enc.CountUpTo(s, n); got != n {
-		t.Errorf("CountUpTo(limit = count) = %d, want %d", got, n)
+	text := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 100) // 1000 tokens
+	n := enc.Count(text)
+	if got := enc.Bound(text, -1); got != n {
+		t.Errorf("Bound(ordinary text) = %d, want Count's %d", got, n)
 	}
-	if got := enc.CountUpTo(s, n-1); got <= n-1 {
-		t.Errorf("CountUpTo(limit = count-1) = %d, want above the limit", got)
+	if got := enc.Bound(text, n); got != n {
+		t.Errorf("Bound(limit = count) = %d, want %d", got, n)
 	}
-	// One long piece is refused from its length alone.
-	if got := enc.CountUpTo(strings.Repeat(" ", 1<<20), 100); got <= 100 {
-		t.Errorf("CountUpTo(1 MiB of spaces, 100) = %d", got)
+	if got := enc.Bound(text, n-1); got <= n-1 {
+		t.Errorf("Bound(limit = count-1) = %d, want above the limit", got)
+	}
+	// Long pieces: never below the exact count, and cheap.
+	for _, s := range []string{strings.Repeat(" ", 1000) + "x", strings.Repeat("a", 5000), strings.Repeat("ab", 300)} {
+		if got, exact := enc.Bound(s, -1), enc.Count(s); got < exact {
+			t.Errorf("Bound(%.20q…) = %d, below the exact %d", s, got, exact)
+		}
+	}
+}
+
+// BenchmarkBound is what a hostile prompt costs the estimate: a megabyte in
+// pieces just under LongPiece (the most merging Bound does).
+func BenchmarkBound(b *testing.B) {
+	enc := tokenizer.O200k()
+	text := strings.Repeat(strings.Repeat("a", tokenizer.LongPiece-1)+" ", (1<<20)/tokenizer.LongPiece) // " aaa…" pieces of LongPiece bytes
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		enc.Bound(text, -1)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Command smokecheck is scripts/smoke: the manual smoke test, automated. It
 // gets an ID token with sas-login (signing in when there is none), then
-// checks /healthz, /readyz, /v1/me and /v1/limits of a gateway, printing
+// checks /healthz, /readyz, /v1/me, /v1/limits and /v1/usage of a gateway, printing
 // PASS or FAIL per step; exit 1 if any failed.
 package main
 
@@ -43,7 +43,10 @@ func main() {
 		{"healthz", "/healthz", false, func(m map[string]any) bool { return m["status"] == "ok" }},
 		{"readyz", "/readyz", false, func(m map[string]any) bool { return m["status"] == "ok" }},
 		{"me", "/v1/me", true, func(m map[string]any) bool { return m["id"] != nil && m["plan"] != nil }},
-		{"limits", "/v1/limits", true, func(m map[string]any) bool { l, _ := m["limits"].([]any); return len(l) == 3 }},
+		// The request and token limits, plus the dollar limits when the
+		// plan sets them.
+		{"limits", "/v1/limits", true, func(m map[string]any) bool { l, _ := m["limits"].([]any); return len(l) >= 3 && len(l) <= 5 }},
+		{"usage", "/v1/usage", true, func(m map[string]any) bool { _, ok := m["total"].(map[string]any); return ok }},
 	} {
 		req, _ := http.NewRequest("GET", gateway+c.path, nil)
 		if c.auth {

@@ -272,7 +272,7 @@ func TestSignInAndUse(t *testing.T) {
 	smoke.Env = append(s.env(), "PATH="+filepath.Dir(bin["sas-login"])+":"+os.Getenv("PATH"),
 		"GOCACHE="+strings.TrimSpace(string(gocache)), "GOMODCACHE="+strings.TrimSpace(string(gomodcache)))
 	out, err := smoke.CombinedOutput()
-	if err != nil || strings.Count(string(out), "PASS ") != 5 || !strings.Contains(string(out), "all steps passed") {
+	if err != nil || strings.Count(string(out), "PASS ") != 6 || !strings.Contains(string(out), "all steps passed") {
 		t.Errorf("scripts/smoke: %v\n%s", err, out)
 	}
 
