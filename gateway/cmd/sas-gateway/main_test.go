@@ -132,6 +132,19 @@ func TestServeBadConfig(t *testing.T) {
 		t.Errorf("message leaks a secret: %s", line)
 	}
 	noStack(t, r)
+
+	// A price table that leaves a plan's model unpriced stops the start,
+	// naming it.
+	prices := filepath.Join(t.TempDir(), "prices.json")
+	if err := os.WriteFile(prices, []byte(`{"gpt-4o-mini":{"input":0.15,"cached_input":0.075,"output":0.6}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, map[string]string{"CLERK_ISSUER": "https://clerk.example.com", "CLERK_AUDIENCE": "a", "DATABASE_URL": "postgres://h/db",
+		"REDIS_URL": "redis://h:6379", "SAS_PRICES_FILE": prices}, "serve")
+	if r.code != 1 || !strings.Contains(r.stderr, "pro: gpt-4o") || !strings.Contains(r.stderr, "SAS_PRICES_FILE") {
+		t.Errorf("unpriced model: exit %d, %q", r.code, r.stderr)
+	}
+	noStack(t, r)
 }
 
 // TestMigrateAndUsers drives the operator commands against a real database.
