@@ -102,7 +102,8 @@ type usageTotal struct {
 	USD               float64 `json:"usd"`
 }
 
-func (s *stack) usage(url, tok, query string) (int, struct {
+// usageReport is GET /v1/usage's answer.
+type usageReport struct {
 	From, To string
 	Days     []struct {
 		Date string
@@ -113,21 +114,12 @@ func (s *stack) usage(url, tok, query string) (int, struct {
 		}
 	}
 	Total usageTotal
-}) {
+}
+
+func (s *stack) usage(url, tok, query string) (int, usageReport) {
 	s.t.Helper()
 	status, body := call(s.t, "GET", url+"/v1/usage"+query, tok, "")
-	var rep struct {
-		From, To string
-		Days     []struct {
-			Date string
-			usageTotal
-			Models []struct {
-				Model string
-				usageTotal
-			}
-		}
-		Total usageTotal
-	}
+	var rep usageReport
 	if status == 200 {
 		if err := json.Unmarshal([]byte(body), &rep); err != nil {
 			s.t.Fatalf("/v1/usage: %v: %s", err, body)
@@ -143,17 +135,6 @@ func (s *stack) events(user string) int {
 		s.t.Fatal(err)
 	}
 	return n
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // TestLedgerAcrossInstances: N completions (streamed and not) over three
@@ -176,7 +157,7 @@ func TestLedgerAcrossInstances(t *testing.T) {
 	}
 	wg.Wait()
 	start := time.Now()
-	waitFor(t, "every event in /v1/usage", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "every event in /v1/usage", 10*time.Second, func() bool {
 		_, rep := s.usage(s.urls[1], tok, "")
 		return rep.Total.Requests == n
 	})
@@ -249,7 +230,7 @@ func TestLedgerThroughPostgresOutage(t *testing.T) {
 		t.Errorf("/readyz during the outage = %d, want 503", status)
 	}
 	proxy.Restore()
-	waitFor(t, "every event after the outage", 20*time.Second, func() bool { return s.events(user) == ok })
+	testenv.WaitFor(t, "every event after the outage", 20*time.Second, func() bool { return s.events(user) == ok })
 	_, rep := s.usage(s.urls[0], tok, "")
 	if rep.Total.Requests != int64(ok) {
 		t.Errorf("/v1/usage counts %d requests, want %d", rep.Total.Requests, ok)

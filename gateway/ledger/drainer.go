@@ -15,6 +15,7 @@ import (
 
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/metrics"
+	"github.com/signals-sorcery/sas/shared/wire"
 )
 
 // Group is the consumer group every instance's Drainer reads in.
@@ -39,6 +40,10 @@ const (
 	// commands a day per instance).
 	DefaultBlock     = 5 * time.Second
 	DefaultClaimIdle = 30 * time.Second
+	// DefaultLinger is how long the drain lets events gather after a batch
+	// smaller than Batch: under load, batches of hundreds instead of one
+	// Postgres round trip every few events; idle, a delay nobody sees.
+	DefaultLinger = 200 * time.Millisecond
 	DefaultRetention = 400 * 24 * time.Hour
 	// DefaultFlushTimeout bounds the last drain when the instance stops.
 	DefaultFlushTimeout = 5 * time.Second
@@ -64,6 +69,9 @@ type Options struct {
 	// ClaimIdle is how long an event may stay read but unacknowledged by
 	// its consumer before another takes it over (DefaultClaimIdle).
 	ClaimIdle time.Duration
+	// Linger is the pause after a batch smaller than Batch (DefaultLinger;
+	// negative: none).
+	Linger time.Duration
 	// Retention is how long events are kept (DefaultRetention; negative:
 	// forever). One instance an hour deletes what is older.
 	Retention    time.Duration
@@ -77,6 +85,8 @@ type Options struct {
 type Drainer struct {
 	o       Options
 	grouped bool // the group is known to exist (Run's goroutine only)
+	// sampled is when the backlog was last measured (Run's goroutine only).
+	sampled time.Time
 }
 
 // New returns a Drainer; Run starts it.
@@ -98,6 +108,9 @@ func New(o Options) *Drainer {
 	}
 	if o.ClaimIdle <= 0 {
 		o.ClaimIdle = DefaultClaimIdle
+	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
 	}
 	if o.Retention == 0 {
 		o.Retention = DefaultRetention
@@ -163,6 +176,12 @@ func (d *Drainer) Run(ctx context.Context) {
 		default:
 			backoff = 0
 			pending = pending && n > 0
+			if n > 0 && n < d.o.Batch && d.o.Linger > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(d.o.Linger):
+				}
+			}
 		}
 	}
 	d.flush()
@@ -262,6 +281,12 @@ func (d *Drainer) record(ctx context.Context, msgs []redis.XMessage) error {
 		}
 	}
 	n, err := d.o.Store.RecordUsage(ctx, events)
+	if err != nil && wire.ErrorCode(err) == wire.CodeInternal {
+		// Postgres refused the batch itself (a value it will never take):
+		// one event at a time, so that one bad event cannot block the
+		// stream; those refused again are dropped and logged.
+		n, err = d.oneByOne(ctx, events)
+	}
 	if err != nil {
 		return fmt.Errorf("record %d usage events: %w", len(events), err)
 	}
@@ -276,10 +301,31 @@ func (d *Drainer) record(ctx context.Context, msgs []redis.XMessage) error {
 	if err != nil {
 		return fmt.Errorf("acknowledge usage events: %w", err)
 	}
-	if backlog, err := d.o.Redis.XLen(ctx, d.o.Stream).Result(); err == nil {
-		d.o.Metrics.UsageBacklog(backlog)
+	if now := d.o.Now(); now.Sub(d.sampled) >= 5*time.Second {
+		d.sampled = now
+		if backlog, err := d.o.Redis.XLen(ctx, d.o.Stream).Result(); err == nil {
+			d.o.Metrics.UsageBacklog(backlog)
+		}
 	}
 	return nil
+}
+
+// oneByOne records events singly, dropping (and logging) each that the
+// store refuses for itself; it stops at the first outage.
+func (d *Drainer) oneByOne(ctx context.Context, events []gateway.UsageEvent) (int, error) {
+	n := 0
+	for _, e := range events {
+		k, err := d.o.Store.RecordUsage(ctx, []gateway.UsageEvent{e})
+		switch {
+		case err == nil:
+			n += k
+		case wire.ErrorCode(err) == wire.CodeInternal:
+			d.o.Logger.Error("usage ledger: dropping an event the database refuses", "event", e.ID, "user", e.ClerkUserID, "err", err)
+		default:
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // ensureGroup creates the stream and the group when they do not exist. The

@@ -10,9 +10,9 @@
 package ledger
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/signals-sorcery/sas/gateway"
@@ -29,38 +29,46 @@ const DefaultStream = "sas:usage"
 // sas_usage_stream_backlog says how close it is.
 const MaxLen = 250_000
 
-// Fields encodes e as the field/value pairs of a stream entry.
-func Fields(e gateway.UsageEvent) []string {
-	stream := "0"
-	if e.Stream {
-		stream = "1"
-	}
-	i := func(n int64) string { return strconv.FormatInt(n, 10) }
-	return []string{
-		"id", e.ID, "request_id", e.RequestID, "user", e.ClerkUserID, "model", e.Model, "endpoint", e.Endpoint,
-		"input", i(e.InputTokens), "cached", i(e.CachedInputTokens), "output", i(e.OutputTokens), "cost", i(e.CostMicros),
-		"source", e.Source, "outcome", e.Outcome, "stream", stream, "at", i(e.At.UnixMilli()),
-	}
+// entry is a usage event as a stream entry holds it: one JSON value under
+// one field, so that the settlement script passes one argument and the
+// drain parses one value per event.
+type entry struct {
+	ID        string `json:"id"`
+	RequestID string `json:"rq,omitempty"`
+	User      string `json:"u"`
+	Model     string `json:"m"`
+	Endpoint  string `json:"ep"`
+	Input     int64  `json:"in"`
+	Cached    int64  `json:"ci,omitempty"`
+	Output    int64  `json:"out"`
+	Cost      int64  `json:"c"`
+	Source    string `json:"src"`
+	Outcome   string `json:"oc"`
+	Stream    bool   `json:"s,omitempty"`
+	At        int64  `json:"at"` // Unix ms
 }
 
-// decode reads a stream entry written by Fields.
+// Field is the name of the entry's one field.
+const Field = "e"
+
+// Encode encodes e as the value of a stream entry's Field.
+func Encode(e gateway.UsageEvent) string {
+	b, _ := json.Marshal(entry{e.ID, e.RequestID, e.ClerkUserID, e.Model, e.Endpoint, e.InputTokens, e.CachedInputTokens,
+		e.OutputTokens, e.CostMicros, e.Source, e.Outcome, e.Stream, e.At.UnixMilli()})
+	return string(b)
+}
+
+// decode reads a stream entry written with Encode.
 func decode(v map[string]any) (gateway.UsageEvent, error) {
-	s := func(k string) string { x, _ := v[k].(string); return x }
-	var errs []error
-	n := func(k string) int64 {
-		x, err := strconv.ParseInt(s(k), 10, 64)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", k, err))
-		}
-		return x
+	s, _ := v[Field].(string)
+	var x entry
+	if err := json.Unmarshal([]byte(s), &x); err != nil {
+		return gateway.UsageEvent{}, fmt.Errorf("not a usage event: %w", err)
 	}
-	e := gateway.UsageEvent{
-		ID: s("id"), RequestID: s("request_id"), ClerkUserID: s("user"), Model: s("model"), Endpoint: s("endpoint"),
-		InputTokens: n("input"), CachedInputTokens: n("cached"), OutputTokens: n("output"), CostMicros: n("cost"),
-		Source: s("source"), Outcome: s("outcome"), Stream: s("stream") == "1", At: time.UnixMilli(n("at")).UTC(),
+	if x.ID == "" || x.User == "" {
+		return gateway.UsageEvent{}, errors.New("no event id or user")
 	}
-	if e.ID == "" || e.ClerkUserID == "" {
-		errs = append(errs, errors.New("no event id or user"))
-	}
-	return e, errors.Join(errs...)
+	return gateway.UsageEvent{ID: x.ID, RequestID: x.RequestID, ClerkUserID: x.User, Model: x.Model, Endpoint: x.Endpoint,
+		InputTokens: x.Input, CachedInputTokens: x.Cached, OutputTokens: x.Output, CostMicros: x.Cost, Source: x.Source,
+		Outcome: x.Outcome, Stream: x.Stream, At: time.UnixMilli(x.At).UTC()}, nil
 }

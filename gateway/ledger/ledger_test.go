@@ -110,17 +110,6 @@ func count(t *testing.T, db *postgres.DB, user string) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestDrainRecordsEachEventOnce: settled events reach Postgres through the
 // pooler, with the daily sums, and leave the stream; an event delivered
 // twice is recorded once.
@@ -130,12 +119,12 @@ func TestDrainRecordsEachEventOnce(t *testing.T) {
 	settle(t, rdb, stream, user, 1200) // several batches
 	m := metrics.New()
 	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db, Metrics: m})
-	waitFor(t, "1200 events", 10*time.Second, func() bool { return count(t, db, user) == 1200 })
+	testenv.WaitFor(t, "1200 events", 10*time.Second, func() bool { return count(t, db, user) == 1200 })
 	want := gateway.UsageFigures{Requests: 1200, InputTokens: 12000, CachedInputTokens: 2400, OutputTokens: 6000, CostMicros: 8400}
 	if got := total(t, db, user); got != want {
 		t.Errorf("daily sums %+v, want %+v", got, want)
 	}
-	waitFor(t, "an empty stream", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
+	testenv.WaitFor(t, "an empty stream", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
 
 	// The same event again (a redelivery): nothing changes.
 	var e gateway.UsageEvent
@@ -143,10 +132,10 @@ func TestDrainRecordsEachEventOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.ClerkUserID, e.Model, e.InputTokens, e.At = user, "gpt-4o-mini", 999, time.Now()
-	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: ledger.Fields(e)}).Err(); err != nil {
+	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: []string{ledger.Field, ledger.Encode(e)}}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the redelivery drained", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
+	testenv.WaitFor(t, "the redelivery drained", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
 	if got := total(t, db, user); got != want || count(t, db, user) != 1200 {
 		t.Errorf("after a redelivery: %+v (%d events)", got, count(t, db, user))
 	}
@@ -167,7 +156,7 @@ func TestDeadConsumersEventsAreClaimed(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db, ClaimIdle: 300 * time.Millisecond})
-	waitFor(t, "the dead consumer's events", 10*time.Second, func() bool { return count(t, db, user) == 30 })
+	testenv.WaitFor(t, "the dead consumer's events", 10*time.Second, func() bool { return count(t, db, user) == 30 })
 }
 
 // TestPostgresDownThenBack: while Postgres is unreachable the events wait
@@ -193,7 +182,7 @@ func TestPostgresDownThenBack(t *testing.T) {
 		t.Error("no drain error counted during the outage")
 	}
 	proxy.Restore()
-	waitFor(t, "the events after the outage", 15*time.Second, func() bool { return count(t, check, user) == 50 })
+	testenv.WaitFor(t, "the events after the outage", 15*time.Second, func() bool { return count(t, check, user) == 50 })
 	if got := total(t, check, user); got.Requests != 50 {
 		t.Errorf("daily sums after the outage: %+v", got)
 	}
@@ -222,8 +211,8 @@ func TestMalformedEntryIsDropped(t *testing.T) {
 	}
 	settle(t, rdb, stream, user, 3)
 	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db})
-	waitFor(t, "the good events", 5*time.Second, func() bool { return count(t, db, user) == 3 })
-	waitFor(t, "an empty stream", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
+	testenv.WaitFor(t, "the good events", 5*time.Second, func() bool { return count(t, db, user) == 3 })
+	testenv.WaitFor(t, "an empty stream", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
 }
 
 // TestRetention: PruneUsage deletes events and daily sums older than the
@@ -235,7 +224,7 @@ func TestRetention(t *testing.T) {
 	now := time.Now().UTC()
 	var events []gateway.UsageEvent
 	for i := range 25 {
-		events = append(events, gateway.UsageEvent{ID: random(), ClerkUserID: user, Model: "m", Endpoint: "chat.completions",
+		events = append(events, gateway.UsageEvent{ID: testenv.UUID(), ClerkUserID: user, Model: "m", Endpoint: "chat.completions",
 			InputTokens: 1, Source: "upstream", Outcome: "complete", At: now.AddDate(0, 0, -i*20)})
 	}
 	if n, err := db.RecordUsage(ctx, events); err != nil || n != 25 {
@@ -279,7 +268,7 @@ func TestDrainOverTLS(t *testing.T) {
 	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db})
 	time.Sleep(100 * time.Millisecond) // the drainer is waiting in a read
 	settle(t, rdb, stream, user, 10)
-	waitFor(t, "the events over TLS", 5*time.Second, func() bool { return count(t, db, user) == 10 })
+	testenv.WaitFor(t, "the events over TLS", 5*time.Second, func() bool { return count(t, db, user) == 10 })
 }
 
 // TestDrainOnMiniredis: `sas-gateway dev` without REDIS_URL runs on an
@@ -296,8 +285,23 @@ func TestDrainOnMiniredis(t *testing.T) {
 	store, user := memstore.New(nil), "user_"+random()
 	start(t, ledger.Options{Redis: rdb, Store: store})
 	settle(t, rdb, ledger.DefaultStream, user, 5)
-	waitFor(t, "the events in memory", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "the events in memory", 5*time.Second, func() bool {
 		days, _ := store.Usage(context.Background(), user, time.Now().AddDate(0, 0, -1), time.Now())
 		return len(days) == 1 && days[0].Models[0].Requests == 5
 	})
+}
+
+// TestPoisonEventIsDropped: an event Postgres refuses for itself (here an
+// id that is not a UUID) is dropped, and the rest of its batch is recorded.
+func TestPoisonEventIsDropped(t *testing.T) {
+	rdb, stream, user := newRedis(t), "sas:usage:test:"+random(), "user_"+random()
+	db := openDB(t, testenv.NewDatabase(t).PoolerURL)
+	bad := gateway.UsageEvent{ID: "not-a-uuid", ClerkUserID: user, Model: "m", Endpoint: "chat.completions", Source: "upstream", Outcome: "complete", At: time.Now()}
+	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: []string{ledger.Field, ledger.Encode(bad)}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, rdb, stream, user, 4)
+	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db})
+	testenv.WaitFor(t, "the good events", 5*time.Second, func() bool { return count(t, db, user) == 4 })
+	testenv.WaitFor(t, "an empty stream", 5*time.Second, func() bool { return rdb.XLen(context.Background(), stream).Val() == 0 })
 }

@@ -370,15 +370,10 @@ func waitCharged(t *testing.T, e *env, want int64) {
 	waitFor(t, "the charge", func() bool { return e.usage()[quota.TokensPerDay] == want })
 }
 
-// waitFor polls cond for up to 2 s: charges land just after the response.
+// waitFor waits up to 2 s for cond: charges land just after the response.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for i := 0; !cond(); i++ {
-		if i > 200 {
-			t.Fatalf("no %s within 2 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, 2*time.Second, cond)
 }
 
 func TestStreamWithDevModelAndUsageRequested(t *testing.T) {

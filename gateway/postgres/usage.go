@@ -18,7 +18,7 @@ const recordUsageSQL = `
 WITH ins AS (
     INSERT INTO usage_events (event_id, request_id, clerk_user_id, model, endpoint, input_tokens,
         cached_input_tokens, output_tokens, cost_micros, source, outcome, stream, at)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
         $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[], $12::bool[], $13::timestamptz[])
     ON CONFLICT (event_id) DO NOTHING
     RETURNING clerk_user_id, (at AT TIME ZONE 'UTC')::date AS day, model, input_tokens,

@@ -19,7 +19,7 @@ func yearOfUsage(t testing.TB, db *postgres.DB, user string, n int) {
 	now := time.Now().UTC()
 	batch := make([]gateway.UsageEvent, 0, 5000)
 	for i := range n {
-		batch = append(batch, gateway.UsageEvent{ID: fmt.Sprintf("%s-%d", user, i), RequestID: "r", ClerkUserID: user,
+		batch = append(batch, gateway.UsageEvent{ID: testenv.UUID(), RequestID: "r", ClerkUserID: user,
 			Model: []string{"gpt-4o-mini", "gpt-4o"}[i%2], Endpoint: "chat.completions", InputTokens: 100, CachedInputTokens: 10,
 			OutputTokens: 50, CostMicros: 45, Source: "upstream", Outcome: "complete", At: now.Add(-time.Duration(i%365) * 24 * time.Hour)})
 		if len(batch) == cap(batch) || i == n-1 {
@@ -94,4 +94,27 @@ func BenchmarkUsageYear(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRecordUsage is the ledger's insert, per event, in batches of
+// 500 (the drain's batch) from 1,000 users, through PgBouncer.
+func BenchmarkRecordUsage(b *testing.B) {
+	db, err := postgres.Open(context.Background(), testenv.NewDatabase(b).PoolerURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	batch := make([]gateway.UsageEvent, 500)
+	n := 0
+	for b.Loop() {
+		for i := range batch {
+			n++
+			batch[i] = gateway.UsageEvent{ID: testenv.UUID(), RequestID: "r", ClerkUserID: fmt.Sprint("user_", n%1000), Model: "gpt-4o-mini",
+				Endpoint: "chat.completions", InputTokens: 100, OutputTokens: 50, CostMicros: 45, Source: "upstream", Outcome: "complete", At: time.Now()}
+		}
+		if _, err := db.RecordUsage(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/event")
 }

@@ -206,8 +206,9 @@ func (w windows) keys(id string) []string {
 }
 
 // admissionTTL bounds how long an admission can be settled: a request
-// running longer stays charged its reservation.
-const admissionTTL = 48 * time.Hour
+// running longer stays charged its reservation. It must not outlive the
+// counters it settles: the day's live until a day after the day ends.
+const admissionTTL = 24 * time.Hour
 
 func windowsAt(user string, now time.Time) windows {
 	now = now.UTC()
@@ -256,8 +257,8 @@ const (
 // 16 admission TTL (s).
 // Returns {verdict, minute, day requests, day tokens, day µ$, month µ$, in flight}.
 var admitScript = redis.NewScript(`
-local function num(k) return tonumber(redis.call('GET', k) or '0') end
-local m, d, t, ud, um = num(KEYS[1]), num(KEYS[2]), num(KEYS[3]), num(KEYS[4]), num(KEYS[5])
+local raw = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+local m, d, t, ud, um = tonumber(raw[1] or '0'), tonumber(raw[2] or '0'), tonumber(raw[3] or '0'), tonumber(raw[4] or '0'), tonumber(raw[5] or '0')
 if redis.call('EXISTS', KEYS[7]) == 1 then
   return {0, m, d, t, ud, um, redis.call('ZCARD', KEYS[6])}
 end
@@ -278,15 +279,22 @@ elseif m >= lim[1] then v = 5
 elseif lim[6] >= 0 and c >= lim[6] then v = 6
 end
 if v ~= 0 then return {v, m, d, t, ud, um, c} end
-local function add(k, n, ttl)
-  redis.call('SET', k, 0, 'EX', ttl, 'NX')
-  return redis.call('INCRBY', k, n)
+-- A counter read as missing is created with its expiry, in one call; one
+-- that exists is added to (not at all for 0). No counter is ever left
+-- without an expiry.
+local function add(i, old, n, ttl)
+  if not raw[i] then
+    redis.call('SET', KEYS[i], n, 'EX', ttl)
+  elseif n ~= 0 then
+    redis.call('INCRBY', KEYS[i], n)
+  end
+  return old + n
 end
-m = add(KEYS[1], 1, ARGV[12])
-d = add(KEYS[2], 1, ARGV[13])
-t = add(KEYS[3], rt, ARGV[13])
-ud = add(KEYS[4], ru, ARGV[13])
-um = add(KEYS[5], ru, ARGV[14])
+m = add(1, m, 1, ARGV[12])
+d = add(2, d, 1, ARGV[13])
+t = add(3, t, rt, ARGV[13])
+ud = add(4, ud, ru, ARGV[13])
+um = add(5, um, ru, ARGV[14])
 if lim[6] >= 0 then
   redis.call('ZADD', KEYS[6], ARGV[10], ARGV[11])
   redis.call('PEXPIRE', KEYS[6], ARGV[15])
@@ -307,9 +315,7 @@ func (l *Limiter) Admit(ctx context.Context, user string, p Plan, res Reservatio
 	w := windowsAt(user, now)
 	keepDay := int64(w.dayEnd.Sub(now).Seconds()) + 86400 // yesterday stays readable for a day
 	keepMonth := int64(w.monthEnd.Sub(now).Seconds()) + 86400
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	id, slot := hex.EncodeToString(b[:]), ""
+	id, slot := newID(), ""
 	if p.ConcurrentRequests > 0 {
 		slot = id
 	}
@@ -330,6 +336,16 @@ func (l *Limiter) Admit(ctx context.Context, user string, p Plan, res Reservatio
 	}
 	a.Refused, err = refusal(p, w, now, res, r)
 	return a, err
+}
+
+// newID is a random (version 4) UUID: the admission's id, its slot's name
+// and its usage event's key in the ledger.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // optional maps "no limit" (0) to the script's -1.
@@ -371,22 +387,25 @@ func refusal(p Plan, w windows, now time.Time, res Reservation, r []int64) (stri
 }
 
 // settleScript replaces a reservation with the actual cost: it adds the
-// differences to counters that still exist (a late settlement must not
-// create a counter without an expiry), gives the day's request back when
-// asked, frees the slot, and appends the usage event to the stream — once:
-// it deletes the admission's key first and does nothing when it was gone (a
-// retry, or an admission past admissionTTL, which stays charged).
+// differences to the counters, gives the day's request back when asked,
+// frees the slot, and appends the usage event to the stream — once: it
+// deletes the admission's key first and does nothing when it was gone (a
+// retry, or an admission past admissionTTL, which stays charged). While
+// the admission's key lives, its counters do (admissionTTL is shorter than
+// any counter's life from the admission on), so settling never creates a
+// counter without an expiry.
 //
 // KEYS: as admitScript, then the usage stream when there is an event.
 // ARGV: 1 token delta, 2 µ$ delta, 3 "1" to give the day's request back,
-// 4 slot id ("" for none), 5 the stream's MAXLEN, 6… the event's fields.
+// 4 slot id ("" for none), 5 the stream's MAXLEN, 6 the entry's field, 7 the
+// event.
 var settleScript = redis.NewScript(`
 if redis.call('DEL', KEYS[7]) == 0 then
   if ARGV[4] ~= '' then redis.call('ZREM', KEYS[6], ARGV[4]) end
   return 0
 end
 local function add(k, n)
-  if n ~= 0 and redis.call('EXISTS', k) == 1 then redis.call('INCRBY', k, n) end
+  if n ~= 0 then redis.call('INCRBY', k, n) end
 end
 local dt, du = tonumber(ARGV[1]), tonumber(ARGV[2])
 add(KEYS[3], dt)
@@ -395,7 +414,7 @@ add(KEYS[5], du)
 if ARGV[3] == '1' then add(KEYS[2], -1) end
 if ARGV[4] ~= '' then redis.call('ZREM', KEYS[6], ARGV[4]) end
 if KEYS[8] then
-  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[5], '*', ARGV[6], ARGV[7])
 end
 return 0
 `)
@@ -416,9 +435,7 @@ func (l *Limiter) Settle(ctx context.Context, a Admission, s Settlement) error {
 	args := []any{s.Tokens - a.res.Tokens, int64(s.Cost - a.res.Cost), ret, a.slot, ledger.MaxLen}
 	if s.Event != nil && l.stream != "" {
 		keys = append(keys, l.stream)
-		for _, f := range ledger.Fields(*s.Event) {
-			args = append(args, f)
-		}
+		args = append(args, ledger.Field, ledger.Encode(*s.Event))
 	}
 	err := settleScript.Run(ctx, l.rdb, keys, args...).Err()
 	if err != nil {

@@ -82,13 +82,9 @@ func Load(path string) (Plans, error) {
 	if path == "" {
 		return BuiltIn(), nil
 	}
-	b, err := os.ReadFile(path)
+	raw, err := readTable("SAS_PLANS_FILE", path, "plans")
 	if err != nil {
-		return nil, fmt.Errorf("SAS_PLANS_FILE: %w", err)
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
-		return nil, fmt.Errorf("SAS_PLANS_FILE %s is not a JSON object of plans", path)
+		return nil, err
 	}
 	var problems []string
 	plans := Plans{}
@@ -176,4 +172,18 @@ func parsePlan(msg json.RawMessage) (Plan, []string) {
 		problems = append(problems, "service_tiers must not hold an empty value")
 	}
 	return p, problems
+}
+
+// readTable reads the JSON object of a table file (variable names it in
+// errors; what says what its keys are).
+func readTable(variable, path, what string) (map[string]json.RawMessage, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", variable, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
+		return nil, fmt.Errorf("%s %s is not a JSON object of %s", variable, path, what)
+	}
+	return raw, nil
 }

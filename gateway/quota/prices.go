@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 )
@@ -45,13 +44,9 @@ func LoadPrices(path string) (Prices, error) {
 	if path == "" {
 		return BuiltInPrices(), nil
 	}
-	b, err := os.ReadFile(path)
+	raw, err := readTable("SAS_PRICES_FILE", path, "models")
 	if err != nil {
-		return nil, fmt.Errorf("SAS_PRICES_FILE: %w", err)
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
-		return nil, fmt.Errorf("SAS_PRICES_FILE %s is not a JSON object of models", path)
+		return nil, err
 	}
 	var problems []string
 	prices := Prices{}

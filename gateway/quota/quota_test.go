@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/shared/wire"
@@ -507,5 +508,31 @@ func TestTightest(t *testing.T) {
 	}
 	if got := quota.Tightest(us); got.Name != quota.TokensPerDay {
 		t.Errorf("Tightest = %s, want tokens_per_day (20 %% left, though 4000 is the most in absolute terms)", got.Name)
+	}
+}
+
+// BenchmarkAdmitSettle is one request's two round trips to Redis (a plan
+// with every limit, a concurrency slot, and a usage event).
+func BenchmarkAdmitSettle(b *testing.B) {
+	opts, err := redis.ParseURL(testenv.RedisURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	l := quota.NewLimiter(rdb, quota.LimiterOptions{UsageStream: "sas:usage:bench:" + user()})
+	plan := quota.BuiltIn()["pro"]
+	plan.RequestsPerMinute, plan.RequestsPerDay = 1<<40, 1<<40
+	ctx := context.Background()
+	u := user()
+	for b.Loop() {
+		a, err := l.Admit(ctx, u, plan, quota.Reservation{Tokens: 100, Cost: 10})
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := gateway.UsageEvent{ID: a.ID(), ClerkUserID: u, Model: "gpt-4o-mini", Endpoint: "chat.completions", InputTokens: 10, OutputTokens: 20, Source: "upstream", Outcome: "complete", At: time.Now()}
+		if err := l.Settle(ctx, a, quota.Settlement{Tokens: 30, Cost: 5, Event: &e}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -66,7 +66,8 @@ func run() error {
 	flag.IntVar(&o.users, "users", 1000, "distinct users (tokens) the requests rotate through")
 	flag.IntVar(&o.rounds, "rounds", 2, "alternating rounds per target")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "stop after this many requests in all")
-	only := flag.String("only", "", "run one section only: me, proxy, usage or memory")
+	only := flag.String("only", "", "run one section only: me, proxy, usage, memory or ab")
+	baselineBin := flag.String("baseline-bin", "", "a previous sas-gateway build for the A/B section (-only ab)")
 	gatewayBin := flag.String("gateway-bin", "", "sas-gateway binary for the memory section (skipped without it)")
 	memDuration := flag.Duration("memory-duration", 2*time.Minute, "length of the sustained-load memory run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (servers and load) to this file")
@@ -141,6 +142,11 @@ func run() error {
 		return memory()
 	case "usage":
 		return usageBench(ctx, o, cfg, log, client, tokens, &budget)
+	case "ab":
+		if *gatewayBin == "" || *baselineBin == "" {
+			return errors.New("-only ab needs -gateway-bin and -baseline-bin")
+		}
+		return abBench(ctx, *gatewayBin, *baselineBin, dbURL, redisURL, issURL, client, tokens, o, &budget)
 	}
 	results := measureAll(targets, client, tokens, o, &budget)
 	fmt.Printf("loadgen: concurrency %d, %d users, %d rounds of %v per target, GOMAXPROCS %d, on 127.0.0.1\n\n",
@@ -204,8 +210,11 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 	results := measureAll(targets, client, tokens, o, budget)
 	fmt.Printf("\nnon-streamed POST /v1/chat/completions, concurrency %d:\n\n", o.concurrency)
 	printTable(targets, results)
-	fmt.Printf("\nledger on / ledger off: %.1f%%; gateway / bare reverse proxy: %.1f%%\n",
-		100*best(results[3]).rps/best(results[2]).rps, 100*best(results[3]).rps/best(results[1]).rps)
+	// Rounds alternate the targets, so a round's ratio compares two runs a
+	// few seconds apart: the median of those is steadier on a noisy machine
+	// than a ratio of bests.
+	fmt.Printf("\nper-round ratios over %d rounds, median (min–max): ledger on / ledger off %s; ledger off / bare reverse proxy %s; as deployed / bare reverse proxy %s\n",
+		o.rounds, roundRatios(results[3], results[2]), roundRatios(results[2], results[1]), roundRatios(results[3], results[1]))
 	time.Sleep(2 * time.Second) // the drain catches up
 	m := scrapeHandler(gw.Metrics.Handler())
 	if batches := m["sas_usage_drain_latency_seconds_count"]; batches > 0 {
@@ -437,4 +446,23 @@ func printTable(targets []target, results [][]result) {
 		r := best(results[i])
 		fmt.Printf("| %s | %.0f | %.2f | %.2f | %d | %.0f%% |\n", t.name, r.rps, ms(r.p50), ms(r.p99), r.errors, 100*r.rps/base)
 	}
+}
+
+// roundRatios is the median, min and max of a[i]/b[i] over the rounds.
+func roundRatios(a, b []result) string {
+	var rs []float64
+	for i := range min(len(a), len(b)) {
+		if b[i].rps > 0 {
+			rs = append(rs, 100*a[i].rps/b[i].rps)
+		}
+	}
+	if len(rs) == 0 {
+		return "n/a"
+	}
+	slices.Sort(rs)
+	med := rs[len(rs)/2]
+	if len(rs)%2 == 0 {
+		med = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+	}
+	return fmt.Sprintf("%.1f%% (%.1f–%.1f%%)", med, rs[0], rs[len(rs)-1])
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,28 +20,29 @@ import (
 	"github.com/signals-sorcery/sas/gateway/devllm"
 )
 
-// memoryBench runs `sas-gateway serve` (the binary at bin, GOMEMLIMIT as
-// fly.toml sets it) as its own process in front of the dev model, loads it
-// with non-streamed completions at full speed for d, and samples the
-// process's resident memory (/proc) and Go heap (its /metrics) every
-// interval: the figures must level off and stay under half the machine.
-func memoryBench(ctx context.Context, bin, dbURL, redisURL, issuer string, client *http.Client, tokens []string, o options, d time.Duration) error {
-	const key = "sk-bench"
-	model := devllm.New(devllm.Options{APIKey: key, ChunkDelay: -1})
-	upstream := serve(model.Handler())
-	dir, err := os.MkdirTemp("", "sas-membench")
+// servedGateway is a `sas-gateway serve` process in front of an upstream,
+// with limits no load reaches.
+type servedGateway struct {
+	cmd              *exec.Cmd
+	base, metricsURL string
+	stop             func()
+}
+
+// startGateway starts bin serve (GOMEMLIMIT as fly.toml sets it) and waits
+// until it is healthy.
+func startGateway(ctx context.Context, bin, dbURL, redisURL, issuer, upstream, key string, client *http.Client) (*servedGateway, error) {
+	dir, err := os.MkdirTemp("", "sas-bench")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
 	plans := filepath.Join(dir, "plans.json")
 	plan := `{"requests_per_minute":1000000000,"requests_per_day":1000000000,"tokens_per_day":1000000000000,"max_tokens":1024,"models":["gpt-4o-mini"]}`
 	if err := os.WriteFile(plans, []byte(`{"free":`+plan+`,"pro":`+plan+`}`), 0o600); err != nil {
-		return err
+		return nil, err
 	}
 	port, metricsPort, err := freePorts()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "serve")
 	cmd.Env = []string{
@@ -49,24 +52,42 @@ func memoryBench(ctx context.Context, bin, dbURL, redisURL, issuer string, clien
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	base := "http://127.0.0.1:" + port
+	g := &servedGateway{cmd: cmd, base: "http://127.0.0.1:" + port, metricsURL: "http://127.0.0.1:" + metricsPort + "/metrics",
+		stop: func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = os.RemoveAll(dir) }}
 	for i := 0; ; i++ {
-		if resp, err := client.Get(base + "/healthz"); err == nil {
+		if resp, err := client.Get(g.base + "/healthz"); err == nil {
 			resp.Body.Close()
-			break
+			return g, nil
 		}
 		if i > 100 {
-			return fmt.Errorf("sas-gateway did not start on %s", base)
+			g.stop()
+			return nil, fmt.Errorf("%s did not start on %s", bin, g.base)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// memoryBench runs `sas-gateway serve` (the binary at bin) as its own
+// process in front of the dev model, loads it with non-streamed completions
+// at full speed for d, and samples the process's resident memory (/proc)
+// and Go heap (its /metrics) every interval: the figures must level off and
+// stay under half the machine.
+func memoryBench(ctx context.Context, bin, dbURL, redisURL, issuer string, client *http.Client, tokens []string, o options, d time.Duration) error {
+	const key = "sk-bench"
+	model := devllm.New(devllm.Options{APIKey: key, ChunkDelay: -1})
+	upstream := serve(model.Handler())
+	g, err := startGateway(ctx, bin, dbURL, redisURL, issuer, upstream, key, client)
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	cmd, base, metricsURL := g.cmd, g.base, g.metricsURL
 	t := target{url: base + "/v1/chat/completions", body: `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a short prompt for the benchmark"}]}`}
 	sample := func() (rss, heap float64) {
 		rss = procRSS(cmd.Process.Pid)
-		heap = scrape(client, "http://127.0.0.1:"+metricsPort+"/metrics", "go_memstats_heap_inuse_bytes")
+		heap = scrape(client, metricsURL, "go_memstats_heap_inuse_bytes")
 		return rss / (1 << 20), heap / (1 << 20)
 	}
 	rss0, heap0 := sample()
@@ -153,4 +174,40 @@ func scrapeHandler(h http.Handler) map[string]float64 {
 		out[name], _ = strconv.ParseFloat(v, 64)
 	}
 	return out
+}
+
+// abBench compares two builds of `sas-gateway serve` — this one (bin) and
+// a previous one (baseline) — in front of the same dev model, with a bare
+// reverse proxy and the model called directly, in alternating rounds of one
+// run: the one fair way on a noisy machine to say whether a change made the
+// proxy slower.
+func abBench(ctx context.Context, bin, baseline, dbURL, redisURL, issuer string, client *http.Client, tokens []string, o options, budget *atomic.Int64) error {
+	const key = "sk-bench"
+	model := devllm.New(devllm.Options{APIKey: key, ChunkDelay: -1})
+	upstream := serve(model.Handler())
+	du, _ := url.Parse(upstream)
+	plain := httputil.NewSingleHostReverseProxy(du)
+	plain.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
+	var gws []*servedGateway
+	for _, b := range []string{baseline, bin} {
+		g, err := startGateway(ctx, b, dbURL, redisURL, issuer, upstream, key, client)
+		if err != nil {
+			return err
+		}
+		defer g.stop()
+		gws = append(gws, g)
+	}
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a short prompt for the benchmark"}]}`
+	targets := []target{
+		{name: "dev model called directly (baseline)", url: upstream + "/v1/chat/completions", body: body, key: key},
+		{name: "bare httputil.ReverseProxy", url: serve(plain) + "/v1/chat/completions", body: body, key: key},
+		{name: "previous sas-gateway serve (" + filepath.Base(baseline) + ")", url: gws[0].base + "/v1/chat/completions", body: body},
+		{name: "this sas-gateway serve", url: gws[1].base + "/v1/chat/completions", body: body},
+	}
+	results := measureAll(targets, client, tokens, o, budget)
+	fmt.Printf("\nA/B: two builds of `sas-gateway serve`, each its own process, non-streamed completions, concurrency %d, %d alternating rounds:\n\n", o.concurrency, o.rounds)
+	printTable(targets, results)
+	fmt.Printf("\nper-round ratios, median (min–max): this / previous %s; previous / bare reverse proxy %s; this / bare reverse proxy %s\n",
+		roundRatios(results[3], results[2]), roundRatios(results[2], results[1]), roundRatios(results[3], results[1]))
+	return nil
 }

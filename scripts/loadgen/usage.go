@@ -27,7 +27,7 @@ func usageBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 	now := time.Now().UTC()
 	batch := make([]gateway.UsageEvent, 0, 5000)
 	for i := range events {
-		batch = append(batch, gateway.UsageEvent{ID: fmt.Sprint("bench-", i), RequestID: "r", ClerkUserID: user,
+		batch = append(batch, gateway.UsageEvent{ID: fmt.Sprintf("0000be7c-0000-4000-8000-%012x", i), RequestID: "r", ClerkUserID: user,
 			Model: []string{"gpt-4o-mini", "gpt-4o"}[i%2], Endpoint: "chat.completions", InputTokens: 100, OutputTokens: 50,
 			CostMicros: 45, Source: "upstream", Outcome: "complete", At: now.Add(-time.Duration(i%365) * 24 * time.Hour)})
 		if len(batch) == cap(batch) {

@@ -2,7 +2,10 @@ package testenv
 
 import (
 	"bytes"
+	"crypto/rand"
+	"fmt"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -52,4 +55,26 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// WaitFor polls cond every 20 ms until it holds, and fails the test if it
+// does not within d: for effects that land just after an answer (a
+// settlement, a drained usage event).
+func WaitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// UUID returns a random version 4 UUID (the form of usage event ids).
+func UUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
