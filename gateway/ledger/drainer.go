@@ -43,7 +43,7 @@ const (
 	// DefaultLinger is how long the drain lets events gather after a batch
 	// smaller than Batch: under load, batches of hundreds instead of one
 	// Postgres round trip every few events; idle, a delay nobody sees.
-	DefaultLinger = 200 * time.Millisecond
+	DefaultLinger    = 200 * time.Millisecond
 	DefaultRetention = 400 * 24 * time.Hour
 	// DefaultFlushTimeout bounds the last drain when the instance stops.
 	DefaultFlushTimeout = 5 * time.Second
