@@ -115,6 +115,17 @@ func TestBound(t *testing.T) {
 	}
 }
 
+// BenchmarkReference is tiktoken-go (regexp2 and its merge loop) on the
+// English text of BenchmarkCount: the baseline for this package's speed.
+func BenchmarkReference(b *testing.B) {
+	ref := reference(b)
+	text := strings.Repeat("The quick brown fox jumps over the lazy dog, and then it writes a song about signals and sorcery in C minor. ", 100)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		ref.EncodeOrdinary(text)
+	}
+}
+
 // BenchmarkBound is what a hostile prompt costs the estimate: a megabyte in
 // pieces just under LongPiece (the most merging Bound does).
 func BenchmarkBound(b *testing.B) {
