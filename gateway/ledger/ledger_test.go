@@ -76,9 +76,10 @@ func start(t *testing.T, o ledger.Options) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	d := ledger.New(o) // here, not in the goroutine: New copies the client's options
 	go func() {
 		defer close(done)
-		ledger.New(o).Run(ctx)
+		d.Run(ctx)
 	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
