@@ -19,6 +19,13 @@ type Identity struct {
 	Expiry   time.Time // token exp
 }
 
+// Changes reports whether the identity's claims would change u: a claim
+// the token carries that differs from what is stored. A missing claim
+// (empty) changes nothing: it never erases a stored email or username.
+func (id Identity) Changes(u User) bool {
+	return (id.Email != "" && id.Email != u.Email) || (id.Username != "" && id.Username != u.Username)
+}
+
 // User is a row of the users table.
 type User struct {
 	ClerkUserID string

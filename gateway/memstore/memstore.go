@@ -44,8 +44,8 @@ func (s *Store) UpsertUser(_ context.Context, id gateway.Identity) (gateway.User
 	case !ok:
 		u = gateway.User{ClerkUserID: id.Subject, Email: id.Email, Username: id.Username,
 			Plan: wire.PlanFree, Status: wire.StatusActive, CreatedAt: now, UpdatedAt: now}
-	case u.Email != id.Email || u.Username != id.Username:
-		u.Email, u.Username, u.UpdatedAt = id.Email, id.Username, now
+	case id.Changes(u):
+		u.Email, u.Username, u.UpdatedAt = cmp.Or(id.Email, u.Email), cmp.Or(id.Username, u.Username), now
 	default:
 		return u, nil
 	}

@@ -109,8 +109,11 @@ func (db *DB) Migrate(ctx context.Context, logger *slog.Logger) error {
 
 const userColumns = `clerk_user_id, coalesce(email, ''), coalesce(username, ''), plan, status, created_at, updated_at`
 
-// upsertSQL inserts the user or updates email/username only when they
-// changed, so a repeated sign-in writes nothing (no dead tuples, no WAL).
+// upsertSQL inserts the user or updates email/username only when a claim
+// brings a new value, so a repeated sign-in writes nothing (no dead tuples,
+// no WAL). A claim the token lacks (empty: stored as NULL) keeps what is
+// stored: providers put email and name in the ID token or not, and a token
+// without them says nothing about the user.
 // When the row exists unchanged, the INSERT returns no row and the second
 // branch reads it. Under READ COMMITTED that read uses the statement's
 // snapshot, which misses a row committed by a concurrent first insert that
@@ -120,9 +123,10 @@ WITH up AS (
     INSERT INTO users (clerk_user_id, email, username)
     VALUES ($1, nullif($2, ''), nullif($3, ''))
     ON CONFLICT (clerk_user_id) DO UPDATE
-        SET email = EXCLUDED.email, username = EXCLUDED.username, updated_at = now()
-        WHERE users.email IS DISTINCT FROM EXCLUDED.email
-           OR users.username IS DISTINCT FROM EXCLUDED.username
+        SET email = coalesce(EXCLUDED.email, users.email),
+            username = coalesce(EXCLUDED.username, users.username), updated_at = now()
+        WHERE (EXCLUDED.email IS NOT NULL AND users.email IS DISTINCT FROM EXCLUDED.email)
+           OR (EXCLUDED.username IS NOT NULL AND users.username IS DISTINCT FROM EXCLUDED.username)
     RETURNING ` + userColumns + `
 )
 SELECT * FROM up
@@ -142,7 +146,7 @@ func (db *DB) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User
 	ctx, cancel := db.bound(ctx)
 	defer cancel()
 	u, err := db.userByClerkID(ctx, id.Subject)
-	if err == nil && u.Email == id.Email && u.Username == id.Username {
+	if err == nil && !id.Changes(u) {
 		return u, nil
 	}
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {

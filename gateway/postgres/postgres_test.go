@@ -61,6 +61,44 @@ func TestUpsertCreatesThenUpdates(t *testing.T) {
 		if !u2.UpdatedAt.After(u.UpdatedAt) || !u2.CreatedAt.Equal(u.CreatedAt) {
 			t.Errorf("timestamps: created %v→%v, updated %v→%v", u.CreatedAt, u2.CreatedAt, u.UpdatedAt, u2.UpdatedAt)
 		}
+		// A new username is kept too. (A build that stopped updating it once
+		// passed every test.)
+		u3, err := db.UpsertUser(ctx, gateway.Identity{Subject: "user_abc123", Email: "steve@new.example.com", Username: "Stevie"})
+		want.Username = "Stevie"
+		if diff := cmp.Diff(want, u3, ignoreTimes); err != nil || diff != "" {
+			t.Fatalf("renamed user (-want +got):\n%s%v", diff, err)
+		}
+		got, _ := db.User(ctx, "user_abc123")
+		if diff := cmp.Diff(want, got, ignoreTimes); diff != "" {
+			t.Fatalf("stored after the rename (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestMissingClaimsKeepStoredValues: a token without email or name (a
+// provider that puts them only at its userinfo endpoint) never erases
+// what is stored, and writes nothing.
+func TestMissingClaimsKeepStoredValues(t *testing.T) {
+	connections(t, func(t *testing.T, db *postgres.DB) {
+		ctx := context.Background()
+		first, err := db.UpsertUser(ctx, gateway.Identity{Subject: "user_claims", Email: "steve@example.com", Username: "Steve"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []gateway.Identity{{Subject: "user_claims"}, {Subject: "user_claims", Username: "Steve"}, {Subject: "user_claims", Email: "steve@example.com"}} {
+			u, err := db.UpsertUser(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(first, u); diff != "" {
+				t.Errorf("after a token with %+v (-want +got):\n%s", id, diff)
+			}
+		}
+		// Only the username changes: the email stays.
+		u, _ := db.UpsertUser(ctx, gateway.Identity{Subject: "user_claims", Username: "Stevie"})
+		if u.Email != "steve@example.com" || u.Username != "Stevie" {
+			t.Errorf("after a rename without email: %+v", u)
+		}
 	})
 }
 

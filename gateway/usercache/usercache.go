@@ -5,7 +5,8 @@
 // (by `sas-gateway users`, by a Stripe webhook, on any instance) is seen by
 // every instance within TTL, which must stay under the contract's 10 s.
 // A token whose email or username differs from the cached row bypasses the
-// cache, so profile changes reach the database on the next request.
+// cache, so profile changes reach the database on the next request (a
+// token without them matches: a missing claim changes nothing).
 //
 // Stale if error: when the database cannot be reached, a user seen within
 // StaleIfError (default 10 minutes) is served from memory instead of a 503.
@@ -93,7 +94,7 @@ func New(next Store, opts Options) *Cache {
 // store is unavailable, a user read within StaleIfError is returned
 // instead. Errors are the store's and are never cached.
 func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error) {
-	if u, ok := c.entries.Get(id.Subject); ok && u.Email == id.Email && u.Username == id.Username {
+	if u, ok := c.entries.Get(id.Subject); ok && !id.Changes(u) {
 		return u, nil
 	}
 	// Length-prefixed so that no two identities share a key.
