@@ -18,6 +18,7 @@ type Provider struct {
 	TokenEndpoint         string   `json:"token_endpoint"`
 	JWKSURI               string   `json:"jwks_uri"`
 	RevocationEndpoint    string   `json:"revocation_endpoint"`
+	UserinfoEndpoint      string   `json:"userinfo_endpoint"`
 	CodeChallengeMethods  []string `json:"code_challenge_methods_supported"`
 }
 
@@ -25,6 +26,11 @@ type Provider struct {
 // to the RFC 8414 document (Clerk serves the latter). A provider that does
 // not list PKCE S256 in either is refused: without PKCE a code intercepted
 // on this machine could be redeemed by another program.
+//
+// The documents live under the issuer without its trailing slash; the
+// issuer they name must be the configured one (a trailing slash aside, as
+// providers differ on it), and tokens are then checked against the issuer
+// exactly as the provider names it.
 func Discover(ctx context.Context, client *http.Client, issuer string) (Provider, error) {
 	base := strings.TrimSuffix(issuer, "/")
 	var errs []error
@@ -35,7 +41,7 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (Provider
 			errs = append(errs, err)
 			continue
 		}
-		if p.Issuer != issuer && p.Issuer != base {
+		if strings.TrimSuffix(p.Issuer, "/") != base {
 			errs = append(errs, fmt.Errorf("%s names issuer %q, want %q", path, p.Issuer, issuer))
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -183,6 +184,12 @@ func complete(ctx context.Context, o Options, prov Provider, cfg oauth2.Config, 
 	if err != nil {
 		return Result{}, err
 	}
+	if id.Email == "" || id.Username == "" {
+		// The OpenID default: the profile at the userinfo endpoint, not in
+		// the ID token. Shown to the user; the gateway still needs the
+		// claims in the ID token (docs/operations.md says how).
+		id = completeIdentity(ctx, o.HTTPClient, prov, tok.AccessToken, id)
+	}
 	res := Result{Tokens: set, Identity: id, Provider: prov}
 	// Store before the browser is told "signed in".
 	if o.Save != nil {
@@ -193,13 +200,49 @@ func complete(ctx context.Context, o Options, prov Provider, cfg oauth2.Config, 
 	return res, nil
 }
 
+// ErrNoIDToken means a token response carried no ID token.
+var ErrNoIDToken = errors.New("the provider returned no ID token (is the openid scope granted?)")
+
+// completeIdentity fills the email and name that the ID token lacks from the
+// provider's userinfo endpoint (best effort: on any failure, id as it is).
+// The answer is used only if it is about the same subject (OpenID Connect
+// Core §5.3.2).
+func completeIdentity(ctx context.Context, client *http.Client, prov Provider, accessToken string, id Identity) Identity {
+	if prov.UserinfoEndpoint == "" || accessToken == "" {
+		return id
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, prov.UserinfoEndpoint, nil)
+	if err != nil {
+		return id
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return id
+	}
+	defer resp.Body.Close()
+	var c struct {
+		Sub string `json:"sub"`
+		wire.ProfileClaims
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&c) != nil || c.Sub != id.Subject {
+		return id
+	}
+	id.Email = cmp.Or(id.Email, c.Email)
+	id.Username = cmp.Or(id.Username, c.DisplayUsername())
+	return id
+}
+
 // VerifyTokens checks the ID token of a token response (signature against
 // the provider's JWKS, iss, aud = clientID, exp, and nonce when non-empty)
 // and returns what to store. Refreshes reuse it with an empty nonce.
 func VerifyTokens(ctx context.Context, client *http.Client, prov Provider, clientID string, now func() time.Time, tok *oauth2.Token, nonce string) (tokens.Set, Identity, error) {
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return tokens.Set{}, Identity{}, errors.New("the provider returned no ID token (is the openid scope granted?)")
+		return tokens.Set{}, Identity{}, ErrNoIDToken
 	}
 	ctx = oidc.ClientContext(ctx, client)
 	v := oidc.NewVerifier(prov.Issuer, oidc.NewRemoteKeySet(ctx, prov.JWKSURI), &oidc.Config{ClientID: clientID, Now: now})

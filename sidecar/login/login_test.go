@@ -179,6 +179,73 @@ func rewriteJSON(sub string, edit func(map[string]any)) func(http.Handler) http.
 	}
 }
 
+// resign rewrites the ID token of a token response with edit applied to its
+// claims, signed by p (so it verifies).
+func resign(p *provider, edit func(map[string]any)) func(map[string]any) {
+	return func(m map[string]any) {
+		raw, _ := m["id_token"].(string)
+		parts := strings.Split(raw, ".")
+		if len(parts) != 3 {
+			return
+		}
+		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		var c map[string]any
+		_ = json.Unmarshal(payload, &c)
+		edit(c)
+		m["id_token"], _ = p.Sign(c)
+	}
+}
+
+// TestLoginTrailingSlashIssuer: a provider whose issuer ends with a slash
+// (Auth0's form), configured exactly so, signs in. (It once could not: the
+// slash was stripped from the setting, and then the discovery document's
+// issuer did not match it.)
+func TestLoginTrailingSlashIssuer(t *testing.T) {
+	var p provider
+	p = newProvider(t, true, func(h http.Handler) http.Handler {
+		doc := rewriteJSON("/.well-known/", func(m map[string]any) {
+			if iss, ok := m["issuer"].(string); ok {
+				m["issuer"] = iss + "/"
+			}
+		})
+		tok := rewriteJSON("/oauth/token", resign(&p, func(c map[string]any) { c["iss"] = c["iss"].(string) + "/" }))
+		return doc(tok(h))
+	})
+	pages := make(chan string, 1)
+	o := options(t, p, follow(t, pages))
+	o.Issuer = p.url + "/"
+	res, err := login.Run(context.Background(), o)
+	if err != nil || res.Provider.Issuer != p.url+"/" || res.Identity.Email != "dev@example.com" {
+		t.Fatalf("Run = %+v, %v", res.Identity, err)
+	}
+	<-pages
+}
+
+// TestLoginUserinfo: a provider that keeps email and name out of the ID
+// token (the OpenID default) still signs in as someone: the profile comes
+// from its userinfo endpoint.
+func TestLoginUserinfo(t *testing.T) {
+	var p provider
+	p = newProvider(t, true, func(h http.Handler) http.Handler {
+		return rewriteJSON("/oauth/token", resign(&p, func(c map[string]any) {
+			for _, k := range []string{"email", "name", "username", "preferred_username"} {
+				delete(c, k)
+			}
+		}))(h)
+	})
+	pages := make(chan string, 1)
+	res, err := login.Run(context.Background(), options(t, p, follow(t, pages)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Identity.Email != "dev@example.com" || res.Identity.Username == "" {
+		t.Errorf("identity = %+v, want the userinfo's email and name", res.Identity)
+	}
+	if page := <-pages; !strings.Contains(page, "dev@example.com") {
+		t.Errorf("result page does not name the user:\n%s", page)
+	}
+}
+
 // TestLoginRefusesBadIDTokens: an ID token with a wrong nonce, audience or
 // issuer (a token endpoint that answers with someone else's token) is
 // refused, and the error says so.

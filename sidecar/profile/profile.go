@@ -85,7 +85,7 @@ func (f *Flags) Resolve(getenv func(string) string) (Settings, error) {
 	}
 	s.Profile = name
 	if v := pick(f.issuer, "SAS_ISSUER"); v != "" {
-		s.Issuer = strings.TrimSuffix(v, "/")
+		s.Issuer = v // exactly as configured: "https://x/" and "https://x" are different issuers
 	}
 	if v := pick(f.clientID, "SAS_CLIENT_ID"); v != "" {
 		s.ClientID = v

@@ -62,3 +62,15 @@ func TestValidationReportsEverything(t *testing.T) {
 		}
 	}
 }
+
+// TestIssuerKeptAsConfigured: a trailing slash is part of an issuer (Auth0
+// writes one), so it is not stripped; the gateway URL's is.
+func TestIssuerKeptAsConfigured(t *testing.T) {
+	s, err := resolve(t, nil, map[string]string{"SAS_ISSUER": "https://tenant.auth0.com/", "SAS_GATEWAY_URL": "https://sas.example.com/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Issuer != "https://tenant.auth0.com/" || s.Gateway != "https://sas.example.com" {
+		t.Errorf("issuer %q, gateway %q", s.Issuer, s.Gateway)
+	}
+}

@@ -173,6 +173,9 @@ func (s *Session) refresh(ctx context.Context, set tokens.Set) (tokens.Set, erro
 		tok.RefreshToken = set.RefreshToken // the provider does not rotate
 	}
 	next, _, err := login.VerifyTokens(ctx, s.o.HTTPClient, prov, s.o.ClientID, s.o.Now, tok, "")
+	if errors.Is(err, login.ErrNoIDToken) {
+		err = errors.New("the provider's answer to a refresh has no ID token, and the gateway needs a fresh one: configure the provider to return an ID token when a refresh token is used (docs/operations.md), then run sas-login login")
+	}
 	if err != nil {
 		keep := tokens.Set{IDToken: set.IDToken, RefreshToken: tok.RefreshToken} // zero expiry: refresh next time
 		if serr := s.o.Store.Save(ctx, keep); serr != nil {

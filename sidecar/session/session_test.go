@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +34,9 @@ type fixture struct {
 	clock   *clock
 	dir     string
 	revokes atomic.Int64
+	// noIDTokenOnRefresh makes the provider leave the ID token out of its
+	// answers to refresh grants (some providers do).
+	noIDTokenOnRefresh atomic.Bool
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -47,6 +51,20 @@ func newFixture(t *testing.T) *fixture {
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/oauth/revoke") {
 			f.revokes.Add(1)
+		}
+		if strings.HasSuffix(r.URL.Path, "/oauth/token") && f.noIDTokenOnRefresh.Load() {
+			_ = r.ParseForm()
+			if r.PostForm.Get("grant_type") == "refresh_token" {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				var m map[string]any
+				_ = json.Unmarshal(rec.Body.Bytes(), &m)
+				delete(m, "id_token")
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(rec.Code)
+				_ = json.NewEncoder(w).Encode(m)
+				return
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -212,5 +230,23 @@ func TestLogoutClearsDamagedStore(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.dir, "tokens-local.json")); !os.IsNotExist(err) {
 		t.Errorf("damaged file still there: %v", err)
+	}
+}
+
+// TestRefreshWithoutIDToken: a provider that answers a refresh without a
+// new ID token gets a clear error that says what to configure, and the
+// session (its new refresh token) is kept.
+func TestRefreshWithoutIDToken(t *testing.T) {
+	f := newFixture(t)
+	store := tokens.NewFileStore(f.dir, "local")
+	_ = store.Save(context.Background(), f.signIn(t))
+	f.noIDTokenOnRefresh.Store(true)
+	f.clock.Advance(time.Hour)
+	_, err := f.session(store).Token(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no ID token") || !strings.Contains(err.Error(), "configure the provider") {
+		t.Fatalf("err = %v", err)
+	}
+	if st, _ := f.session(store).Status(context.Background()); !st.SignedIn {
+		t.Error("the session was lost")
 	}
 }
