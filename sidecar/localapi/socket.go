@@ -7,7 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -16,21 +16,46 @@ import (
 // (Linux allows 108).
 const MaxSocketPath = 100
 
-// DefaultSocketPath is $XDG_RUNTIME_DIR/sas/sidecar-<profile>.sock, else
-// under the user's temp dir in a per-user directory; if that is too long
-// for a socket (macOS's temp dirs are long), under /tmp.
-func DefaultSocketPath(getenv func(string) string, profile string) string {
+// DefaultSocketPath is $XDG_RUNTIME_DIR/sas/sidecar-<profile>.sock (the
+// per-user runtime directory), else sas/sidecar-<profile>.sock in the user's
+// own cache directory (~/.cache, ~/Library/Caches), both private to the
+// user. Never a fixed name in a shared temp dir: another local user could
+// create it first and keep the sidecar from starting. When neither fits in
+// a socket path, a fresh directory with a random name is made in the temp
+// dir (the app learns the path from the ready notification).
+func DefaultSocketPath(getenv func(string) string, profile string) (string, error) {
 	name := "sidecar-" + profile + ".sock"
 	if d := getenv("XDG_RUNTIME_DIR"); d != "" {
 		if p := filepath.Join(d, "sas", name); len(p) <= MaxSocketPath {
-			return p
+			return p, nil
 		}
 	}
-	dir := "sas-" + strconv.Itoa(os.Getuid())
-	if p := filepath.Join(os.TempDir(), dir, name); len(p) <= MaxSocketPath {
-		return p
+	if d, err := userCacheDir(getenv); err == nil {
+		if p := filepath.Join(d, "sas", name); len(p) <= MaxSocketPath {
+			return p, nil
+		}
 	}
-	return filepath.Join("/tmp", dir, name)
+	dir, err := os.MkdirTemp("", "sas-")
+	if err != nil {
+		return "", fmt.Errorf("make a private socket directory: %w", err)
+	}
+	return filepath.Join(dir, name), nil
+}
+
+// userCacheDir is os.UserCacheDir with its environment read through getenv.
+func userCacheDir(getenv func(string) string) (string, error) {
+	if runtime.GOOS == "linux" {
+		if d := getenv("XDG_CACHE_HOME"); filepath.IsAbs(d) {
+			return d, nil
+		}
+	}
+	if h := getenv("HOME"); filepath.IsAbs(h) {
+		if runtime.GOOS == "darwin" {
+			return filepath.Join(h, "Library", "Caches"), nil
+		}
+		return filepath.Join(h, ".cache"), nil
+	}
+	return os.UserCacheDir()
 }
 
 // ErrInUse means another live sidecar serves the socket.

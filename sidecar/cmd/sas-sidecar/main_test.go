@@ -506,20 +506,52 @@ func TestJSONRPCErrors(t *testing.T) {
 	}
 }
 
+// stdioOnly runs `sas-sidecar serve --stdio` with args whose socket cannot
+// be served, and checks that stdio still serves: ready says "socket": null,
+// stderr says why (want), and a status call is answered.
+func stdioOnly(t *testing.T, env []string, want string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(bin["sas-sidecar"], append([]string{"serve", "--stdio"}, args...)...)
+	cmd.Env = env
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr syncBuf
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	br := bufio.NewReader(stdout)
+	ready, _ := br.ReadString('\n')
+	if !strings.Contains(ready, `"method":"ready"`) || !strings.Contains(ready, `"socket":null`) {
+		t.Errorf("%v: ready = %q, want socket null", args, ready)
+	}
+	_, _ = io.WriteString(stdin, `{"jsonrpc":"2.0","id":1,"method":"status"}`+"\n")
+	if answer, _ := br.ReadString('\n'); !strings.Contains(answer, `"signedIn"`) {
+		t.Errorf("%v: status over stdio = %q", args, answer)
+	}
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("%v: stderr lacks %q:\n%s", args, want, stderr.String())
+	}
+}
+
 // TestSocketLifecycle: SIGTERM removes the socket within 2 s; a stale
-// socket is cleaned up; a second live sidecar is refused.
+// socket is cleaned up; a second live sidecar gets no socket (stdio only),
+// or is refused when it serves nothing else.
 func TestSocketLifecycle(t *testing.T) {
 	gw := devStack(t)
 	h, env := home(t, gw)
 	s := startSidecar(t, h, env)
-	// A second sidecar on the same socket is refused with a clear message.
-	second := exec.Command(bin["sas-sidecar"], "serve", "--stdio")
+	// A second sidecar on the same socket: refused with a clear message when
+	// the socket is all it would serve; stdio only otherwise.
+	second := exec.Command(bin["sas-sidecar"], "serve")
 	second.Env = env
 	out, err := second.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "another sas-sidecar is already serving") {
 		t.Errorf("second sidecar: %v %s", err, out)
 	}
+	stdioOnly(t, env, "another sas-sidecar is already serving")
 	start := time.Now()
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -603,13 +635,50 @@ func TestReviewedEdges(t *testing.T) {
 	// --socket never replaces a file that is not a socket.
 	notes := filepath.Join(h, "notes.txt")
 	_ = os.WriteFile(notes, []byte("keep me"), 0o600)
-	cmd := exec.Command(bin["sas-sidecar"], "serve", "--stdio", "--socket", notes)
+	cmd := exec.Command(bin["sas-sidecar"], "serve", "--socket", notes)
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "not a socket") {
 		t.Errorf("--socket on a file: %v %s", err, out)
 	}
+	stdioOnly(t, env, "not a socket", "--socket", notes)
 	if b, _ := os.ReadFile(notes); string(b) != "keep me" {
 		t.Error("the file was replaced")
+	}
+}
+
+// TestSocketDirTakenByAnotherUser: another local user created the socket's
+// directory first (the attack on a predictable name in a shared temp dir):
+// the socket is refused, and stdio keeps serving.
+func TestSocketDirTakenByAnotherUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Fatal("this test makes a directory owned by another user: run it as root (scripts/test in CI does)")
+	}
+	gw := devStack(t)
+	h, env := home(t, gw)
+	taken := filepath.Join(h, "taken")
+	if err := os.Mkdir(taken, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(taken, 65534, 65534); err != nil { // nobody
+		t.Fatal(err)
+	}
+	stdioOnly(t, env, "belongs to another user", "--socket", filepath.Join(taken, "sidecar.sock"))
+}
+
+// TestDefaultSocketIsPrivate: without XDG_RUNTIME_DIR the socket goes to the
+// user's own cache directory, never to a fixed name in the shared temp dir.
+func TestDefaultSocketIsPrivate(t *testing.T) {
+	gw := devStack(t)
+	h, env := home(t, gw)
+	var kept []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
+			kept = append(kept, kv)
+		}
+	}
+	s := startSidecar(t, h, kept)
+	if want := filepath.Join(h, ".cache", "sas", "sidecar-local.sock"); s.socket != want {
+		t.Errorf("socket = %s, want %s", s.socket, want)
 	}
 }

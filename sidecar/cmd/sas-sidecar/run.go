@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime"
 	"time"
@@ -115,19 +116,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 	var srv *http.Server
 	socket := ""
 	if runtime.GOOS != "windows" {
-		path := *socketPath
-		if path == "" {
-			path = localapi.DefaultSocketPath(getenv, settings.Profile)
+		ln, path, err := listenSocket(*socketPath, getenv, settings.Profile, log)
+		switch {
+		case err != nil && !*stdio:
+			return err // the socket is all there is to serve
+		case err != nil:
+			// The app still has stdio: serve it, and say why there is no
+			// socket (ready says "socket": null).
+			log.Warn("the local socket cannot be served; serving stdio only", "err", err)
+		default:
+			socket = path
+			srv = &http.Server{Handler: localapi.Handler(d, flows, log), ReadHeaderTimeout: 10 * time.Second,
+				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+			go func() { _ = srv.Serve(ln) }()
+			defer ln.Close() // removes the socket file
 		}
-		ln, err := localapi.Listen(path, log)
-		if err != nil {
-			return err
-		}
-		socket = path
-		srv = &http.Server{Handler: localapi.Handler(d, flows, log), ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		go func() { _ = srv.Serve(ln) }()
-		defer ln.Close() // removes the socket file
 	}
 	go d.Watch(ctx)
 
@@ -156,6 +159,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 		}
 	}
 	return nil
+}
+
+// listenSocket listens on path, or on the profile's default socket.
+func listenSocket(path string, getenv func(string) string, profile string, log *slog.Logger) (net.Listener, string, error) {
+	if path == "" {
+		var err error
+		if path, err = localapi.DefaultSocketPath(getenv, profile); err != nil {
+			return nil, "", err
+		}
+	}
+	ln, err := localapi.Listen(path, log)
+	return ln, path, err
 }
 
 func nullable(s string) any {
