@@ -80,23 +80,26 @@ func (d *Daemon) send(ctx context.Context, method, path string, header http.Head
 	return resp, nil
 }
 
-// checkPath admits gateway API paths only: under /v1/, no dot segments or
-// encoded slashes or dots that would climb out of it on the way, and no
-// CONNECT or TRACE.
+// checkPath admits gateway API paths only, parsed as a URL reference
+// rather than cut as a string: a path (no scheme, host or fragment) under
+// /v1/, with no dot segment, empty segment, or encoded slash, backslash or
+// dot that would climb out of it on the way; and no CONNECT or TRACE.
 func checkPath(method, p string) error {
-	bad := wire.Errorf(wire.CodeBadRequest, "Only gateway paths under /v1/ are proxied.")
+	bad := wire.Errorf(wire.CodeBadRequest, "Only gateway paths under /v1/ are proxied (a path, with no fragment).")
 	if method == http.MethodConnect || method == http.MethodTrace {
 		return wire.Errorf(wire.CodeBadRequest, "Method %s is not proxied.", method)
 	}
-	raw, _, _ := strings.Cut(p, "?")
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" || u.User != nil || strings.Contains(p, "#") {
+		return bad
+	}
+	raw := u.EscapedPath()
 	lower := strings.ToLower(raw)
-	if !strings.HasPrefix(raw, "/v1/") || strings.Contains(lower, "%2e") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+	if !strings.HasPrefix(u.Path, "/v1/") || !strings.HasPrefix(raw, "/v1/") ||
+		strings.Contains(lower, "%2e") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(raw, "//") {
 		return bad
 	}
-	if strings.Contains(raw, "//") {
-		return bad
-	}
-	for _, seg := range strings.Split(raw, "/") {
+	for _, seg := range strings.Split(u.Path, "/") {
 		if seg == "." || seg == ".." {
 			return bad
 		}

@@ -591,7 +591,7 @@ func TestReviewedEdges(t *testing.T) {
 		t.Fatal("not signed in")
 	}
 	// Paths that would climb out of /v1/ are refused, over stdio and socket.
-	for _, p := range []string{"/v1/../metrics", "/v1/%2e%2e/healthz", "/v1/..%2fhealthz", "/v1//me"} {
+	for _, p := range []string{"/v1/../metrics", "/v1/%2e%2e/healthz", "/v1/..%2fhealthz", "/v1//me", "/v1/..#x", "/v1/me#x"} {
 		r := result(t, s.call("request", map[string]any{"path": p}))
 		if r["status"] != float64(400) {
 			t.Errorf("request %s: %v", p, r)
