@@ -596,6 +596,9 @@ func TestReviewedEdges(t *testing.T) {
 		if r["status"] != float64(400) {
 			t.Errorf("request %s: %v", p, r)
 		}
+		if strings.Contains(p, "#") {
+			continue // an HTTP client never sends a fragment to the socket
+		}
 		resp, err := s.unix().Get("http://sas" + p)
 		if err == nil {
 			resp.Body.Close()
