@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -58,10 +59,15 @@ type KeyringStore struct {
 	kr      Keyring
 }
 
-// NewKeyringStore returns the store of profile in kr (the OS keyring when nil).
+// NewKeyringStore returns the store of profile in kr (the OS keyring when
+// nil: on macOS the Keychain through `security`, storing values as they
+// are; elsewhere zalando/go-keyring's Secret Service or Credential Manager).
 func NewKeyringStore(profile string, kr Keyring) *KeyringStore {
 	if kr == nil {
 		kr = osKeyring{}
+		if runtime.GOOS == "darwin" {
+			kr = Keychain{Security: "/usr/bin/security"}
+		}
 	}
 	return &KeyringStore{service: "sas-" + profile, kr: kr}
 }
