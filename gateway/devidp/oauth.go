@@ -70,9 +70,18 @@ func randomToken(prefix string) string {
 	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// AppRedirectURI is the desktop app's own redirect URI (its custom scheme),
+// which the provider accepts next to the loopback ones.
+const AppRedirectURI = "sas://callback"
+
 // validRedirect accepts loopback redirect URIs with path /callback on any
-// port (RFC 8252 §7.3: native apps pick their port at run time).
+// port (RFC 8252 §7.3: native apps pick their port at run time), and the
+// app's custom-scheme URI (RFC 8252 §7.1), as a provider configured with
+// both would.
 func validRedirect(raw string) bool {
+	if raw == AppRedirectURI {
+		return true
+	}
 	u, err := url.Parse(raw)
 	return err == nil && u.Scheme == "http" && isLoopback(u.Hostname()) && u.Port() != "" &&
 		u.Path == "/callback" && u.RawQuery == "" && u.Fragment == "" && u.User == nil

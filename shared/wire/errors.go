@@ -32,6 +32,11 @@ const (
 	CodeNotSignedIn        = "not_signed_in"
 	CodeGatewayUnreachable = "gateway_unreachable"
 	CodeForbidden          = "forbidden" // a request from a browser context
+	// CodeCancelled: the caller cancelled the call (stdio $/cancelRequest,
+	// the app closing), not an HTTP status of its own.
+	CodeCancelled = "cancelled"
+	// CodeResponseTooLarge: a gateway answer too large to return over stdio.
+	CodeResponseTooLarge = "response_too_large"
 )
 
 // HTTPStatus maps an error code to its HTTP status. It is the only place
@@ -54,7 +59,9 @@ func HTTPStatus(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case CodeRateLimited, CodeQuotaExceeded, CodeTooManyConcurrent:
 		return http.StatusTooManyRequests
-	case CodeUpstreamError, CodeGatewayUnreachable:
+	case CodeCancelled:
+		return 499 // nginx's "client closed request": nobody reads it
+	case CodeUpstreamError, CodeGatewayUnreachable, CodeResponseTooLarge:
 		return http.StatusBadGateway
 	case CodeUnavailable:
 		return http.StatusServiceUnavailable
@@ -107,6 +114,16 @@ func ErrorCode(err error) string {
 		return e.Code
 	}
 	return CodeInternal
+}
+
+// ErrorMessage returns the client message of err: the message of the
+// first *Error in its chain, else a generic sentence (an error that is not
+// an *Error is internal, and its text is not for clients).
+func ErrorMessage(err error) string {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Message
+	}
+	return "Internal error."
 }
 
 // ErrorBody is the envelope of every non-2xx answer:

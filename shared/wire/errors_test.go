@@ -26,6 +26,8 @@ func TestHTTPStatus(t *testing.T) {
 		wire.CodeRateLimited:        429,
 		wire.CodeQuotaExceeded:      429,
 		wire.CodeTooManyConcurrent:  429,
+		wire.CodeCancelled:          499,
+		wire.CodeResponseTooLarge:   502,
 		wire.CodePromptTooLarge:     400,
 		wire.CodeInternal:           500,
 		wire.CodeUpstreamError:      502,

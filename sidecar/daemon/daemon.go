@@ -38,11 +38,15 @@ type Options struct {
 	Logger        *slog.Logger
 }
 
-// Daemon is safe for concurrent use.
+// Daemon is safe for concurrent use. It owns its sign-in flows: they
+// outlive the request that started them, and end with Close.
 type Daemon struct {
 	o       Options
 	client  *http.Client
 	tokenSF singleflight.Group
+	base    context.Context // the daemon's lifetime
+	stop    context.CancelFunc
+	flows   sync.WaitGroup
 
 	loginMu sync.Mutex
 	login   *loginCall // the sign-in in progress, if any
@@ -76,6 +80,16 @@ type loginCall struct {
 	done chan struct{}
 	st   wire.SidecarStatus
 	err  error
+	// handoffs carries the app's callback URLs to an app-redirect sign-in
+	// (nil for a loopback one).
+	handoffs chan login.Handoff
+}
+
+// LoginOptions choose how a sign-in returns to the sidecar.
+type LoginOptions struct {
+	// App: the provider redirects to the app's own URI (sas://callback),
+	// and the app passes the URL on with CompleteLogin.
+	App bool
 }
 
 // New returns a Daemon.
@@ -99,7 +113,14 @@ func New(o Options) *Daemon {
 	// Never follow redirects: the token would go along, and the app should
 	// see the gateway's answer as it is.
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Daemon{o: o, client: c}
+	base, stop := context.WithCancel(context.Background())
+	return &Daemon{o: o, client: c, base: base, stop: stop}
+}
+
+// Close cancels the sign-in in progress, if any, and waits for it to end.
+func (d *Daemon) Close() {
+	d.stop()
+	d.flows.Wait()
 }
 
 // OnNotify registers fn for notifications. Listeners must not block.
@@ -174,44 +195,91 @@ func (d *Daemon) Watch(ctx context.Context) {
 }
 
 // Login runs the browser sign-in. A Login while one runs joins it instead
-// of opening a second tab. ctx bounds this caller's wait, not the flow,
-// which runs until it completes or times out (login.DefaultTimeout).
-func (d *Daemon) Login(ctx context.Context, runCtx context.Context) (wire.SidecarStatus, error) {
+// of opening a second tab (whatever its options). ctx bounds this caller's
+// wait, not the flow, which runs until it completes, times out
+// (login.DefaultTimeout) or the daemon closes.
+func (d *Daemon) Login(ctx context.Context, o LoginOptions) (wire.SidecarStatus, error) {
 	d.loginMu.Lock()
 	call := d.login
 	if call == nil {
 		call = &loginCall{done: make(chan struct{})}
+		if o.App {
+			call.handoffs = make(chan login.Handoff)
+		}
 		d.login = call
-		go d.runLogin(runCtx, call)
+		d.flows.Add(1)
+		go d.runLogin(call)
 	}
 	d.loginMu.Unlock()
 	select {
 	case <-call.done:
 		return call.st, call.err
 	case <-ctx.Done():
-		return wire.SidecarStatus{}, ctx.Err()
+		return wire.SidecarStatus{}, cancelled(ctx)
 	}
 }
 
-func (d *Daemon) runLogin(ctx context.Context, call *loginCall) {
+// CompleteLogin hands the app's callback URL (sas://callback?…) to the
+// sign-in that waits for it, and returns when that sign-in ends.
+//
+// Errors: bad_request (no sign-in waits for the app's callback, or the URL
+// is not this attempt's: that attempt goes on waiting), or the sign-in's.
+func (d *Daemon) CompleteLogin(ctx context.Context, callbackURL string) (wire.SidecarStatus, error) {
+	d.loginMu.Lock()
+	call := d.login
+	d.loginMu.Unlock()
+	if call == nil || call.handoffs == nil {
+		return wire.SidecarStatus{}, wire.Errorf(wire.CodeBadRequest, "No sign-in is waiting for the app's callback: start one with login {\"redirect\":\"app\"}.")
+	}
+	verdict := make(chan error, 1)
+	select {
+	case call.handoffs <- login.Handoff{URL: callbackURL, Done: verdict}:
+	case <-call.done:
+		return wire.SidecarStatus{}, wire.Errorf(wire.CodeBadRequest, "The sign-in this URL was for has already ended.")
+	case <-ctx.Done():
+		return wire.SidecarStatus{}, cancelled(ctx)
+	}
+	if err := <-verdict; err != nil {
+		return wire.SidecarStatus{}, wire.Wrap(wire.CodeBadRequest, "This callback URL was refused: "+login.Printable(err.Error(), 200)+".", err)
+	}
+	select {
+	case <-call.done:
+		return call.st, call.err
+	case <-ctx.Done():
+		return wire.SidecarStatus{}, cancelled(ctx)
+	}
+}
+
+// cancelled is the error of a caller that stopped waiting.
+func cancelled(ctx context.Context) error {
+	return &wire.Error{Code: wire.CodeCancelled, Message: "The request was cancelled.", Err: ctx.Err()}
+}
+
+func (d *Daemon) runLogin(call *loginCall) {
+	defer d.flows.Done()
 	defer func() {
 		d.loginMu.Lock()
 		d.login = nil
 		d.loginMu.Unlock()
 		close(call.done)
 	}()
+	ctx := d.base
 	s := d.o.Settings
 	if err := d.o.Session.Check(ctx); err != nil {
 		call.err = err
 		return
 	}
-	_, err := login.Run(ctx, login.Options{
+	o := login.Options{
 		Issuer: s.Issuer, ClientID: s.ClientID, Scopes: s.Scopes, Port: s.Port,
 		// The URL goes to the app (loginStarted), not to the log: it
 		// carries the attempt's state.
 		Browser: announcingBrowser{d: d, next: d.o.Browser},
 		Save:    func(ctx context.Context, r login.Result) error { return d.o.Session.Save(ctx, r.Tokens) },
-	})
+	}
+	if call.handoffs != nil {
+		o.AppRedirect, o.Handoffs = s.AppRedirectURI, call.handoffs
+	}
+	_, err := login.Run(ctx, o)
 	if err != nil {
 		call.err = err
 		d.o.Logger.Warn("sign-in failed", "err", err)

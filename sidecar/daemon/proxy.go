@@ -30,7 +30,7 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy
 // Errors: *wire.Error not_signed_in, bad_request (path outside /v1/),
 // gateway_unreachable (with the cause), unavailable (no keyring).
 func (d *Daemon) Do(ctx context.Context, method, path string, header http.Header, body []byte) (*http.Response, error) {
-	if err := checkPath(method, path); err != nil {
+	if err := CheckPath(method, path); err != nil {
 		return nil, err
 	}
 	set, err := d.token(ctx)
@@ -84,7 +84,7 @@ func (d *Daemon) send(ctx context.Context, method, path string, header http.Head
 // rather than cut as a string: a path (no scheme, host or fragment) under
 // /v1/, with no dot segment, empty segment, or encoded slash, backslash or
 // dot that would climb out of it on the way; and no CONNECT or TRACE.
-func checkPath(method, p string) error {
+func CheckPath(method, p string) error {
 	bad := wire.Errorf(wire.CodeBadRequest, "Only gateway paths under /v1/ are proxied (a path, with no fragment).")
 	if method == http.MethodConnect || method == http.MethodTrace {
 		return wire.Errorf(wire.CodeBadRequest, "Method %s is not proxied.", method)

@@ -10,27 +10,46 @@
 package localapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/daemon"
 )
 
-// Handler serves the local API of d. flows bounds the sign-ins it starts.
-func Handler(d *daemon.Daemon, flows context.Context, log *slog.Logger) http.Handler {
-	h := &handler{d: d, flows: flows, log: log}
+// Handler serves the local API of d.
+func Handler(d *daemon.Daemon, log *slog.Logger) http.Handler {
+	h := &handler{d: d, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sidecar/status", func(w http.ResponseWriter, r *http.Request) {
 		h.answer(w, r, func(ctx context.Context) (any, error) { return d.Status(ctx) })
 	})
 	mux.HandleFunc("POST /sidecar/login", func(w http.ResponseWriter, r *http.Request) {
-		h.answer(w, r, func(ctx context.Context) (any, error) { return d.Login(ctx, flows) })
+		var p struct {
+			Redirect string `json:"redirect"`
+		}
+		if err := readParams(r, &p); err != nil || (p.Redirect != "" && p.Redirect != "app" && p.Redirect != "loopback") {
+			writeError(w, wire.Errorf(wire.CodeBadRequest, `The body must be empty, {} or {"redirect":"app"|"loopback"}.`))
+			return
+		}
+		h.answer(w, r, func(ctx context.Context) (any, error) {
+			return d.Login(ctx, daemon.LoginOptions{App: p.Redirect == "app"})
+		})
+	})
+	mux.HandleFunc("POST /sidecar/completeLogin", func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			URL string `json:"url"`
+		}
+		if err := readParams(r, &p); err != nil || p.URL == "" {
+			writeError(w, wire.Errorf(wire.CodeBadRequest, `The body must be {"url": the callback URL the app received}.`))
+			return
+		}
+		h.answer(w, r, func(ctx context.Context) (any, error) { return d.CompleteLogin(ctx, p.URL) })
 	})
 	mux.HandleFunc("POST /sidecar/logout", func(w http.ResponseWriter, r *http.Request) {
 		h.answer(w, r, func(ctx context.Context) (any, error) { return d.Logout(ctx) })
@@ -43,9 +62,19 @@ func Handler(d *daemon.Daemon, flows context.Context, log *slog.Logger) http.Han
 }
 
 type handler struct {
-	d     *daemon.Daemon
-	flows context.Context
-	log   *slog.Logger
+	d   *daemon.Daemon
+	log *slog.Logger
+}
+
+// readParams reads a small JSON body (empty: none) into v.
+func readParams(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 // guard refuses requests from a browser context.
@@ -126,7 +155,9 @@ func (h *handler) proxy(w http.ResponseWriter, r *http.Request) {
 func writeError(w http.ResponseWriter, err error) {
 	we, ok := errors.AsType[*wire.Error](err)
 	if !ok {
-		we = &wire.Error{Code: wire.CodeInternal, Message: strings.TrimSpace(err.Error())}
+		// Never a Go error's text: it is not written for the app's user.
+		we = &wire.Error{Code: wire.CodeInternal, Message: "Internal error in the sidecar; its log says more."}
+		slog.Default().Error("internal error", "err", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(wire.HTTPStatus(we.Code))

@@ -55,6 +55,20 @@ type Options struct {
 	// HTTPClient talks to the provider (discovery, token, JWKS).
 	HTTPClient *http.Client
 	Now        func() time.Time
+	// AppRedirect, when set, is the app's own redirect URI (sas://callback,
+	// registered at the provider): no loopback listener runs, and the
+	// callback URLs the OS hands the app arrive on Handoffs instead.
+	AppRedirect string
+	Handoffs    <-chan Handoff
+}
+
+// Handoff is a callback URL the app received (sas://callback?…) and passed
+// on; Run answers on Done: nil when it was this attempt's and the attempt
+// goes on to completion, an error (the state is another attempt's, it is
+// not a callback URL) when it was refused and the attempt goes on waiting.
+type Handoff struct {
+	URL  string
+	Done chan<- error
 }
 
 // Identity is who signed in, from the verified ID token.
@@ -93,6 +107,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	prov, err := Discover(ctx, o.HTTPClient, o.Issuer)
 	if err != nil {
 		return Result{}, err
+	}
+	if o.AppRedirect != "" {
+		return runHandoff(ctx, o, prov)
 	}
 	ln, err := listen(o.Port)
 	if err != nil {
@@ -153,6 +170,49 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res, err := complete(ctx, o, prov, cfg, params, state, nonce, verifier)
 	cb.finish(res, err)
 	return res, err
+}
+
+// runHandoff is the sign-in whose callback goes to the app (a custom
+// scheme): the browser opens once, and the URLs the app hands over are
+// checked exactly as the loopback listener checks its callbacks.
+func runHandoff(ctx context.Context, o Options, prov Provider) (Result, error) {
+	cfg := oauth2.Config{
+		ClientID:    o.ClientID,
+		Endpoint:    oauth2.Endpoint{AuthURL: prov.AuthorizationEndpoint, TokenURL: prov.TokenEndpoint, AuthStyle: oauth2.AuthStyleInParams},
+		RedirectURL: o.AppRedirect,
+		Scopes:      o.Scopes,
+	}
+	state, nonce, verifier := random(), random(), oauth2.GenerateVerifier()
+	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce))
+	want, err := url.Parse(o.AppRedirect)
+	if err != nil {
+		return Result{}, fmt.Errorf("the app's redirect URI %q is not a URL", o.AppRedirect)
+	}
+	fmt.Fprintln(o.Progress, "Opening browser…")
+	if err := o.Browser.Open(authURL); err != nil {
+		fmt.Fprintf(o.Progress, "Could not open a browser (%v).\n", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return Result{}, fmt.Errorf("timed out after %v waiting for sign-in", o.Timeout)
+			}
+			return Result{}, errors.New("sign-in cancelled")
+		case h := <-o.Handoffs:
+			u, err := url.Parse(h.URL)
+			switch {
+			case err != nil || u.Scheme != want.Scheme || u.Host != want.Host || u.Path != want.Path:
+				h.Done <- fmt.Errorf("not this sign-in's callback: want a %s URL", o.AppRedirect)
+				continue
+			case subtle.ConstantTimeCompare([]byte(u.Query().Get("state")), []byte(state)) != 1:
+				h.Done <- errors.New("this callback belongs to another sign-in attempt (its state does not match)")
+				continue
+			}
+			h.Done <- nil
+			return complete(ctx, o, prov, cfg, u.Query(), state, nonce, verifier)
+		}
+	}
 }
 
 // complete checks the callback parameters, redeems the code and verifies

@@ -568,3 +568,60 @@ func TestPrintable(t *testing.T) {
 		t.Errorf("Printable = %q", got)
 	}
 }
+
+// TestLoginHandoff: the app's own redirect (sas://callback): no listener;
+// the browser lands on the app's scheme, the app hands the URL over, and
+// it is checked exactly as the loopback callback is — a URL of another
+// attempt, or not a callback at all, is refused and the attempt goes on.
+func TestLoginHandoff(t *testing.T) {
+	p := newProvider(t, true, nil)
+	handoffs := make(chan login.Handoff)
+	o := options(t, p, nil)
+	o.AppRedirect, o.Handoffs = "sas://callback", handoffs
+	landed := make(chan string, 1)
+	o.Browser = browserFunc(func(u string) error {
+		go func() {
+			resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(u)
+			if err != nil {
+				landed <- ""
+				return
+			}
+			resp.Body.Close()
+			landed <- resp.Header.Get("Location") // the OS would open the app with it
+		}()
+		return nil
+	})
+	hand := func(u string) error {
+		done := make(chan error, 1)
+		handoffs <- login.Handoff{URL: u, Done: done}
+		return <-done
+	}
+	type outcome struct {
+		res login.Result
+		err error
+	}
+	out := make(chan outcome, 1)
+	go func() { res, err := login.Run(context.Background(), o); out <- outcome{res, err} }()
+	cb := <-landed
+	if !strings.HasPrefix(cb, "sas://callback?") {
+		t.Fatalf("the provider redirected to %q", cb)
+	}
+	if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(o.Port)); err == nil {
+		c.Close()
+		t.Error("a loopback listener runs in the hand-off mode")
+	}
+	forged := strings.Replace(cb, "state=", "state=x", 1)
+	if err := hand(forged); err == nil || !strings.Contains(err.Error(), "another sign-in attempt") {
+		t.Errorf("a URL of another attempt: %v", err)
+	}
+	if err := hand("https://evil.example/callback?code=x"); err == nil {
+		t.Error("a URL that is not the app's callback was accepted")
+	}
+	if err := hand(cb); err != nil {
+		t.Fatalf("the real callback: %v", err)
+	}
+	r := <-out
+	if r.err != nil || r.res.Identity.Email != "dev@example.com" {
+		t.Fatalf("Run = %+v, %v", r.res.Identity, r.err)
+	}
+}

@@ -34,7 +34,13 @@ type Settings struct {
 	Scopes     []string
 	Port       int
 	TokenStore string
+	// AppRedirectURI is the app's own redirect URI (SAS_APP_REDIRECT_URI,
+	// default sas://callback), for sign-ins that return to the app.
+	AppRedirectURI string
 }
+
+// DefaultAppRedirectURI is the app's custom-scheme redirect URI.
+const DefaultAppRedirectURI = "sas://callback"
 
 // RedirectURL is the loopback redirect URI registered at the provider.
 func (s Settings) RedirectURL() string {
@@ -104,6 +110,13 @@ func (f *Flags) Resolve(getenv func(string) string) (Settings, error) {
 			problems = append(problems, "port (--port / SAS_REDIRECT_PORT) must be between 1 and 65535")
 		}
 		s.Port = p
+	}
+	s.AppRedirectURI = DefaultAppRedirectURI
+	if v := strings.TrimSpace(getenv("SAS_APP_REDIRECT_URI")); v != "" {
+		if u, err := url.Parse(v); err != nil || u.Scheme == "" || u.Scheme == "http" || u.Fragment != "" {
+			problems = append(problems, "SAS_APP_REDIRECT_URI must be an absolute URI of the app's own scheme, like sas://callback")
+		}
+		s.AppRedirectURI = v
 	}
 	s.TokenStore = StoreKeyring
 	if v := pick(f.tokenStore, "SAS_TOKEN_STORE"); v != "" {

@@ -28,7 +28,7 @@ func TestPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := profile.Settings{Profile: "local", Issuer: "http://127.0.0.1:8080/dev/idp", ClientID: "sas-local",
-		Gateway: "http://127.0.0.1:8080", Scopes: []string{"openid", "email", "profile", "offline_access"}, Port: 43110, TokenStore: "keyring"}
+		Gateway: "http://127.0.0.1:8080", Scopes: []string{"openid", "email", "profile", "offline_access"}, Port: 43110, TokenStore: "keyring", AppRedirectURI: "sas://callback"}
 	if diff := cmp.Diff(want, s); diff != "" {
 		t.Errorf("local defaults (-want +got):\n%s", diff)
 	}

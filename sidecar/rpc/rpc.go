@@ -142,7 +142,7 @@ func (s *Server) reply(id json.RawMessage, result any, e *Error) {
 // and waited for, at most ShutdownWait. flows bounds the sign-ins started
 // here (they outlive the request that started them only as long as flows
 // lives).
-func (s *Server) Serve(ctx context.Context, flows context.Context, in io.Reader) error {
+func (s *Server) Serve(ctx context.Context, in io.Reader) error {
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
 	lines := make(chan []byte)
@@ -201,7 +201,7 @@ func (s *Server) Serve(ctx context.Context, flows context.Context, in io.Reader)
 				s.reply(id, nil, perr)
 				continue
 			}
-			s.dispatch(ctx, flows, req)
+			s.dispatch(ctx, req)
 		}
 	}
 }
@@ -228,7 +228,7 @@ func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
 	}
 }
 
-func (s *Server) dispatch(ctx, flows context.Context, req Request) {
+func (s *Server) dispatch(ctx context.Context, req Request) {
 	if req.Method == "$/cancelRequest" {
 		var p struct {
 			ID json.RawMessage `json:"id"`
@@ -266,43 +266,70 @@ func (s *Server) dispatch(ctx, flows context.Context, req Request) {
 				s.cmu.Unlock()
 			}
 		}()
-		result, e := s.call(rctx, flows, req)
+		result, e := s.call(rctx, req)
 		s.reply(req.ID, result, e)
 	})
 }
 
-func (s *Server) call(ctx, flows context.Context, req Request) (any, *Error) {
+func (s *Server) call(ctx context.Context, req Request) (any, *Error) {
 	switch req.Method {
 	case "status":
-		return appResult(s.d.Status(ctx))
+		return s.result(s.d.Status(ctx))
 	case "login":
-		return appResult(s.d.Login(ctx, flows))
+		var p struct {
+			Redirect string `json:"redirect"`
+		}
+		if err := decodeParams(req.Params, &p); err != nil || (p.Redirect != "" && p.Redirect != "app" && p.Redirect != "loopback") {
+			return nil, &Error{Code: CodeInvalidParams, Message: `params must be {} or {"redirect":"app"|"loopback"}.`}
+		}
+		return s.result(s.d.Login(ctx, daemon.LoginOptions{App: p.Redirect == "app"}))
+	case "completeLogin":
+		var p struct {
+			URL string `json:"url"`
+		}
+		if err := decodeParams(req.Params, &p); err != nil || p.URL == "" {
+			return nil, &Error{Code: CodeInvalidParams, Message: `params must be {"url": the callback URL the app received}.`}
+		}
+		return s.result(s.d.CompleteLogin(ctx, p.URL))
 	case "logout":
-		return appResult(s.d.Logout(ctx))
+		return s.result(s.d.Logout(ctx))
 	case "request":
 		return s.request(ctx, req.Params)
 	default:
-		return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("Method %q not found (methods: status, login, logout, request).", req.Method)}
+		return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("Method %q not found (methods: status, login, completeLogin, logout, request).", req.Method)}
 	}
 }
 
-func appResult(v any, err error) (any, *Error) {
+func (s *Server) result(v any, err error) (any, *Error) {
 	if err == nil {
 		return v, nil
 	}
-	return nil, appError(err)
+	return nil, s.appError(err)
 }
 
-func appError(err error) *Error {
+func (s *Server) appError(err error) *Error {
 	code, msg := wire.ErrorCode(err), "Internal error."
-	if we, ok := errors.AsType[*wire.Error](err); ok {
+	switch we, ok := errors.AsType[*wire.Error](err); {
+	case ok:
 		msg = we.Message
-	} else if errors.Is(err, context.Canceled) {
-		code, msg = "cancelled", "The request was cancelled."
-	} else {
-		msg = err.Error()
+	case errors.Is(err, context.Canceled):
+		code, msg = wire.CodeCancelled, "The request was cancelled."
+	default:
+		// Its text stays in the log, never in the answer.
+		s.log.Error("internal error", "err", err)
 	}
 	return &Error{Code: CodeApplication, Message: msg, Data: map[string]string{"code": code}}
+}
+
+// decodeParams reads params (absent or null: none) into v, refusing
+// unknown fields.
+func decodeParams(raw json.RawMessage, v any) error {
+	if b := bytes.TrimSpace(raw); len(b) == 0 || bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 // requestParams are the params of `request`.
@@ -331,8 +358,8 @@ func (s *Server) request(ctx context.Context, raw json.RawMessage) (any, *Error)
 	if p.Method == "" {
 		p.Method = http.MethodGet
 	}
-	if !strings.HasPrefix(p.Path, "/v1/") {
-		return nil, &Error{Code: CodeInvalidParams, Message: "path must start with /v1/."}
+	if err := daemon.CheckPath(p.Method, p.Path); err != nil {
+		return nil, &Error{Code: CodeInvalidParams, Message: "path: " + wire.ErrorMessage(err)}
 	}
 	h := http.Header{}
 	for k, v := range p.Headers {
@@ -361,16 +388,16 @@ func (s *Server) request(ctx context.Context, raw json.RawMessage) (any, *Error)
 			return requestResult{Status: wire.HTTPStatus(we.Code), Headers: map[string]string{"content-type": "application/json"},
 				Body: wire.ErrorBody{Error: wire.ErrorDetail{Code: we.Code, Message: we.Message}}}, nil
 		}
-		return nil, appError(err)
+		return nil, s.appError(err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody+1))
 	if err != nil {
-		return nil, appError(err)
+		return nil, s.appError(err)
 	}
 	if len(b) > MaxResponseBody {
 		return nil, &Error{Code: CodeApplication, Message: fmt.Sprintf("The gateway's answer is over %d bytes: use the socket (fetch) for large or streamed answers.", MaxResponseBody),
-			Data: map[string]string{"code": "response_too_large"}}
+			Data: map[string]string{"code": wire.CodeResponseTooLarge}}
 	}
 	out := requestResult{Status: resp.StatusCode, Headers: map[string]string{}}
 	for k := range resp.Header {

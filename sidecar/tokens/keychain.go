@@ -98,7 +98,8 @@ func (k Keychain) Delete(service, account string) error {
 }
 
 // quote makes s one word for `security -i`, which splits its lines as a
-// shell does: single quotes, with a single quote written as '\''.
+// shell does: the word in single quotes, each single quote inside it closed,
+// escaped with a backslash and reopened.
 func quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -592,9 +592,9 @@ func TestReviewedEdges(t *testing.T) {
 	}
 	// Paths that would climb out of /v1/ are refused, over stdio and socket.
 	for _, p := range []string{"/v1/../metrics", "/v1/%2e%2e/healthz", "/v1/..%2fhealthz", "/v1//me", "/v1/..#x", "/v1/me#x"} {
-		r := result(t, s.call("request", map[string]any{"path": p}))
-		if r["status"] != float64(400) {
-			t.Errorf("request %s: %v", p, r)
+		// Over stdio a bad path is a bad parameter of the call.
+		if e, _ := s.call("request", map[string]any{"path": p})["error"].(map[string]any); e["code"] != float64(-32602) {
+			t.Errorf("request %s: %v", p, e)
 		}
 		if strings.Contains(p, "#") {
 			continue // an HTTP client never sends a fragment to the socket
@@ -683,5 +683,79 @@ func TestDefaultSocketIsPrivate(t *testing.T) {
 	s := startSidecar(t, h, kept)
 	if want := filepath.Join(h, ".cache", "sas", "sidecar-local.sock"); s.socket != want {
 		t.Errorf("socket = %s, want %s", s.socket, want)
+	}
+}
+
+// TestAppRedirectSignIn: the sign-in that returns to the app's own scheme.
+// login {"redirect":"app"} opens the provider with sas://callback; the
+// "OS" hands the app the sas:// URL, which passes it on with completeLogin
+// over stdio. A URL of another attempt is refused and the attempt goes on;
+// completeLogin with nothing waiting is refused; the socket takes the same
+// calls.
+func TestAppRedirectSignIn(t *testing.T) {
+	gw := devStack(t)
+	h, env := home(t, gw)
+	s := startSidecar(t, h, env)
+	if e, _ := s.call("completeLogin", map[string]any{"url": "sas://callback?code=x&state=y"})["error"].(map[string]any); e == nil {
+		t.Error("completeLogin with no sign-in waiting was accepted")
+	}
+	done := make(chan map[string]any, 1)
+	go func() { done <- s.call("login", map[string]any{"redirect": "app"}) }()
+	authURL := s.note("loginStarted")["params"].(map[string]any)["url"].(string)
+	if !strings.Contains(authURL, "redirect_uri=sas%3A%2F%2Fcallback") {
+		t.Fatalf("authorize URL %s does not redirect to the app", authURL)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	callback := resp.Header.Get("Location") // what the OS would hand the app
+	if !strings.HasPrefix(callback, "sas://callback?") {
+		t.Fatalf("the provider sent the browser to %q", callback)
+	}
+	forged := strings.Replace(callback, "state=", "state=forged", 1)
+	if e, _ := s.call("completeLogin", map[string]any{"url": forged})["error"].(map[string]any); e == nil ||
+		!strings.Contains(e["message"].(string), "another sign-in attempt") {
+		t.Errorf("a callback of another attempt: %v", e)
+	}
+	if r := result(t, s.call("completeLogin", map[string]any{"url": callback})); r["signedIn"] != true {
+		t.Errorf("completeLogin = %v", r)
+	}
+	if r := result(t, <-done); r["signedIn"] != true {
+		t.Errorf("login = %v", r)
+	}
+	// The socket: the same two calls.
+	_ = s.call("logout", nil)
+	type answer struct {
+		status int
+		body   string
+	}
+	post := func(path, body string) answer {
+		r, err := s.unix().Post("http://sas"+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return answer{r.StatusCode, string(b)}
+	}
+	socketDone := make(chan answer, 1)
+	go func() { socketDone <- post("/sidecar/login", `{"redirect":"app"}`) }()
+	authURL = s.note("loginStarted")["params"].(map[string]any)["url"].(string)
+	resp, err = noFollow.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if a := post("/sidecar/completeLogin", `{"url":`+strconv.Quote(resp.Header.Get("Location"))+`}`); a.status != 200 || !strings.Contains(a.body, `"signedIn":true`) {
+		t.Errorf("socket completeLogin: %d %s", a.status, a.body)
+	}
+	if a := <-socketDone; a.status != 200 || !strings.Contains(a.body, `"signedIn":true`) {
+		t.Errorf("socket login: %d %s", a.status, a.body)
+	}
+	if a := post("/sidecar/login", `{"redirect":"carrier-pigeon"}`); a.status != 400 {
+		t.Errorf("a bad redirect option: %d %s", a.status, a.body)
 	}
 }

@@ -107,9 +107,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Sign-ins outlive the request that started them, not the process.
-	flows, stopFlows := context.WithCancel(context.Background())
-	defer stopFlows()
 
 	// The socket (not on Windows, where peer credentials cannot be checked:
 	// the app uses the stdio channel there).
@@ -126,7 +123,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 			log.Warn("the local socket cannot be served; serving stdio only", "err", err)
 		default:
 			socket = path
-			srv = &http.Server{Handler: localapi.Handler(d, flows, log), ReadHeaderTimeout: 10 * time.Second,
+			srv = &http.Server{Handler: localapi.Handler(d, log), ReadHeaderTimeout: 10 * time.Second,
 				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 			go func() { _ = srv.Serve(ln) }()
 			defer ln.Close() // removes the socket file
@@ -139,7 +136,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 		s := rpc.NewServer(d, stdout, log)
 		s.Notify("ready", map[string]any{"socket": nullable(socket), "version": buildinfo.String()})
 		rpcDone = make(chan error, 1)
-		go func() { rpcDone <- s.Serve(ctx, flows, stdin) }()
+		go func() { rpcDone <- s.Serve(ctx, stdin) }()
 	} else {
 		log.Info("sas-sidecar serving", "socket", socket, "version", buildinfo.String(), "profile", settings.Profile)
 	}
@@ -150,7 +147,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 		log.Info("stdin closed: shutting down", "err", errString(err))
 	}
 	cancel()
-	stopFlows()
+	// End a sign-in in progress, waiting for it no longer than the exit
+	// allows.
+	closed := make(chan struct{})
+	go func() { d.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(ShutdownTimeout):
+	}
 	if srv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		defer scancel()
