@@ -26,6 +26,15 @@ export interface Status {
   expiresAt: string | null;
 }
 
+export interface LoginOptions {
+  /**
+   * "loopback" (default): the browser returns to the sidecar's listener on
+   * 127.0.0.1. "app": it returns to the app's URL scheme (sas://callback);
+   * pass that URL to completeLogin().
+   */
+  redirect?: "loopback" | "app";
+}
+
 export interface RequestInit {
   method?: string;
   /** A gateway path under /v1/, e.g. "/v1/me". */
@@ -62,7 +71,8 @@ export class SasSidecar extends EventEmitter {
   readonly version: string;
   readonly pid: number | undefined;
   status(): Promise<Status>;
-  login(): Promise<Status>;
+  login(options?: LoginOptions): Promise<Status>;
+  completeLogin(url: string): Promise<Status>;
   logout(): Promise<Status>;
   request(req: RequestInit): Promise<GatewayResponse>;
   fetch(path: string, init?: FetchInit): Promise<Response>;

@@ -176,10 +176,28 @@ export class SasSidecar extends EventEmitter {
    * Runs the browser sign-in; resolves when it is done. Calling it while a
    * sign-in runs joins that one (no second browser tab). The "loginStarted"
    * event carries the URL, to offer as a link if no browser opened.
+   *
+   * With { redirect: "app" } the provider sends the browser back to the
+   * app's own URL scheme (sas://callback by default) instead of the loopback
+   * listener: the app registers the scheme and passes the URL the OS hands
+   * it to completeLogin().
+   * @param {import("./index.d.ts").LoginOptions} [options]
    * @returns {Promise<import("./index.d.ts").Status>}
    */
-  login() {
-    return this.#call("login");
+  login(options) {
+    return this.#call("login", options?.redirect ? { redirect: options.redirect } : undefined);
+  }
+
+  /**
+   * Completes a sign-in started with login({ redirect: "app" }): url is the
+   * sas://callback?… URL the OS handed the app (macOS "open-url", or the
+   * argv of Windows' and Linux's "second-instance"). Resolves with the new
+   * status; a URL of another attempt is refused and the sign-in goes on.
+   * @param {string} url
+   * @returns {Promise<import("./index.d.ts").Status>}
+   */
+  completeLogin(url) {
+    return this.#call("completeLogin", { url });
   }
 
   /** @returns {Promise<import("./index.d.ts").Status>} */

@@ -105,6 +105,31 @@ test("sign in, call the gateway, stream, sign out — never holding a token", as
   }
 });
 
+test("sign in through the app's URL scheme: the callback URL handed over", async () => {
+  const sidecar = await SasSidecar.spawn({ binaryPath: bin, profile: "local", env });
+  try {
+    const started = new Promise((resolve) => sidecar.once("loginStarted", resolve));
+    const login = sidecar.login({ redirect: "app" });
+    const { url } = await started;
+    assert.match(url, /redirect_uri=sas%3A%2F%2Fcallback/);
+    // The browser's last hop: the provider redirects to sas://callback?…,
+    // which the OS hands to the app (open-url / second-instance).
+    const res = await fetch(url, { redirect: "manual" });
+    await res.text();
+    const callback = res.headers.get("location");
+    assert.match(callback, /^sas:\/\/callback\?/);
+
+    const forged = callback.replace("state=", "state=forged");
+    await assert.rejects(sidecar.completeLogin(forged), (err) => err instanceof SasSidecarError && /another sign-in attempt/.test(err.message));
+    const done = await sidecar.completeLogin(callback);
+    assert.equal(done.signedIn, true);
+    assert.equal((await login).user.email, "dev@example.com");
+    await assert.rejects(sidecar.completeLogin(callback), SasSidecarError); // no sign-in waits any more
+  } finally {
+    await sidecar.close();
+  }
+});
+
 test("pending calls reject when the sidecar dies, and nothing restarts it", async () => {
   const sidecar = await SasSidecar.spawn({ binaryPath: bin, profile: "local", env });
   const exited = new Promise((resolve) => sidecar.once("exit", resolve));
