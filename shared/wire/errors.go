@@ -37,6 +37,9 @@ const (
 	CodeCancelled = "cancelled"
 	// CodeResponseTooLarge: a gateway answer too large to return over stdio.
 	CodeResponseTooLarge = "response_too_large"
+	// CodeSignInFailed: a sign-in ended without a session (refused at the
+	// provider, timed out, a token that failed verification).
+	CodeSignInFailed = "sign_in_failed"
 )
 
 // HTTPStatus maps an error code to its HTTP status. It is the only place
@@ -45,7 +48,7 @@ func HTTPStatus(code string) int {
 	switch code {
 	case CodeBadRequest, CodePromptTooLarge:
 		return http.StatusBadRequest
-	case CodeMissingToken, CodeInvalidToken, CodeNotSignedIn:
+	case CodeMissingToken, CodeInvalidToken, CodeNotSignedIn, CodeSignInFailed:
 		return http.StatusUnauthorized
 	case CodeAccountSuspended, CodeModelNotAllowed, CodeForbidden:
 		return http.StatusForbidden

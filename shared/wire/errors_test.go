@@ -16,6 +16,7 @@ func TestHTTPStatus(t *testing.T) {
 		wire.CodeMissingToken:       401,
 		wire.CodeInvalidToken:       401,
 		wire.CodeNotSignedIn:        401,
+		wire.CodeSignInFailed:       401,
 		wire.CodeAccountSuspended:   403,
 		wire.CodeModelNotAllowed:    403,
 		wire.CodeForbidden:          403,

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,20 +19,19 @@ import (
 
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/login"
-	"github.com/signals-sorcery/sas/sidecar/profile"
 	"github.com/signals-sorcery/sas/sidecar/session"
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
 // Options configure a Daemon.
 type Options struct {
-	Settings profile.Settings
-	Session  *session.Session
+	Session *session.Session
 	// Browser opens the sign-in page (default: the system browser).
 	Browser login.Browser
-	// Client calls the gateway (default: no overall timeout, streams may be
-	// long; dial and header timeouts bounded).
-	Client *http.Client
+	// Upstream carries the requests to the gateway (default: an
+	// http.Transport with no overall timeout, since streams may be long;
+	// dial and header timeouts bounded).
+	Upstream http.RoundTripper
 	// WatchInterval is how often the store is re-read to notice a sign-in
 	// or sign-out made by sas-login (default 3 s; negative: never).
 	WatchInterval time.Duration
@@ -41,12 +41,12 @@ type Options struct {
 // Daemon is safe for concurrent use. It owns its sign-in flows: they
 // outlive the request that started them, and end with Close.
 type Daemon struct {
-	o       Options
-	client  *http.Client
-	tokenSF singleflight.Group
-	base    context.Context // the daemon's lifetime
-	stop    context.CancelFunc
-	flows   sync.WaitGroup
+	o        Options
+	upstream http.RoundTripper
+	tokenSF  singleflight.Group
+	life     context.Context // the daemon's lifetime
+	stop     context.CancelFunc
+	flows    sync.WaitGroup
 
 	loginMu sync.Mutex
 	login   *loginCall // the sign-in in progress, if any
@@ -103,23 +103,23 @@ func New(o Options) *Daemon {
 	if o.WatchInterval == 0 {
 		o.WatchInterval = 3 * time.Second
 	}
-	c := o.Client
-	if c == nil {
+	up := o.Upstream
+	if up == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.ResponseHeaderTimeout = 5 * time.Minute // a non-streamed completion answers when done
 		t.MaxIdleConnsPerHost = 16
-		c = &http.Client{Transport: t}
+		up = t
 	}
-	// Never follow redirects: the token would go along, and the app should
-	// see the gateway's answer as it is.
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	base, stop := context.WithCancel(context.Background())
-	return &Daemon{o: o, client: c, base: base, stop: stop}
+	life, stop := context.WithCancel(context.Background())
+	return &Daemon{o: o, upstream: up, life: life, stop: stop}
 }
 
-// Close cancels the sign-in in progress, if any, and waits for it to end.
+// Close cancels the sign-in in progress, if any, and waits for it to end;
+// later sign-ins are refused.
 func (d *Daemon) Close() {
+	d.loginMu.Lock()
 	d.stop()
+	d.loginMu.Unlock()
 	d.flows.Wait()
 }
 
@@ -200,6 +200,10 @@ func (d *Daemon) Watch(ctx context.Context) {
 // (login.DefaultTimeout) or the daemon closes.
 func (d *Daemon) Login(ctx context.Context, o LoginOptions) (wire.SidecarStatus, error) {
 	d.loginMu.Lock()
+	if d.life.Err() != nil {
+		d.loginMu.Unlock()
+		return wire.SidecarStatus{}, &wire.Error{Code: wire.CodeCancelled, Message: "The sidecar is shutting down."}
+	}
 	call := d.login
 	if call == nil {
 		call = &loginCall{done: make(chan struct{})}
@@ -263,29 +267,36 @@ func (d *Daemon) runLogin(call *loginCall) {
 		d.loginMu.Unlock()
 		close(call.done)
 	}()
-	ctx := d.base
-	s := d.o.Settings
-	if err := d.o.Session.Check(ctx); err != nil {
-		call.err = err
-		return
-	}
-	o := login.Options{
-		Issuer: s.Issuer, ClientID: s.ClientID, Scopes: s.Scopes, Port: s.Port,
+	ctx := d.life
+	_, err := d.o.Session.SignIn(ctx, login.Options{
 		// The URL goes to the app (loginStarted), not to the log: it
 		// carries the attempt's state.
-		Browser: announcingBrowser{d: d, next: d.o.Browser},
-		Save:    func(ctx context.Context, r login.Result) error { return d.o.Session.Save(ctx, r.Tokens) },
+		Browser:  announcingBrowser{d: d, next: d.o.Browser},
+		Handoffs: call.handoffs, // nil: the loopback listener
+	})
+	if err != nil && d.life.Err() != nil {
+		// Closed mid-flow: whatever step it was in failed for that reason.
+		call.err = &wire.Error{Code: wire.CodeCancelled, Message: "The sign-in was cancelled: the sidecar is shutting down.", Err: err}
+		return
 	}
-	if call.handoffs != nil {
-		o.AppRedirect, o.Handoffs = s.AppRedirectURI, call.handoffs
-	}
-	_, err := login.Run(ctx, o)
 	if err != nil {
-		call.err = err
+		call.err = signInError(err)
 		d.o.Logger.Warn("sign-in failed", "err", err)
 		return
 	}
 	call.st, call.err = d.Status(ctx)
+}
+
+// signInError is the error a failed sign-in answers: login's own errors
+// are sentences written for the user (no token ever in them).
+func signInError(err error) error {
+	switch {
+	case errors.Is(err, tokens.ErrUnavailable):
+		return &wire.Error{Code: wire.CodeUnavailable, Message: "The OS keyring is not available: no sign-in can be kept.", Err: err}
+	case errors.Is(err, login.ErrCancelled):
+		return &wire.Error{Code: wire.CodeCancelled, Message: "The sign-in was cancelled.", Err: err}
+	}
+	return &wire.Error{Code: wire.CodeSignInFailed, Message: "Sign-in failed: " + strings.TrimSuffix(login.Printable(err.Error(), 300), ".") + ".", Err: err}
 }
 
 // announcingBrowser tells the app the sign-in URL (loginStarted) before

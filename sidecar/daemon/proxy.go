@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -17,52 +16,101 @@ import (
 // buffered so that a 401 can be retried with it (the gateway's limit too).
 const MaxBodyBytes = 1 << 20
 
-// hopByHop are the headers of one connection (RFC 9110 §7.6.1), never
-// forwarded; the caller's credentials and browser context are dropped too:
-// the sidecar sets the Authorization header itself.
-var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Authorization", "Cookie", "Origin", "Referer", "Host"}
+// dropped are the request headers never forwarded: those of one connection
+// (RFC 9110 §7.6.1) and of its framing (the body is re-sent with its own
+// length), forwarding claims (the sidecar is no proxy of anyone's), and the
+// caller's credentials and browser context — the sidecar sets the
+// Authorization header itself.
+var dropped = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Expect", "Host",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"Authorization", "Cookie", "Origin", "Referer"}
 
-// Do sends a request to the gateway with the ID token attached and returns
-// its response for the caller to relay (and close). A 401 from the gateway
-// triggers one refresh and one retry. ctx cancels the gateway request.
+// Transport returns the RoundTripper through which both front doors call
+// the gateway. It takes requests whose URL is a gateway path (no scheme or
+// host: "/v1/me?x=1", as a server receives it), refuses any other path
+// (CheckPath), sends it to the gateway with the user's ID token attached —
+// the caller's own credentials and hop-by-hop headers dropped — and on a
+// 401 refreshes the session and retries once (bodies up to MaxBodyBytes are
+// buffered for that). It never follows redirects: the token would go along.
 //
-// Errors: *wire.Error not_signed_in, bad_request (path outside /v1/),
-// gateway_unreachable (with the cause), unavailable (no keyring).
-func (d *Daemon) Do(ctx context.Context, method, path string, header http.Header, body []byte) (*http.Response, error) {
-	if err := CheckPath(method, path); err != nil {
+// Errors are *wire.Error: bad_request (the path), payload_too_large,
+// not_signed_in, unavailable (no keyring), gateway_unreachable (with the
+// cause, never the token); or the request context's error.
+func (d *Daemon) Transport() http.RoundTripper { return gatewayTransport{d} }
+
+type gatewayTransport struct{ d *Daemon }
+
+func (t gatewayTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	d := t.d
+	body, err := readBody(req)
+	if err != nil {
 		return nil, err
 	}
+	if err := CheckPath(req.Method, req.URL.String()); err != nil {
+		return nil, err
+	}
+	ctx := req.Context()
 	set, err := d.token(ctx)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := d.send(ctx, method, path, header, body, set.IDToken)
+	resp, err := t.send(req, body, set.IDToken)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
 	// The gateway refused a token that looked valid: refresh once, retry once.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	d.o.Logger.Info("gateway answered 401: refreshing the session and retrying once", "path", path)
+	d.o.Logger.Info("gateway answered 401: refreshing the session and retrying once", "path", req.URL.Path)
 	set, err = d.refreshed(ctx, set.IDToken)
 	if err != nil {
 		return nil, err
 	}
-	return d.send(ctx, method, path, header, body, set.IDToken)
+	return t.send(req, body, set.IDToken)
 }
 
-func (d *Daemon) send(ctx context.Context, method, path string, header http.Header, body []byte, idToken string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, d.o.Settings.Gateway+path, bytes.NewReader(body))
+// readBody reads and closes the request body, at most MaxBodyBytes.
+func readBody(req *http.Request) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	defer req.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(req.Body, MaxBodyBytes+1))
+	switch {
+	case err != nil && req.Context().Err() != nil:
+		return nil, req.Context().Err()
+	case err != nil:
+		return nil, wire.Wrap(wire.CodeBadRequest, "The request body could not be read.", err)
+	case len(b) > MaxBodyBytes:
+		return nil, wire.Errorf(wire.CodePayloadTooLarge, "The request body is over 1 MiB.")
+	}
+	return b, nil
+}
+
+// send makes one attempt: req's method, path and headers, with body, to the
+// gateway with idToken.
+func (t gatewayTransport) send(req *http.Request, body []byte, idToken string) (*http.Response, error) {
+	d := t.d
+	ctx := req.Context()
+	gateway := d.o.Session.Settings().Gateway
+	out, err := http.NewRequestWithContext(ctx, req.Method, gateway+req.URL.String(), bytes.NewReader(body))
 	if err != nil {
 		return nil, wire.Wrap(wire.CodeBadRequest, "The request could not be built.", err)
 	}
-	for k, vs := range header {
-		req.Header[k] = append([]string(nil), vs...)
+	for k, vs := range req.Header {
+		out.Header[k] = append([]string(nil), vs...)
 	}
-	StripHopByHop(req.Header)
-	req.Header.Set("Authorization", "Bearer "+idToken)
-	resp, err := d.client.Do(req)
+	for _, c := range out.Header.Values("Connection") {
+		for name := range strings.SplitSeq(c, ",") {
+			out.Header.Del(strings.TrimSpace(name))
+		}
+	}
+	for _, k := range dropped {
+		out.Header.Del(k)
+	}
+	out.Header.Set("Authorization", "Bearer "+idToken)
+	resp, err := d.upstream.RoundTrip(out)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -75,12 +123,12 @@ func (d *Daemon) send(ctx context.Context, method, path string, header http.Head
 			cause = err.Error()
 		}
 		return nil, &wire.Error{Code: wire.CodeGatewayUnreachable,
-			Message: "The gateway at " + d.o.Settings.Gateway + " is unreachable: " + login.Printable(cause, 200), Err: err}
+			Message: "The gateway at " + gateway + " is unreachable: " + login.Printable(cause, 200), Err: err}
 	}
 	return resp, nil
 }
 
-// checkPath admits gateway API paths only, parsed as a URL reference
+// CheckPath admits gateway API paths only, parsed as a URL reference
 // rather than cut as a string: a path (no scheme, host or fragment) under
 // /v1/, with no dot segment, empty segment, or encoded slash, backslash or
 // dot that would climb out of it on the way; and no CONNECT or TRACE.
@@ -105,17 +153,4 @@ func CheckPath(method, p string) error {
 		}
 	}
 	return nil
-}
-
-// StripHopByHop removes hop-by-hop headers, including those the
-// Connection header names.
-func StripHopByHop(h http.Header) {
-	for _, c := range h.Values("Connection") {
-		for _, name := range strings.Split(c, ",") {
-			h.Del(strings.TrimSpace(name))
-		}
-	}
-	for _, k := range hopByHop {
-		h.Del(k)
-	}
 }

@@ -60,7 +60,7 @@ export interface FetchInit {
 }
 
 export class SasSidecarError extends Error {
-  /** e.g. "not_signed_in", "gateway_unreachable", "sidecar_exited". */
+  /** e.g. "not_signed_in", "sign_in_failed", "cancelled", "gateway_unreachable", "sidecar_exited". */
   code: string;
   rpcCode?: number;
 }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/daemon"
@@ -34,7 +35,7 @@ func Handler(d *daemon.Daemon, log *slog.Logger) http.Handler {
 			Redirect string `json:"redirect"`
 		}
 		if err := readParams(r, &p); err != nil || (p.Redirect != "" && p.Redirect != "app" && p.Redirect != "loopback") {
-			writeError(w, wire.Errorf(wire.CodeBadRequest, `The body must be empty, {} or {"redirect":"app"|"loopback"}.`))
+			h.writeError(w, wire.Errorf(wire.CodeBadRequest, `The body must be empty, {} or {"redirect":"app"|"loopback"}.`))
 			return
 		}
 		h.answer(w, r, func(ctx context.Context) (any, error) {
@@ -46,7 +47,7 @@ func Handler(d *daemon.Daemon, log *slog.Logger) http.Handler {
 			URL string `json:"url"`
 		}
 		if err := readParams(r, &p); err != nil || p.URL == "" {
-			writeError(w, wire.Errorf(wire.CodeBadRequest, `The body must be {"url": the callback URL the app received}.`))
+			h.writeError(w, wire.Errorf(wire.CodeBadRequest, `The body must be {"url": the callback URL the app received}.`))
 			return
 		}
 		h.answer(w, r, func(ctx context.Context) (any, error) { return d.CompleteLogin(ctx, p.URL) })
@@ -54,9 +55,9 @@ func Handler(d *daemon.Daemon, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /sidecar/logout", func(w http.ResponseWriter, r *http.Request) {
 		h.answer(w, r, func(ctx context.Context) (any, error) { return d.Logout(ctx) })
 	})
-	mux.HandleFunc("/v1/", h.proxy)
+	mux.Handle("/v1/", h.proxy())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, wire.Errorf(wire.CodeNotFound, "No route for %s %s (try /sidecar/status or /v1/…).", r.Method, r.URL.Path))
+		h.writeError(w, wire.Errorf(wire.CodeNotFound, "No route for %s %s (try /sidecar/status or /v1/…).", r.Method, r.URL.Path))
 	})
 	return h.guard(mux)
 }
@@ -82,7 +83,7 @@ func (h *handler) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" {
 			h.log.Warn("refused a request with Origin/Referer", "path", r.URL.Path)
-			writeError(w, &wire.Error{Code: wire.CodeForbidden, Message: "Requests from web pages are refused."})
+			h.writeError(w, &wire.Error{Code: wire.CodeForbidden, Message: "Requests from web pages are refused."})
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -92,72 +93,43 @@ func (h *handler) guard(next http.Handler) http.Handler {
 func (h *handler) answer(w http.ResponseWriter, r *http.Request, f func(context.Context) (any, error)) {
 	v, err := f(r.Context())
 	if err != nil {
-		writeError(w, err)
+		h.writeError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// proxy forwards a /v1/ request to the gateway and relays the answer as it
-// arrives, flushing after every read, so server-sent events stream.
-func (h *handler) proxy(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, daemon.MaxBodyBytes))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, wire.Errorf(wire.CodePayloadTooLarge, "The request body is over 1 MiB."))
-			return
-		}
-		writeError(w, wire.Wrap(wire.CodeBadRequest, "The request body could not be read.", err))
-		return
-	}
-	path := r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
-		path += "?" + r.URL.RawQuery
-	}
-	resp, err := h.d.Do(r.Context(), r.Method, path, r.Header.Clone(), body)
-	if err != nil {
-		if r.Context().Err() == nil {
-			writeError(w, err)
-		}
-		return
-	}
-	defer resp.Body.Close()
-	daemon.StripHopByHop(resp.Header)
-	for k, vs := range resp.Header {
-		w.Header()[k] = vs
-	}
-	w.WriteHeader(resp.StatusCode)
-	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
-	for {
-		n, rerr := resp.Body.Read(buf)
-		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
-				return // the client left: returning cancels the gateway request
+// proxy forwards /v1/ requests through the daemon's Transport (the token
+// attached there) and relays the answers as they arrive (ReverseProxy
+// flushes server-sent events and bodies of unknown length after every
+// write); an answer that breaks off resets the connection (ending the
+// chunked body cleanly would tell the client a cut-off answer was complete).
+func (h *handler) proxy() http.Handler {
+	return &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			// The Transport resolves the path against the gateway. The query
+			// goes as the client wrote it: ReverseProxy drops the parameters
+			// it cannot parse unless told otherwise.
+			r.Out.URL.RawQuery = r.In.URL.RawQuery
+		},
+		Transport: h.d.Transport(),
+		ErrorLog:  slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return // the client left
 			}
-			if err := rc.Flush(); err != nil {
-				return
-			}
-		}
-		if rerr != nil {
-			if !errors.Is(rerr, io.EOF) && r.Context().Err() == nil {
-				h.log.Warn("the gateway's answer broke off", "path", r.URL.Path, "err", rerr)
-				// Reset the connection: ending the chunked body cleanly would
-				// tell the client a cut-off answer was complete.
-				panic(http.ErrAbortHandler)
-			}
-			return
-		}
+			h.writeError(w, err)
+		},
 	}
 }
 
-func writeError(w http.ResponseWriter, err error) {
+func (h *handler) writeError(w http.ResponseWriter, err error) {
 	we, ok := errors.AsType[*wire.Error](err)
 	if !ok {
 		// Never a Go error's text: it is not written for the app's user.
 		we = &wire.Error{Code: wire.CodeInternal, Message: "Internal error in the sidecar; its log says more."}
-		slog.Default().Error("internal error", "err", err)
+		h.log.Error("internal error", "err", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(wire.HTTPStatus(we.Code))

@@ -33,6 +33,10 @@ import (
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
+// ErrCancelled ends a sign-in whose context was cancelled (Ctrl-C, the
+// sidecar closing).
+var ErrCancelled = errors.New("sign-in cancelled")
+
 // DefaultTimeout bounds a sign-in attempt.
 const DefaultTimeout = 5 * time.Minute
 
@@ -127,7 +131,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	cb := newCallback(state, "127.0.0.1:"+strconv.Itoa(o.Port))
 	srv := &http.Server{Handler: cb, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln)
+	}()
 	defer func() {
 		// Let the browser fetch the result page, then let the response
 		// flush: Close would cut it mid-write and the browser would retry
@@ -137,6 +145,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		_ = srv.Close()
+		// The port is free only once Serve has returned (a blocked Accept
+		// holds the socket open): a sign-in started right after this one
+		// must be able to listen.
+		<-served
 	}()
 
 	if o.NoBrowser {
@@ -162,7 +174,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("timed out after %v waiting for sign-in", o.Timeout)
 		} else {
-			err = errors.New("sign-in cancelled")
+			err = ErrCancelled
 		}
 		cb.finish(Result{}, err)
 		return Result{}, err
@@ -198,7 +210,7 @@ func runHandoff(ctx context.Context, o Options, prov Provider) (Result, error) {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return Result{}, fmt.Errorf("timed out after %v waiting for sign-in", o.Timeout)
 			}
-			return Result{}, errors.New("sign-in cancelled")
+			return Result{}, ErrCancelled
 		case h := <-o.Handoffs:
 			u, err := url.Parse(h.URL)
 			switch {
@@ -316,7 +328,7 @@ func VerifyTokens(ctx context.Context, client *http.Client, prov Provider, clien
 	var c wire.ProfileClaims
 	_ = idt.Claims(&c)
 	id := Identity{Subject: idt.Subject, Email: c.Email, Username: c.DisplayUsername()}
-	return tokens.Set{IDToken: raw, RefreshToken: tok.RefreshToken, Expiry: idt.Expiry}, id, nil
+	return tokens.Set{IDToken: raw, RefreshToken: tok.RefreshToken}, id, nil
 }
 
 // Describe turns an oauth2 error into its OAuth error code and description,

@@ -105,7 +105,7 @@ func TestLoginWithBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.Identity.Email != "dev@example.com" || !strings.HasPrefix(res.Identity.Subject, "user_") ||
-		res.Tokens.IDToken == "" || res.Tokens.RefreshToken == "" || res.Tokens.Expiry.Before(time.Now()) {
+		res.Tokens.IDToken == "" || res.Tokens.RefreshToken == "" || res.Tokens.Expiry().Before(time.Now()) {
 		t.Errorf("result = %+v", res)
 	}
 	page := <-pages

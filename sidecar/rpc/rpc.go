@@ -19,8 +19,11 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/daemon"
+	"github.com/signals-sorcery/sas/sidecar/login"
 )
 
 // JSON-RPC 2.0 error codes.
@@ -353,19 +356,19 @@ func (s *Server) request(ctx context.Context, raw json.RawMessage) (any, *Error)
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
-		return nil, &Error{Code: CodeInvalidParams, Message: "params must be {method, path, headers?, body?}: " + err.Error()}
+		return nil, &Error{Code: CodeInvalidParams, Message: "params must be {method, path, headers?, body?} (headers an object of strings)."}
 	}
 	if p.Method == "" {
 		p.Method = http.MethodGet
 	}
-	if err := daemon.CheckPath(p.Method, p.Path); err != nil {
-		return nil, &Error{Code: CodeInvalidParams, Message: "path: " + wire.ErrorMessage(err)}
-	}
+	var body []byte
 	h := http.Header{}
 	for k, v := range p.Headers {
+		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
+			return nil, &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("headers: %q is not a valid header name, or its value has a line break or control character.", login.Printable(k, 64))}
+		}
 		h.Set(k, v)
 	}
-	var body []byte
 	if b := bytes.TrimSpace(p.Body); len(b) > 0 && !bytes.Equal(b, []byte("null")) {
 		var text string
 		if json.Unmarshal(b, &text) == nil {
@@ -377,13 +380,20 @@ func (s *Server) request(ctx context.Context, raw json.RawMessage) (any, *Error)
 			}
 		}
 	}
-	if len(body) > daemon.MaxBodyBytes {
-		return requestResult{Status: 413, Headers: map[string]string{"content-type": "application/json"},
-			Body: wire.ErrorBody{Error: wire.ErrorDetail{Code: wire.CodePayloadTooLarge, Message: "The request body is over 1 MiB."}}}, nil
-	}
-	resp, err := s.d.Do(ctx, p.Method, p.Path, h, body)
+	// The path as the socket's server would receive it: the Transport
+	// checks it and resolves it against the gateway.
+	req, err := http.NewRequestWithContext(ctx, p.Method, p.Path, bytes.NewReader(body))
 	if err != nil {
-		if we, ok := errors.AsType[*wire.Error](err); ok {
+		return nil, &Error{Code: CodeInvalidParams, Message: "method and path must make an HTTP request (a method token, a path under /v1/)."}
+	}
+	req.Header = h
+	resp, err := s.d.Transport().RoundTrip(req)
+	if err != nil {
+		we, ok := errors.AsType[*wire.Error](err)
+		switch {
+		case ok && we.Code == wire.CodeBadRequest:
+			return nil, &Error{Code: CodeInvalidParams, Message: "path: " + we.Message}
+		case ok:
 			// The gateway's own shape, as the socket answers it.
 			return requestResult{Status: wire.HTTPStatus(we.Code), Headers: map[string]string{"content-type": "application/json"},
 				Body: wire.ErrorBody{Error: wire.ErrorDetail{Code: we.Code, Message: we.Message}}}, nil

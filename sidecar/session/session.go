@@ -1,7 +1,7 @@
 // Package session is a signed-in user's session on this machine: a fresh ID
 // token on demand (refreshing under a cross-process lock, so sas-login and
 // the sidecar never both spend one refresh token), status, sign-in and
-// sign-out. Both sas-login and the sidecar daemon use it.
+// sign-out. Both sas-login and the sidecar daemon build theirs with Open.
 package session
 
 import (
@@ -18,6 +18,7 @@ import (
 
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/login"
+	"github.com/signals-sorcery/sas/sidecar/profile"
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
@@ -33,13 +34,15 @@ var ErrSessionEnded = errors.New("the session has ended at the identity provider
 
 // Options configure a Session.
 type Options struct {
-	Profile  string
-	Issuer   string
-	ClientID string
-	Scopes   []string
-	Store    tokens.Store
-	// LockDir holds the per-user refresh lock (tokens.Dir()).
-	LockDir    string
+	// Settings name the provider, the client and the token store.
+	Settings profile.Settings
+	// Store keeps the tokens (default: the store Settings.TokenStore names,
+	// the OS keyring or the file in LockDir).
+	Store tokens.Store
+	// LockDir holds the per-user refresh lock and the token file (default:
+	// tokens.Dir()).
+	LockDir string
+	// HTTPClient talks to the provider (default: 30 s timeout).
 	HTTPClient *http.Client
 	Now        func() time.Time
 }
@@ -53,31 +56,64 @@ type Session struct {
 	prov *login.Provider // discovered once
 }
 
-// New returns a Session.
-func New(o Options) *Session {
+// Open returns the session that o.Settings describe.
+func Open(o Options) (*Session, error) {
+	if o.LockDir == "" {
+		dir, err := tokens.Dir()
+		if err != nil {
+			return nil, err
+		}
+		o.LockDir = dir
+	}
+	if o.Store == nil {
+		o.Store = tokens.NewKeyringStore(o.Settings.Profile, nil)
+		if o.Settings.TokenStore == profile.StoreFile {
+			o.Store = tokens.NewFileStore(o.LockDir, o.Settings.Profile)
+		}
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Session{o: o}
+	return &Session{o: o}, nil
 }
 
-// Check fails early when the store cannot be used (no keyring), so a
-// sign-in does not end with tokens that have nowhere to go.
-func (s *Session) Check(ctx context.Context) error {
-	_, err := s.o.Store.Load(ctx)
-	if errors.Is(err, tokens.ErrUnavailable) {
-		return err
+// Settings are the settings the session was opened with.
+func (s *Session) Settings() profile.Settings { return s.o.Settings }
+
+// SignIn runs the browser sign-in (login.Run) with this session's provider
+// and client, and stores the verified tokens before the browser page says
+// "signed in". o says how the sign-in meets the user (browser, progress,
+// paste, timeout); with o.Handoffs set, the provider sends the browser to
+// the app's own redirect URI (Settings.AppRedirectURI) and the app hands
+// the callback URL over on o.Handoffs.
+//
+// A store that cannot be used (no keyring) fails it before the browser
+// opens, not after the user approved.
+func (s *Session) SignIn(ctx context.Context, o login.Options) (login.Result, error) {
+	if _, err := s.o.Store.Load(ctx); errors.Is(err, tokens.ErrUnavailable) {
+		return login.Result{}, err
 	}
-	return nil
+	st := s.o.Settings
+	o.Issuer, o.ClientID, o.Scopes, o.Port = st.Issuer, st.ClientID, st.Scopes, st.Port
+	o.AppRedirect = ""
+	if o.Handoffs != nil {
+		if st.AppRedirectURI == "" {
+			return login.Result{}, errors.New("no app redirect URI is configured (SAS_APP_REDIRECT_URI)")
+		}
+		o.AppRedirect = st.AppRedirectURI
+	}
+	o.HTTPClient, o.Now = s.o.HTTPClient, s.o.Now
+	o.Save = func(ctx context.Context, r login.Result) error { return s.save(ctx, r.Tokens) }
+	return login.Run(ctx, o)
 }
 
-// Save stores the tokens of a completed sign-in, under the refresh lock so
+// save stores the tokens of a completed sign-in, under the refresh lock so
 // that a refresh in another process cannot overwrite them.
-func (s *Session) Save(ctx context.Context, set tokens.Set) error {
-	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Profile)
+func (s *Session) save(ctx context.Context, set tokens.Set) error {
+	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Settings.Profile)
 	if err != nil {
 		return err
 	}
@@ -95,7 +131,7 @@ func (s *Session) Token(ctx context.Context) (tokens.Set, error) {
 	if err != nil || set.FreshFor(s.o.Now(), RefreshMargin) {
 		return set, err
 	}
-	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Profile)
+	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Settings.Profile)
 	if err != nil {
 		return tokens.Set{}, err
 	}
@@ -117,7 +153,7 @@ func (s *Session) Token(ctx context.Context) (tokens.Set, error) {
 //
 // Errors: as Token.
 func (s *Session) Refresh(ctx context.Context, stale string) (tokens.Set, error) {
-	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Profile)
+	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Settings.Profile)
 	if err != nil {
 		return tokens.Set{}, err
 	}
@@ -151,9 +187,9 @@ func (s *Session) refresh(ctx context.Context, set tokens.Set) (tokens.Set, erro
 		return tokens.Set{}, err
 	}
 	cfg := oauth2.Config{
-		ClientID: s.o.ClientID,
+		ClientID: s.o.Settings.ClientID,
 		Endpoint: oauth2.Endpoint{TokenURL: prov.TokenEndpoint, AuthStyle: oauth2.AuthStyleInParams},
-		Scopes:   s.o.Scopes,
+		Scopes:   s.o.Settings.Scopes,
 	}
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, s.o.HTTPClient)
 	tok, err := cfg.TokenSource(hctx, &oauth2.Token{RefreshToken: set.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
@@ -172,12 +208,14 @@ func (s *Session) refresh(ctx context.Context, set tokens.Set) (tokens.Set, erro
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = set.RefreshToken // the provider does not rotate
 	}
-	next, _, err := login.VerifyTokens(ctx, s.o.HTTPClient, prov, s.o.ClientID, s.o.Now, tok, "")
+	next, _, err := login.VerifyTokens(ctx, s.o.HTTPClient, prov, s.o.Settings.ClientID, s.o.Now, tok, "")
 	if errors.Is(err, login.ErrNoIDToken) {
 		err = errors.New("the provider's answer to a refresh has no ID token, and the gateway needs a fresh one: configure the provider to return an ID token when a refresh token is used (docs/operations.md), then run sas-login login")
 	}
 	if err != nil {
-		keep := tokens.Set{IDToken: set.IDToken, RefreshToken: tok.RefreshToken} // zero expiry: refresh next time
+		// The old ID token is kept (next time it is still near its expiry,
+		// or still the stale one: refreshed again).
+		keep := tokens.Set{IDToken: set.IDToken, RefreshToken: tok.RefreshToken}
 		if serr := s.o.Store.Save(ctx, keep); serr != nil {
 			return tokens.Set{}, fmt.Errorf("refresh the session: %w (and keeping the new refresh token failed: %v)", err, serr)
 		}
@@ -199,7 +237,7 @@ func (s *Session) provider(ctx context.Context) (login.Provider, error) {
 	if s.prov != nil {
 		return *s.prov, nil
 	}
-	p, err := login.Discover(ctx, s.o.HTTPClient, s.o.Issuer)
+	p, err := login.Discover(ctx, s.o.HTTPClient, s.o.Settings.Issuer)
 	if err != nil {
 		return login.Provider{}, err
 	}
@@ -222,7 +260,7 @@ func (s *Session) Status(ctx context.Context) (wire.SidecarStatus, error) {
 		return wire.SidecarStatus{}, nil
 	}
 	u := UserOf(set.IDToken)
-	exp := set.Expiry.UTC()
+	exp := set.Expiry().UTC()
 	return wire.SidecarStatus{SignedIn: true, User: &u, ExpiresAt: &exp}, nil
 }
 
@@ -245,7 +283,7 @@ func UserOf(idToken string) wire.SidecarUser {
 func (s *Session) Logout(ctx context.Context) (revokeErr error, err error) {
 	// Under the refresh lock: a refresh finishing in another process must
 	// not write a session back after it was deleted.
-	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Profile)
+	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Settings.Profile)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +309,7 @@ func (s *Session) revoke(ctx context.Context, refreshToken string) error {
 	if prov.RevocationEndpoint == "" {
 		return nil
 	}
-	form := url.Values{"token": {refreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {s.o.ClientID}}
+	form := url.Values{"token": {refreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {s.o.Settings.ClientID}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, prov.RevocationEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return err

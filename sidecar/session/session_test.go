@@ -16,22 +16,18 @@ import (
 	"time"
 
 	"github.com/signals-sorcery/sas/gateway/devidp"
+	"github.com/signals-sorcery/sas/sidecar/internal/stacktest"
+	"github.com/signals-sorcery/sas/sidecar/login"
+	"github.com/signals-sorcery/sas/sidecar/profile"
 	"github.com/signals-sorcery/sas/sidecar/session"
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type fixture struct {
+	t       *testing.T
 	idp     *devidp.Provider
 	url     string
-	clock   *clock
+	clock   *stacktest.Clock
 	dir     string
 	revokes atomic.Int64
 	// noIDTokenOnRefresh makes the provider leave the ID token out of its
@@ -41,7 +37,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{clock: &clock{t: time.Now()}, dir: t.TempDir()}
+	f := &fixture{t: t, clock: stacktest.NewClock(time.Now()), dir: t.TempDir()}
 	srv := httptest.NewUnstartedServer(nil)
 	p, err := devidp.New(devidp.Options{Issuer: "http://" + srv.Listener.Addr().String(), AutoApprove: true, Now: f.clock.Now})
 	if err != nil {
@@ -75,8 +71,12 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) session(store tokens.Store) *session.Session {
-	return session.New(session.Options{Profile: "local", Issuer: f.url, ClientID: "sas-local",
-		Scopes: []string{"openid", "email", "offline_access"}, Store: store, LockDir: f.dir, Now: f.clock.Now})
+	s, err := session.Open(session.Options{Settings: profile.Settings{Profile: "local", Issuer: f.url, ClientID: "sas-local",
+		Scopes: []string{"openid", "email", "offline_access"}}, Store: store, LockDir: f.dir, Now: f.clock.Now})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return s
 }
 
 // signIn obtains a real token set from the IdP (code flow with PKCE).
@@ -97,7 +97,7 @@ func (f *fixture) signIn(t *testing.T) tokens.Set {
 	if err := jsonDecode(resp, &body); err != nil || body.IDToken == "" {
 		t.Fatalf("token: %v %+v", err, body)
 	}
-	return tokens.Set{IDToken: body.IDToken, RefreshToken: body.RefreshToken, Expiry: f.clock.Now().Add(time.Hour)}
+	return tokens.Set{IDToken: body.IDToken, RefreshToken: body.RefreshToken}
 }
 
 func TestTokenReturnsFreshTokenWithoutRefresh(t *testing.T) {
@@ -123,7 +123,7 @@ func TestTokenRefreshesNearExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.IDToken == set.IDToken || got.RefreshToken == set.RefreshToken || !got.Expiry.After(f.clock.Now().Add(time.Minute)) {
+	if got.IDToken == set.IDToken || got.RefreshToken == set.RefreshToken || !got.Expiry().After(f.clock.Now().Add(time.Minute)) {
 		t.Errorf("not refreshed: %+v", got)
 	}
 	stored, _ := store.Load(context.Background())
@@ -248,5 +248,19 @@ func TestRefreshWithoutIDToken(t *testing.T) {
 	}
 	if st, _ := f.session(store).Status(context.Background()); !st.SignedIn {
 		t.Error("the session was lost")
+	}
+}
+
+// TestAppSignInNeedsItsRedirect: a sign-in handed off to the app with no
+// app redirect URI configured fails at once (it once fell back to the
+// loopback flow, and the app's hand-off waited for the timeout).
+func TestAppSignInNeedsItsRedirect(t *testing.T) {
+	f := newFixture(t)
+	s := f.session(tokens.NewFileStore(f.dir, "local"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := s.SignIn(ctx, login.Options{Handoffs: make(chan login.Handoff)})
+	if err == nil || !strings.Contains(err.Error(), "SAS_APP_REDIRECT_URI") {
+		t.Errorf("SignIn without an app redirect URI: %v", err)
 	}
 }

@@ -40,6 +40,8 @@ func Dir() (string, error) {
 	return dir, nil
 }
 
+// fileSet is the file's JSON. Its expiry is for people who read the file:
+// the expiry is the ID token's own (Set.Expiry).
 type fileSet struct {
 	IDToken      string    `json:"id_token"`
 	RefreshToken string    `json:"refresh_token,omitempty"`
@@ -59,13 +61,13 @@ func (f *FileStore) Load(context.Context) (Set, error) {
 	if err := json.Unmarshal(b, &s); err != nil || s.IDToken == "" {
 		return Set{}, fmt.Errorf("token file %s is damaged: run sas-login logout, then sign in again", f.path)
 	}
-	return Set(s), nil
+	return Set{IDToken: s.IDToken, RefreshToken: s.RefreshToken}, nil
 }
 
 // Save implements Store: write a temp file with mode 0600 and rename it over
 // the old one, so a reader never sees half a file.
 func (f *FileStore) Save(_ context.Context, s Set) error {
-	b, err := json.Marshal(fileSet(s))
+	b, err := json.Marshal(fileSet{IDToken: s.IDToken, RefreshToken: s.RefreshToken, Expiry: s.Expiry().UTC()})
 	if err != nil {
 		return err
 	}

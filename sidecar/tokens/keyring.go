@@ -204,10 +204,8 @@ func (k *KeyringStore) Load(ctx context.Context) (Set, error) {
 	if s.RefreshToken, err = k.readValue(ctx, AccountRefreshToken); err != nil && !errors.Is(err, ErrNotFound) {
 		return Set{}, err
 	}
-	// The expiry comes from the ID token itself: items are written one at a
-	// time, and a reader must never pair an old token with a new expiry.
-	// The expiry item is kept for people and tools that read the keychain.
-	s.Expiry = ExpiryOf(s.IDToken)
+	// The expiry item is for people and tools that read the keychain: the
+	// expiry is the ID token's own (Set.Expiry).
 	return s, nil
 }
 
@@ -243,8 +241,7 @@ func StoredClaims(jwt string, v any) error {
 }
 
 // Save implements Store. The refresh token and expiry are written before
-// the ID token, whose presence is what "signed in" means (and whose exp is
-// what Load trusts).
+// the ID token, whose presence is what "signed in" means.
 func (k *KeyringStore) Save(ctx context.Context, s Set) error {
 	if s.RefreshToken == "" {
 		if err := k.deleteValue(ctx, AccountRefreshToken); err != nil {
@@ -253,7 +250,7 @@ func (k *KeyringStore) Save(ctx context.Context, s Set) error {
 	} else if err := k.writeValue(ctx, AccountRefreshToken, s.RefreshToken); err != nil {
 		return err
 	}
-	if err := k.set(ctx, AccountExpiry, s.Expiry.UTC().Format(time.RFC3339)); err != nil {
+	if err := k.set(ctx, AccountExpiry, s.Expiry().UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
 	return k.writeValue(ctx, AccountIDToken, s.IDToken)

@@ -12,14 +12,18 @@ import (
 
 // Set is what a sign-in leaves behind.
 type Set struct {
-	IDToken      string    // the JWT the gateway verifies
-	RefreshToken string    // may be empty when the provider gave none
-	Expiry       time.Time // the ID token's exp
+	IDToken      string // the JWT the gateway verifies
+	RefreshToken string // may be empty when the provider gave none
 }
+
+// Expiry is the ID token's exp claim, read from the token itself whatever
+// the store (a stored expiry could disagree with the token beside it); zero
+// when unreadable, which means "refresh".
+func (s Set) Expiry() time.Time { return ExpiryOf(s.IDToken) }
 
 // FreshFor reports whether the ID token stays valid for at least margin.
 func (s Set) FreshFor(now time.Time, margin time.Duration) bool {
-	return s.IDToken != "" && now.Add(margin).Before(s.Expiry)
+	return s.IDToken != "" && now.Add(margin).Before(s.Expiry())
 }
 
 // ErrNotFound means the store holds no session for the profile.

@@ -18,15 +18,17 @@ import (
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
+// sampleExpiry is the exp of sample's ID tokens.
+var sampleExpiry = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
 // sample is a token set whose ID token is JWT-shaped, about n bytes long,
-// with exp = the set's expiry (the keyring store reads it from there).
+// with exp = sampleExpiry.
 func sample(n int) tokens.Set {
-	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	exp := sampleExpiry
 	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"exp":` + strconv.FormatInt(exp.Unix(), 10) + `,"pad":"` + strings.Repeat("a", n) + `"}`))
 	return tokens.Set{
 		IDToken:      "eyJhbGciOiJSUzI1NiJ9." + payload + ".c2ln",
 		RefreshToken: "rt_" + strings.Repeat("b", 40),
-		Expiry:       exp,
 	}
 }
 
@@ -46,8 +48,8 @@ func roundTrip(t *testing.T, s tokens.Store) {
 		if err != nil {
 			t.Fatalf("Load %d bytes: %v", size, err)
 		}
-		if got.IDToken != want.IDToken || got.RefreshToken != want.RefreshToken || !got.Expiry.Equal(want.Expiry) {
-			t.Fatalf("round trip of %d bytes: got %d-byte token, refresh %q, expiry %v", size, len(got.IDToken), got.RefreshToken, got.Expiry)
+		if got.IDToken != want.IDToken || got.RefreshToken != want.RefreshToken || !got.Expiry().Equal(sampleExpiry) {
+			t.Fatalf("round trip of %d bytes: got %d-byte token, refresh %q, expiry %v", size, len(got.IDToken), got.RefreshToken, got.Expiry())
 		}
 	}
 	for range 2 { // idempotent
@@ -73,6 +75,20 @@ func TestFileStore(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(dir, "tokens-local.json"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("token file mode = %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	// The file's expiry is the token's, written for people; a file whose
+	// expiry says otherwise (edited, or written by an older version) does
+	// not change what the token's own exp says.
+	b, _ := os.ReadFile(filepath.Join(dir, "tokens-local.json"))
+	if !strings.Contains(string(b), `"expiry":"2030-01-02T03:04:05Z"`) {
+		t.Errorf("the file's expiry is not the token's: %s", b)
+	}
+	edited := strings.Replace(string(b), "2030-01-02", "2099-01-02", 1)
+	if err := os.WriteFile(filepath.Join(dir, "tokens-local.json"), []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Load(context.Background()); err != nil || !got.Expiry().Equal(sampleExpiry) {
+		t.Errorf("edited file: expiry %v (%v), want the token's %v", got.Expiry(), err, sampleExpiry)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "tokens-local.json"), []byte("{garbage"), 0o600); err != nil {
 		t.Fatal(err)

@@ -2,30 +2,19 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
-
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
-	"github.com/signals-sorcery/sas/gateway/devidp"
-	"github.com/signals-sorcery/sas/gateway/devllm"
-	"github.com/signals-sorcery/sas/gateway/memstore"
-	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/gateway/devstack"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 	"github.com/signals-sorcery/sas/shared/exitcode"
 )
 
-// dev runs the whole stack in one process on 127.0.0.1: the gateway, the
-// dev identity provider at /dev/idp as its trusted issuer, Postgres from
-// DATABASE_URL or in-memory users, Redis from REDIS_URL or an in-process
-// Redis (miniredis, so the real Redis client code runs).
+// dev runs the whole stack (devstack) in one process on 127.0.0.1.
 func (e env) dev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("sas-gateway dev", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -47,72 +36,25 @@ func (e env) dev(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on 127.0.0.1:%d (set PORT to change it): %w", cfg.Port, err)
 	}
-	idp, err := devidp.New(devidp.Options{Issuer: cfg.Issuer, AutoApprove: *autoApprove})
+	base := "http://" + ln.Addr().String()
+	stack, err := devstack.New(ctx, devstack.Options{Config: cfg, BaseURL: base, AutoApprove: *autoApprove, Logger: log})
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	base := "http://" + ln.Addr().String()
+	defer stack.Close()
 	// The local profile points at port 8080; on another port, say how to
 	// point sas-login here.
 	loginEnv := ""
 	if cfg.Port != config.DefaultPort {
-		loginEnv = "export SAS_ISSUER=" + cfg.Issuer + " SAS_GATEWAY_URL=" + base + "\n  "
+		loginEnv = "export SAS_ISSUER=" + base + "/dev/idp SAS_GATEWAY_URL=" + base + "\n  "
 	}
-	model := "OpenAI at " + cfg.OpenAIBaseURL
-	var devModel *devllm.Model
-	if cfg.OpenAIAPIKey == "" {
-		// The built-in dev model, served on this port at /dev/openai, with
-		// a key of its own so the proxy's real code path runs.
-		cfg.OpenAIAPIKey, cfg.OpenAIBaseURL = "sk-dev-"+rand.Text(), base+"/dev/openai/v1"
-		devModel = devllm.New(devllm.Options{APIKey: cfg.OpenAIAPIKey})
-		model = "built-in dev model at " + cfg.OpenAIBaseURL + " (set OPENAI_API_KEY for OpenAI)"
-	}
-	deps := app.Deps{}
-	users, rdbDesc := "in memory (set DATABASE_URL for Postgres)", ""
-	if cfg.DatabaseURL != "" {
-		db, err := postgres.Open(ctx, cfg.DatabaseURL)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer db.Close()
-		if err := db.Migrate(ctx, log); err != nil {
-			ln.Close()
-			return err
-		}
-		deps.Store, users = db, "PostgreSQL from DATABASE_URL (migrated)"
-	} else {
-		deps.Store = memstore.New(nil)
-	}
-	if cfg.RedisURL != "" {
-		rdbDesc = "Redis from REDIS_URL"
-	} else {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			ln.Close()
-			return fmt.Errorf("start the in-process Redis: %w", err)
-		}
-		defer mr.Close()
-		deps.Redis = redis.NewClient(&redis.Options{Addr: mr.Addr()})
-		rdbDesc = "in-process Redis (miniredis; set REDIS_URL for a real one)"
-	}
-	gw, err := app.New(ctx, cfg, log, deps)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer gw.Close()
 	mln, err := net.Listen("tcp", cfg.MetricsAddr)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("listen for metrics on %s (set METRICS_ADDR to change it): %w", cfg.MetricsAddr, err)
 	}
-	go app.ServeMetrics(ctx, mln, gw.Metrics, log)
-	gw.API.Router().Mount("/dev/idp", http.StripPrefix("/dev/idp", idp.Handler()))
-	if devModel != nil {
-		gw.API.Router().Mount("/dev/openai", http.StripPrefix("/dev/openai", devModel.Handler()))
-	}
+	go app.ServeMetrics(ctx, mln, stack.Gateway.Metrics, log)
 
 	fmt.Fprintf(e.stderr, `sas-gateway dev (version %s): the whole stack on this machine, no cloud account
   gateway        %s
@@ -126,6 +68,6 @@ Try:
   %ssas-login --profile local login
   curl -H "Authorization: Bearer $(sas-login --profile local token)" %s/v1/me
 
-`, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], users, rdbDesc, model, mln.Addr().String(), loginEnv, base)
-	return app.Serve(ctx, app.Server(gw.Handler, log), ln, app.DrainTimeout, log)
+`, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], stack.Users, stack.Redis, stack.Model, mln.Addr().String(), loginEnv, base)
+	return app.Serve(ctx, app.Server(stack.Handler, log), ln, app.DrainTimeout, log)
 }

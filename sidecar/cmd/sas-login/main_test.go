@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/signals-sorcery/sas/sidecar/internal/e2etest"
 )
 
@@ -31,9 +34,11 @@ var bin map[string]string
 func TestMain(m *testing.M) {
 	var cleanup func()
 	bin, cleanup = e2etest.Build(map[string]string{"sas-login": ".", "sas-gateway": "../../../gateway/cmd/sas-gateway"})
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	// Every goroutine must be gone when the tests end.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		cleanup()
+		os.Exit(code)
+	}))
 }
 
 type syncBuf = e2etest.Buffer
@@ -182,11 +187,25 @@ func (s *stack) tokenFile() map[string]any {
 	return m
 }
 
-// expire rewrites the stored expiry as if the ID token were about to lapse.
+// expire rewrites the stored ID token's exp claim (the expiry every store
+// reads) as if it were about to lapse; its signature no longer matters: the
+// refresh replaces it.
 func (s *stack) expire() {
 	s.t.Helper()
 	m := s.tokenFile()
-	m["expiry"] = time.Now().Add(30 * time.Second).UTC().Format(time.RFC3339)
+	parts := strings.Split(m["id_token"].(string), ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		s.t.Fatal(err)
+	}
+	claims["exp"] = time.Now().Add(30 * time.Second).Unix()
+	payload, _ = json.Marshal(claims)
+	parts[1] = base64.RawURLEncoding.EncodeToString(payload)
+	m["id_token"] = strings.Join(parts, ".")
 	b, _ := json.Marshal(m)
 	if err := os.WriteFile(filepath.Join(s.home, ".config", "sas", "tokens-local.json"), b, 0o600); err != nil {
 		s.t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"github.com/signals-sorcery/sas/sidecar/login"
 	"github.com/signals-sorcery/sas/sidecar/profile"
 	"github.com/signals-sorcery/sas/sidecar/session"
-	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
 const usage = `sas-login — sign in to Signals & Sorcery from a terminal
@@ -103,18 +102,10 @@ func (e env) parse(name string, args []string, own func(*flag.FlagSet)) (command
 	if err != nil {
 		return command{}, err
 	}
-	dir, err := tokens.Dir()
+	sess, err := session.Open(session.Options{Settings: s})
 	if err != nil {
 		return command{}, err
 	}
-	var store tokens.Store = tokens.NewKeyringStore(s.Profile, nil)
-	if s.TokenStore == profile.StoreFile {
-		store = tokens.NewFileStore(dir, s.Profile)
-	}
-	sess := session.New(session.Options{
-		Profile: s.Profile, Issuer: s.Issuer, ClientID: s.ClientID, Scopes: s.Scopes,
-		Store: store, LockDir: dir,
-	})
 	return command{settings: s, session: sess}, nil
 }
 
@@ -128,15 +119,7 @@ func (e env) login(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// No keyring: say so now, not after the user approved in the browser.
-	if err := c.session.Check(ctx); err != nil {
-		return err
-	}
-	res, err := login.Run(ctx, login.Options{
-		Issuer: c.settings.Issuer, ClientID: c.settings.ClientID, Scopes: c.settings.Scopes, Port: c.settings.Port,
-		NoBrowser: noBrowser, Paste: e.stdin, Progress: e.stderr, Timeout: timeout,
-		Save: func(ctx context.Context, r login.Result) error { return c.session.Save(ctx, r.Tokens) },
-	})
+	res, err := c.session.SignIn(ctx, login.Options{NoBrowser: noBrowser, Paste: e.stdin, Progress: e.stderr, Timeout: timeout})
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/signals-sorcery/sas/sidecar/internal/e2etest"
 )
 
@@ -30,9 +32,11 @@ var bin map[string]string
 func TestMain(m *testing.M) {
 	var cleanup func()
 	bin, cleanup = e2etest.Build(map[string]string{"sas-sidecar": ".", "sas-gateway": "../../../gateway/cmd/sas-gateway", "sas-login": "../sas-login"})
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	// Every goroutine must be gone when the tests end.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		cleanup()
+		os.Exit(code)
+	}))
 }
 
 type syncBuf = e2etest.Buffer

@@ -18,7 +18,6 @@ import (
 	"github.com/signals-sorcery/sas/sidecar/profile"
 	"github.com/signals-sorcery/sas/sidecar/rpc"
 	"github.com/signals-sorcery/sas/sidecar/session"
-	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
 const usage = `sas-sidecar — the Signals & Sorcery desktop daemon (spawned by the app)
@@ -28,14 +27,17 @@ Usage:
   sas-sidecar version
 
 serve answers JSON-RPC 2.0 on stdin/stdout with --stdio (one JSON object a
-line: status, login, logout, request; notifications ready, authChanged,
-loginStarted) and HTTP on a Unix socket (default
+line: status, login, completeLogin, logout, request; notifications ready,
+authChanged, loginStarted) and HTTP on a Unix socket (default
 $XDG_RUNTIME_DIR/sas/sidecar-<profile>.sock): GET /sidecar/status,
-POST /sidecar/login, POST /sidecar/logout, and /v1/… proxied to the gateway.
+POST /sidecar/login, POST /sidecar/completeLogin, POST /sidecar/logout, and
+/v1/… proxied to the gateway.
 With --stdio it exits when stdin closes. Logs go to stderr.
 
 Configuration flags (also accepted): --profile, --issuer, --client-id,
---gateway, --scopes, --port, --token-store (see sas-login --help).
+--gateway, --scopes, --port, --token-store (see sas-login --help); the
+app's own redirect URI for login {"redirect":"app"} is SAS_APP_REDIRECT_URI
+(default sas://callback).
 `
 
 // ShutdownTimeout bounds the exit after stdin closes or a signal: the
@@ -87,23 +89,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	dir, err := tokens.Dir()
+	sess, err := session.Open(session.Options{Settings: settings})
 	if err != nil {
 		return err
 	}
-	var store tokens.Store = tokens.NewKeyringStore(settings.Profile, nil)
-	if settings.TokenStore == profile.StoreFile {
-		store = tokens.NewFileStore(dir, settings.Profile)
-	}
-	sess := session.New(session.Options{Profile: settings.Profile, Issuer: settings.Issuer, ClientID: settings.ClientID,
-		Scopes: settings.Scopes, Store: store, LockDir: dir})
 	watch := time.Duration(0)
 	if v := getenv("SAS_SIDECAR_WATCH_INTERVAL"); v != "" {
 		if watch, err = time.ParseDuration(v); err != nil {
 			return fmt.Errorf("SAS_SIDECAR_WATCH_INTERVAL: %w", err)
 		}
 	}
-	d := daemon.New(daemon.Options{Settings: settings, Session: sess, Logger: log, WatchInterval: watch})
+	d := daemon.New(daemon.Options{Session: sess, Logger: log, WatchInterval: watch})
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

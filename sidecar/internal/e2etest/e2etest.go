@@ -66,6 +66,17 @@ func WaitHTTP(t testing.TB, url string, logs fmt.Stringer) {
 	}
 }
 
+// WaitFor polls cond until it holds, failing the test after 10 s.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Buffer is a strings.Builder safe for concurrent writers.
 type Buffer struct {
 	mu sync.Mutex

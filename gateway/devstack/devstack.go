@@ -1,0 +1,128 @@
+// Package devstack is the whole stack on one machine, as `sas-gateway dev`
+// serves it: the gateway; the dev identity provider at /dev/idp, its
+// trusted issuer; the built-in dev model at /dev/openai unless an OpenAI
+// key is configured; users in PostgreSQL from DATABASE_URL, else in memory;
+// Redis from REDIS_URL, else in process (miniredis, so the real Redis
+// client code runs). The sidecar's tests run it in process.
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/config"
+	"github.com/signals-sorcery/sas/gateway/devidp"
+	"github.com/signals-sorcery/sas/gateway/devllm"
+	"github.com/signals-sorcery/sas/gateway/memstore"
+	"github.com/signals-sorcery/sas/gateway/postgres"
+)
+
+// Options configure a Stack.
+type Options struct {
+	// Config is the dev configuration (config.LoadDev).
+	Config config.Config
+	// BaseURL is where Handler is served (http://127.0.0.1:<port>): the
+	// issuer is BaseURL/dev/idp, the dev model BaseURL/dev/openai/v1.
+	BaseURL string
+	// AutoApprove signs in without the consent page.
+	AutoApprove bool
+	// Now is the clock of the identity provider and the gateway's verifier
+	// (default time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Stack is a running dev stack. Close it after its server has stopped.
+type Stack struct {
+	// Handler serves the gateway, /dev/idp and /dev/openai.
+	Handler http.Handler
+	Gateway *app.Gateway
+	IdP     *devidp.Provider
+	// Users, Redis and Model say what backs the stack, for the banner.
+	Users, Redis, Model string
+
+	closers []func()
+}
+
+// New builds the stack of o. It migrates the database of DATABASE_URL.
+func New(ctx context.Context, o Options) (*Stack, error) {
+	s := &Stack{}
+	if err := s.build(ctx, o); err != nil {
+		s.Close() // what was opened before the failure
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) build(ctx context.Context, o Options) (err error) {
+	cfg := o.Config
+	cfg.Issuer = o.BaseURL + "/dev/idp"
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s.IdP, err = devidp.New(devidp.Options{Issuer: cfg.Issuer, AutoApprove: o.AutoApprove, Now: o.Now})
+	if err != nil {
+		return err
+	}
+	s.Model = "OpenAI at " + cfg.OpenAIBaseURL
+	var model *devllm.Model
+	if cfg.OpenAIAPIKey == "" {
+		// The built-in dev model, with a key of its own so that the
+		// proxy's real code path runs.
+		cfg.OpenAIAPIKey, cfg.OpenAIBaseURL = "sk-dev-"+rand.Text(), o.BaseURL+"/dev/openai/v1"
+		model = devllm.New(devllm.Options{APIKey: cfg.OpenAIAPIKey})
+		s.Model = "built-in dev model at " + cfg.OpenAIBaseURL + " (set OPENAI_API_KEY for OpenAI)"
+	}
+	deps := app.Deps{Now: o.Now}
+	if cfg.DatabaseURL != "" {
+		db, err := postgres.Open(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		s.closers = append(s.closers, db.Close)
+		if err := db.Migrate(ctx, log); err != nil {
+			return err
+		}
+		deps.Store, s.Users = db, "PostgreSQL from DATABASE_URL (migrated)"
+	} else {
+		deps.Store, s.Users = memstore.New(o.Now), "in memory (set DATABASE_URL for Postgres)"
+	}
+	s.Redis = "Redis from REDIS_URL"
+	if cfg.RedisURL == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start the in-process Redis: %w", err)
+		}
+		s.closers = append(s.closers, mr.Close)
+		deps.Redis = redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		s.Redis = "in-process Redis (miniredis; set REDIS_URL for a real one)"
+	}
+	if s.Gateway, err = app.New(ctx, cfg, log, deps); err != nil {
+		return err
+	}
+	s.closers = append(s.closers, s.Gateway.Close)
+	r := s.Gateway.API.Router()
+	r.Mount("/dev/idp", http.StripPrefix("/dev/idp", s.IdP.Handler()))
+	if model != nil {
+		r.Mount("/dev/openai", http.StripPrefix("/dev/openai", model.Handler()))
+	}
+	s.Handler = s.Gateway.Handler
+	return nil
+}
+
+// Close releases what the stack holds, the last built first.
+func (s *Stack) Close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
