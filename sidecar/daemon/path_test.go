@@ -30,13 +30,13 @@ func TestCheckPath(t *testing.T) {
 		"https://user:pw@evil.example/v1/": false,
 		"":                                 false,
 	} {
-		err := CheckPath(http.MethodGet, p)
+		err := checkPath(http.MethodGet, p)
 		if (err == nil) != ok || (err != nil && wire.ErrorCode(err) != wire.CodeBadRequest) {
-			t.Errorf("CheckPath(%q) = %v, want ok=%v", p, err, ok)
+			t.Errorf("checkPath(%q) = %v, want ok=%v", p, err, ok)
 		}
 	}
 	for _, m := range []string{http.MethodConnect, http.MethodTrace} {
-		if CheckPath(m, "/v1/me") == nil {
+		if checkPath(m, "/v1/me") == nil {
 			t.Errorf("%s accepted", m)
 		}
 	}

@@ -29,7 +29,7 @@ var dropped = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-
 // Transport returns the RoundTripper through which both front doors call
 // the gateway. It takes requests whose URL is a gateway path (no scheme or
 // host: "/v1/me?x=1", as a server receives it), refuses any other path
-// (CheckPath), sends it to the gateway with the user's ID token attached —
+// (checkPath), sends it to the gateway with the user's ID token attached —
 // the caller's own credentials and hop-by-hop headers dropped — and on a
 // 401 refreshes the session and retries once (bodies up to MaxBodyBytes are
 // buffered for that). It never follows redirects: the token would go along.
@@ -47,7 +47,7 @@ func (t gatewayTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckPath(req.Method, req.URL.String()); err != nil {
+	if err := checkPath(req.Method, req.URL.String()); err != nil {
 		return nil, err
 	}
 	ctx := req.Context()
@@ -128,11 +128,11 @@ func (t gatewayTransport) send(req *http.Request, body []byte, idToken string) (
 	return resp, nil
 }
 
-// CheckPath admits gateway API paths only, parsed as a URL reference
+// checkPath admits gateway API paths only, parsed as a URL reference
 // rather than cut as a string: a path (no scheme, host or fragment) under
 // /v1/, with no dot segment, empty segment, or encoded slash, backslash or
 // dot that would climb out of it on the way; and no CONNECT or TRACE.
-func CheckPath(method, p string) error {
+func checkPath(method, p string) error {
 	bad := wire.Errorf(wire.CodeBadRequest, "Only gateway paths under /v1/ are proxied (a path, with no fragment).")
 	if method == http.MethodConnect || method == http.MethodTrace {
 		return wire.Errorf(wire.CodeBadRequest, "Method %s is not proxied.", method)
