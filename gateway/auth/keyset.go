@@ -147,9 +147,11 @@ func dropsAKey(old, new []jose.JSONWebKey) bool {
 }
 
 // VerifySignature implements oidc.KeySet. go-oidc has already checked the
-// algorithm against the allowed list before calling it.
+// algorithm against the allowed list before calling it. A JWT is always the
+// compact serialization (precheck refuses anything else), so the JSON one is
+// not parsed here either.
 func (s *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSigned(jwt, allowedAlgs)
+	jws, err := jose.ParseSignedCompact(jwt, allowedAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}

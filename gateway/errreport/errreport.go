@@ -62,14 +62,8 @@ func (r *Reporter) Report(err error, requestID, userID string, panicked bool) {
 	})
 }
 
-// Flush waits up to timeout for queued events.
-func (r *Reporter) Flush(timeout time.Duration) {
-	if r != nil {
-		r.hub.Flush(timeout)
-	}
-}
-
-// FlushOK is Flush reporting whether everything was sent in time.
+// FlushOK waits up to timeout for queued events and reports whether
+// everything was sent in time.
 func (r *Reporter) FlushOK(timeout time.Duration) bool {
 	return r == nil || r.hub.Flush(timeout)
 }

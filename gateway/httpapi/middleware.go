@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -61,7 +62,27 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// accessLog logs one line per request: never headers, never the query.
+// The access log's bounds on what the client chose: a method or path is
+// cut there (marked with "…"), so a request line of tens of KB does not
+// write a log line of that size.
+const (
+	maxLoggedMethod = 16
+	maxLoggedPath   = 256
+)
+
+// clip cuts s to at most n bytes, at a UTF-8 boundary, and marks the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// accessLog logs one line per request: never headers, never the query;
+// the method and path clipped. The metrics bound the method themselves.
 func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
@@ -75,7 +96,7 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		d := s.now().Sub(start)
 		s.metrics.Request(route, r.Method, status, d)
 		s.logger(r).Info("request",
-			"method", r.Method, "path", r.URL.Path, "route", route, "status", status,
+			"method", clip(r.Method, maxLoggedMethod), "path", clip(r.URL.Path, maxLoggedPath), "route", route, "status", status,
 			"bytes", ww.BytesWritten(), "duration_ms", float64(d.Microseconds())/1000)
 	})
 }

@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,6 +97,9 @@ func New(o Options) *Proxy {
 		o.Transport = t
 	}
 	o.BaseURL = strings.TrimSuffix(o.BaseURL, "/")
+	// The proxy serves priced models only (metered refuses the others), so
+	// the price table bounds the metrics' model label.
+	o.Metrics.AllowModels(slices.Collect(maps.Keys(o.Prices))...)
 	return &Proxy{o: o, client: &http.Client{Transport: o.Transport}}
 }
 

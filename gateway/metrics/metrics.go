@@ -1,7 +1,8 @@
 // Package metrics holds the gateway's Prometheus metrics, on a registry of
 // its own (no package globals), served on METRICS_ADDR apart from the API.
 // Every method is safe on a nil *Metrics, so components run without them in
-// tests that do not care.
+// tests that do not care. Every label takes its values from a fixed set
+// (labels.go), whatever the callers pass.
 package metrics
 
 import (
@@ -29,6 +30,7 @@ type Metrics struct {
 	usageBacklog     prometheus.Gauge
 	usageLatency     prometheus.Histogram
 	usageErrors      prometheus.Counter
+	models           models
 }
 
 // New returns Metrics registered on a fresh registry, Go runtime and
@@ -87,30 +89,42 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Request records a served request. route is chi's pattern (never the raw
-// path, whose ids would explode the series).
-func (m *Metrics) Request(route, method string, status int, d time.Duration) {
+// AllowModels adds models to the values the model label may take; any
+// other model is counted as Other. The proxy declares its price table's
+// models (the only ones it serves), so a client naming models cannot add
+// series.
+func (m *Metrics) AllowModels(names ...string) {
+	if m != nil {
+		m.models.allow(names)
+	}
+}
+
+// Request records a served request. route must be chi's pattern, never the
+// raw path (whose ids would explode the series); "" counts as Unmatched.
+// A method outside RFC 9110's counts as Other.
+func (m *Metrics) Request(route, httpMethod string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
 	if route == "" {
-		route = "unmatched"
+		route = Unmatched
 	}
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.requests.WithLabelValues(route, method(httpMethod), strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-// TokenRejected records a refused bearer token.
+// TokenRejected records a refused bearer token ("missing", or the auth
+// package's reason).
 func (m *Metrics) TokenRejected(reason string) {
 	if m != nil {
-		m.tokenRejections.WithLabelValues(reason).Inc()
+		m.tokenRejections.WithLabelValues(oneOf(tokenReasons, reason)).Inc()
 	}
 }
 
 // QuotaRejected records a request refused by a limit.
 func (m *Metrics) QuotaRejected(plan, limit string) {
 	if m != nil {
-		m.quotaRejections.WithLabelValues(plan, limit).Inc()
+		m.quotaRejections.WithLabelValues(oneOf(plans, plan), oneOf(limits, limit)).Inc()
 	}
 }
 
@@ -119,23 +133,24 @@ func (m *Metrics) Upstream(model, outcome string, d time.Duration, tokens int64,
 	if m == nil {
 		return
 	}
-	m.upstreamDuration.WithLabelValues(model, outcome).Observe(d.Seconds())
+	model = m.models.label(model)
+	m.upstreamDuration.WithLabelValues(model, oneOf(outcomes, outcome)).Observe(d.Seconds())
 	if tokens > 0 {
-		m.upstreamTokens.WithLabelValues(model, source).Add(float64(tokens))
+		m.upstreamTokens.WithLabelValues(model, oneOf(sources, source)).Add(float64(tokens))
 	}
 }
 
 // Spend records the dollars a request was charged.
 func (m *Metrics) Spend(model, plan string, usd float64) {
 	if m != nil && usd > 0 {
-		m.spend.WithLabelValues(model, plan).Add(usd)
+		m.spend.WithLabelValues(m.models.label(model), oneOf(plans, plan)).Add(usd)
 	}
 }
 
 // DependencyError records a failed call to "postgres", "redis" or "issuer".
 func (m *Metrics) DependencyError(dependency string) {
 	if m != nil {
-		m.dependencyErrors.WithLabelValues(dependency).Inc()
+		m.dependencyErrors.WithLabelValues(oneOf(dependencies, dependency)).Inc()
 	}
 }
 

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -54,8 +55,8 @@ func TestFlyTOML(t *testing.T) {
 	if got := tomlValue(t, fly, "path"); got != "/healthz" {
 		t.Errorf("health check path = %q", got)
 	}
-	if got := tomlValue(t, fly, "port"); ":"+got != config.DefaultMetricsAddr {
-		t.Errorf("[metrics] port = %s, want METRICS_ADDR's default %s", got, config.DefaultMetricsAddr)
+	if _, port, _ := net.SplitHostPort(config.DefaultMetricsAddr); tomlValue(t, fly, "port") != port {
+		t.Errorf("[metrics] port = %s, want METRICS_ADDR's default port (%s)", tomlValue(t, fly, "port"), config.DefaultMetricsAddr)
 	}
 	if got := tomlValue(t, fly, "path"); got != "/healthz" {
 		t.Errorf("first path = %q", got)
@@ -80,9 +81,36 @@ func TestFlyDevTOML(t *testing.T) {
 	if tomlValue(t, dev, "app") != "sas-dev" || tomlValue(t, prod, "app") != "sas" {
 		t.Errorf("apps: prod %q, dev %q", tomlValue(t, prod, "app"), tomlValue(t, dev, "app"))
 	}
-	for _, key := range []string{"internal_port", "release_command", "kill_signal", "kill_timeout", "force_https", "path", "memory", "GOMEMLIMIT"} {
+	for _, key := range []string{"internal_port", "release_command", "kill_signal", "kill_timeout", "force_https", "path", "memory", "GOMEMLIMIT", "METRICS_ADDR"} {
 		if tomlValue(t, prod, key) != tomlValue(t, dev, key) {
 			t.Errorf("%s differs: prod %q, dev %q", key, tomlValue(t, prod, key), tomlValue(t, dev, key))
+		}
+	}
+}
+
+// TestFlyMetricsNotPublic: in both apps, the metrics listener is where
+// [metrics] scrapes it, on the wildcard (Fly's docs: serve metrics on
+// 0.0.0.0), and never a service's internal_port — Fly's proxy forwards
+// internet traffic only to those, so that keeps /metrics off the internet.
+func TestFlyMetricsNotPublic(t *testing.T) {
+	for _, name := range []string{"fly.toml", "fly.dev.toml"} {
+		doc := readTop(t, name)
+		scraped := tomlValue(t, doc, "port") // the first port: [metrics]'
+		host, port, err := net.SplitHostPort(tomlValue(t, doc, "METRICS_ADDR"))
+		if err != nil || port != scraped {
+			t.Errorf("%s: METRICS_ADDR port %q (%v), want [metrics] port %s", name, port, err, scraped)
+		}
+		if host != "" {
+			t.Errorf("%s: METRICS_ADDR host %q, want the wildcard (\":%s\")", name, host, scraped)
+		}
+		services := regexp.MustCompile(`(?m)^\s*internal_port\s*=\s*(\d+)`).FindAllStringSubmatch(doc, -1)
+		if len(services) == 0 {
+			t.Errorf("%s: no internal_port: this test would prove nothing", name)
+		}
+		for _, m := range services {
+			if m[1] == scraped {
+				t.Errorf("%s: the metrics port %s is a service's internal_port: Fly would publish it", name, scraped)
+			}
 		}
 	}
 }
@@ -100,6 +128,16 @@ func TestDockerfile(t *testing.T) {
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	from := regexp.MustCompile(`(?m)^FROM\s+(\S+)`).FindAllStringSubmatch(df, -1)
+	if len(from) != 2 {
+		t.Errorf("Dockerfile has %d FROM lines, want 2 (build, runtime)", len(from))
+	}
+	pinned := regexp.MustCompile(`^[^@\s]+:[^@\s]+@sha256:[0-9a-f]{64}$`)
+	for _, m := range from {
+		if !pinned.MatchString(m[1]) {
+			t.Errorf("FROM %s: want the image pinned by digest (name:tag@sha256:…)", m[1])
 		}
 	}
 	if regexp.MustCompile(`(?m)^ENTRYPOINT`).MatchString(df) {

@@ -1,0 +1,80 @@
+package app_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/internal/testenv"
+	"github.com/signals-sorcery/sas/gateway/metrics"
+)
+
+// statusWithHeader sends GET url with one header of n bytes.
+func statusWithHeader(t *testing.T, url string, n int) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Junk", strings.Repeat("j", n))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%d-byte header: %v", n, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestServerMaxHeaderBytes: the API server refuses a request whose headers
+// pass MaxHeaderBytes with 431 before the handler runs (Go's default would
+// take a megabyte), and serves one just under it.
+func TestServerMaxHeaderBytes(t *testing.T) {
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = app.Server(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), slog.New(slog.DiscardHandler))
+	srv.Start()
+	defer srv.Close()
+	if got := statusWithHeader(t, srv.URL, app.MaxHeaderBytes-1024); got != http.StatusOK {
+		t.Errorf("header under the limit: status %d, want 200", got)
+	}
+	if got := statusWithHeader(t, srv.URL, 2*app.MaxHeaderBytes); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("header over the limit: status %d, want 431", got)
+	}
+}
+
+// TestServeMetricsMaxHeaderBytes: the metrics listener has the same bound.
+func TestServeMetricsMaxHeaderBytes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		app.ServeMetrics(ctx, ln, metrics.New(), slog.New(slog.DiscardHandler))
+	}()
+	defer func() {
+		cancel()
+		<-done
+		// net/http keeps a refused connection for 500 ms after answering
+		// 431 (so the client reads the answer), even past Server.Close.
+		testenv.WaitFor(t, "end of the refused connection", 5*time.Second, func() bool {
+			buf := make([]byte, 1<<20)
+			return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "closeWriteAndWait")
+		})
+	}()
+	url := "http://" + ln.Addr().String() + "/metrics"
+	if got := statusWithHeader(t, url, 1024); got != http.StatusOK {
+		t.Errorf("small header: status %d, want 200", got)
+	}
+	if got := statusWithHeader(t, url, 2*app.MaxHeaderBytes); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("header over the limit: status %d, want 431", got)
+	}
+}
