@@ -21,8 +21,13 @@ type Identity struct {
 
 // Changes reports whether the identity's claims would change u: a claim
 // the token carries that differs from what is stored. A missing claim
-// (empty) changes nothing: it never erases a stored email or username.
+// (empty) changes nothing: it never erases a stored email or username. A
+// deleted account never takes claims again (a token issued before the
+// deletion may still be valid).
 func (id Identity) Changes(u User) bool {
+	if u.Deleted() {
+		return false
+	}
 	return (id.Email != "" && id.Email != u.Email) || (id.Username != "" && id.Username != u.Username)
 }
 
@@ -32,7 +37,7 @@ type User struct {
 	Email       string
 	Username    string
 	Plan        string // wire.PlanFree or wire.PlanPro
-	Status      string // wire.StatusActive or wire.StatusSuspended
+	Status      string // wire.StatusActive, StatusSuspended or StatusDeleted
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 }
@@ -48,8 +53,30 @@ func (u User) Active() bool { return u.Status == wire.StatusActive }
 // ValidPlan reports whether p is a plan the database accepts.
 func ValidPlan(p string) bool { return p == wire.PlanFree || p == wire.PlanPro }
 
+// Deleted reports whether u's account was deleted.
+func (u User) Deleted() bool { return u.Status == wire.StatusDeleted }
+
 // ValidStatus reports whether s is a status the database accepts.
-func ValidStatus(s string) bool { return s == wire.StatusActive || s == wire.StatusSuspended }
+func ValidStatus(s string) bool {
+	return s == wire.StatusActive || s == wire.StatusSuspended || s == wire.StatusDeleted
+}
+
+// Account event types: the Clerk webhook events the gateway applies.
+const (
+	AccountUpdated = "user.updated"
+	AccountDeleted = "user.deleted"
+)
+
+// AccountEvent is a Clerk webhook event about a user's account.
+type AccountEvent struct {
+	ID          string // the delivery's svix-id: applied once
+	Type        string // AccountUpdated or AccountDeleted
+	ClerkUserID string
+	// Email and Username are the account's (user.updated; empty: unknown,
+	// nothing erased).
+	Email, Username string
+	At              time.Time // when the account changed: orders the events
+}
 
 // OpenAPI is the gateway's OpenAPI 3.1 description (openapi.yaml), served
 // at /openapi.yaml and checked against every response the tests receive.

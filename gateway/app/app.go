@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/account"
 	"github.com/signals-sorcery/sas/gateway/auth"
 	"github.com/signals-sorcery/sas/gateway/billing"
 	"github.com/signals-sorcery/sas/gateway/config"
@@ -37,6 +38,7 @@ import (
 type Store interface {
 	UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error)
 	Ping(ctx context.Context) error
+	account.Store
 	ledger.Store
 	httpapi.UsageReader
 }
@@ -169,19 +171,31 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		})
 	}
 	var bill httpapi.Billing
+	var subscriptions account.Subscriptions
 	if cfg.Stripe.Enabled() {
 		if g.DB == nil {
 			g.Close()
 			return nil, errors.New("billing needs PostgreSQL (DATABASE_URL)")
 		}
-		bill = billing.New(billing.Options{
+		b := billing.New(billing.Options{
 			APIKey: cfg.Stripe.APIKey, WebhookSecret: cfg.Stripe.WebhookSecret, ProPriceID: cfg.Stripe.ProPriceID,
 			APIBase: cfg.Stripe.APIBase, ReturnURL: cfg.Stripe.ReturnURL, DB: g.DB,
 			PlanChanged: g.Users.Forget, HTTPClient: deps.HTTPClient, Logger: log,
 		})
+		bill, subscriptions = b, b
+	}
+	accounts, err := account.New(account.Options{
+		Store: g.Store, Subscriptions: subscriptions,
+		ClerkSecretKey: cfg.Clerk.SecretKey, ClerkAPIURL: cfg.Clerk.APIURL, WebhookSecret: cfg.Clerk.WebhookSecret,
+		Changed: g.Users.Forget, HTTPClient: deps.HTTPClient, Logger: log,
+	})
+	if err != nil {
+		g.Close()
+		return nil, err
 	}
 	g.API = httpapi.New(httpapi.Options{
 		Billing:  bill,
+		Accounts: accounts,
 		Usage:    g.Store,
 		Verifier: verifier,
 		Users:    users,
@@ -260,7 +274,8 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 func ServeMetrics(ctx context.Context, ln net.Listener, m *metrics.Metrics, log *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: MaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
@@ -286,6 +301,7 @@ func Server(h http.Handler, log *slog.Logger) *http.Server {
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }

@@ -7,6 +7,7 @@ package billing
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -132,6 +133,42 @@ func (s *Service) Portal(ctx context.Context, u gateway.User) (string, error) {
 		return "", stripeError(err)
 	}
 	return sess.URL, nil
+}
+
+// CancelSubscriptions cancels at once, without proration or a final
+// invoice, every subscription of the user's Stripe customer that is not
+// cancelled yet (account deletion). A user without a customer has nothing
+// to cancel; a subscription cancelled meanwhile counts as cancelled, so a
+// retry finishes what an outage interrupted. The webhook then brings the
+// plan down as for any cancellation.
+//
+// Errors: upstream_error, unavailable.
+func (s *Service) CancelSubscriptions(ctx context.Context, clerkUserID string) error {
+	b, err := s.o.DB.Billing(ctx, clerkUserID)
+	if err != nil || b.CustomerID == "" {
+		if wire.ErrorCode(err) == wire.CodeNotFound {
+			return nil
+		}
+		return err
+	}
+	params := &stripe.SubscriptionListParams{Customer: stripe.String(b.CustomerID), Status: stripe.String("all")}
+	for sub, err := range s.stripe.V1Subscriptions.List(ctx, params) {
+		if err != nil {
+			return stripeError(err)
+		}
+		if sub.Status == stripe.SubscriptionStatusCanceled || sub.Status == stripe.SubscriptionStatusIncompleteExpired {
+			continue
+		}
+		_, err := s.stripe.V1Subscriptions.Cancel(ctx, sub.ID, &stripe.SubscriptionCancelParams{})
+		if se, ok := errors.AsType[*stripe.Error](err); ok && se.Code == stripe.ErrorCodeResourceMissing {
+			continue // gone meanwhile
+		}
+		if err != nil {
+			return stripeError(err)
+		}
+		s.o.Logger.Info("subscription cancelled: account deleted", "subscription", sub.ID)
+	}
+	return nil
 }
 
 // MaxWebhookBytes bounds a webhook body (Stripe's events are a few KB).

@@ -37,7 +37,6 @@ type env struct {
 	gw   *app.Gateway
 	iss  *testenv.Issuer
 	logs *testenv.SyncBuffer
-	seq  int
 }
 
 func newEnv(t *testing.T) *env {
@@ -63,17 +62,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) call(method, path, token string) (int, string) {
 	e.t.Helper()
-	req, _ := http.NewRequest(method, e.url+path, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testenv.Call(e.t, method, e.url+path, token)
 }
 
 // user signs a user in (GET /v1/me creates them) and returns their token.

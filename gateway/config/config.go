@@ -5,6 +5,7 @@ package config
 
 import (
 	"cmp"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/signals-sorcery/sas/gateway/account"
 	"github.com/signals-sorcery/sas/gateway/ledger"
 	"github.com/signals-sorcery/sas/gateway/quota"
 )
@@ -25,7 +27,10 @@ import (
 const (
 	DefaultPort          = 8080
 	DefaultOpenAIBaseURL = "https://api.openai.com/v1"
-	DefaultMetricsAddr   = ":9091"
+	// DefaultMetricsAddr is loopback: /metrics names every route and model,
+	// and a host's other interfaces may face a network. fly.toml sets
+	// METRICS_ADDR to the wildcard, which Fly keeps on its private network.
+	DefaultMetricsAddr = "127.0.0.1:9091"
 	// DefaultUsageRetentionDays is how long usage events are kept: a year
 	// and a month, so that last year's same month can be compared.
 	DefaultUsageRetentionDays = 400
@@ -52,6 +57,7 @@ type Config struct {
 	MetricsAddr       string
 	SentryDSN         string // empty: no error reporting
 	Stripe            Stripe
+	Clerk             Clerk
 	// UsageRetention is how long usage events are kept
 	// (SAS_USAGE_RETENTION_DAYS, default 400 days).
 	UsageRetention time.Duration
@@ -67,6 +73,17 @@ type Stripe struct {
 	APIBase                           string // without /v1; empty: Stripe's
 	ReturnURL                         string
 }
+
+// Clerk is the configuration of account lifecycle: Clerk's webhooks and
+// its Backend API.
+type Clerk struct {
+	WebhookSecret string // whsec_…: enables POST /webhooks/clerk; secret
+	SecretKey     string // sk_…: deletes Clerk users in DELETE /v1/me; secret
+	APIURL        string // the Backend API (default https://api.clerk.com)
+}
+
+// DefaultClerkAPIURL is Clerk's Backend API.
+const DefaultClerkAPIURL = account.DefaultClerkAPIURL
 
 // Enabled reports whether billing is configured.
 func (s Stripe) Enabled() bool { return s.APIKey != "" && s.WebhookSecret != "" }
@@ -86,6 +103,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.Bool("sentry", c.SentryDSN != ""),
 		slog.Bool("billing", c.Stripe.Enabled()),
+		slog.Bool("clerk_webhooks", c.Clerk.WebhookSecret != ""),
+		slog.Bool("clerk_user_deletion", c.Clerk.SecretKey != ""),
+		slog.String("clerk_api_url", c.Clerk.APIURL),
 		slog.String("usage_stream", c.UsageStream),
 		slog.Duration("usage_retention", c.UsageRetention),
 	)
@@ -117,6 +137,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MetricsAddr:       r.addr("METRICS_ADDR", DefaultMetricsAddr),
 		SentryDSN:         r.url("SENTRY_DSN", false),
 		Stripe:            r.stripe(),
+		Clerk:             r.clerk(),
 		UsageRetention:    r.days("SAS_USAGE_RETENTION_DAYS", DefaultUsageRetentionDays),
 		UsageStream:       cmp.Or(r.get("SAS_USAGE_STREAM", false), ledger.DefaultStream),
 	}
@@ -150,6 +171,7 @@ func LoadDev(getenv func(string) string) (Config, error) {
 		MetricsAddr:    r.addr("METRICS_ADDR", "127.0.0.1:0"),
 		UsageRetention: r.days("SAS_USAGE_RETENTION_DAYS", DefaultUsageRetentionDays),
 		UsageStream:    cmp.Or(r.get("SAS_USAGE_STREAM", false), ledger.DefaultStream),
+		Clerk:          r.clerk(),
 	}
 	c.Plans, c.Prices = r.plansAndPrices()
 	c.Issuer = "http://127.0.0.1:" + strconv.Itoa(c.Port) + "/dev/idp"
@@ -306,6 +328,26 @@ func (r *reader) stripe() Stripe {
 		r.fail("APP_RETURN_URL", "must be an absolute URL (https://… or the app's own scheme) when billing is on")
 	}
 	return s
+}
+
+// clerk reads the account-lifecycle variables: a webhook secret must be a
+// Svix signing secret, a secret key Clerk's (sk_…, not the publishable
+// pk_… key).
+func (r *reader) clerk() Clerk {
+	c := Clerk{
+		WebhookSecret: r.get("CLERK_WEBHOOK_SECRET", false),
+		SecretKey:     r.get("CLERK_SECRET_KEY", false),
+		APIURL:        cmp.Or(r.url("CLERK_API_URL", false), DefaultClerkAPIURL),
+	}
+	if s := c.WebhookSecret; s != "" {
+		if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "whsec_")); err != nil || !strings.HasPrefix(s, "whsec_") {
+			r.fail("CLERK_WEBHOOK_SECRET", "must be the endpoint's signing secret (whsec_…, from the Clerk dashboard's Webhooks page)")
+		}
+	}
+	if s := c.SecretKey; s != "" && !strings.HasPrefix(s, "sk_") {
+		r.fail("CLERK_SECRET_KEY", "must be a Clerk secret key (sk_live_… or sk_test_…, from the dashboard's API keys page)")
+	}
+	return c
 }
 
 // plansAndPrices reads SAS_PLANS_FILE and SAS_PRICES_FILE, and checks that

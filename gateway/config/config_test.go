@@ -41,11 +41,12 @@ func TestLoadDefaults(t *testing.T) {
 		RedisURL:       "rediss://default:pw@redis.example.com:6379",
 		OpenAIBaseURL:  "https://api.openai.com/v1",
 		LogLevel:       slog.LevelInfo,
-		MetricsAddr:    ":9091",
+		MetricsAddr:    "127.0.0.1:9091",
 		Plans:          quota.BuiltIn(),
 		Prices:         quota.BuiltInPrices(),
 		UsageRetention: 400 * 24 * time.Hour,
 		UsageStream:    "sas:usage",
+		Clerk:          config.Clerk{APIURL: config.DefaultClerkAPIURL},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -203,5 +204,38 @@ func TestStripeAllOrNothing(t *testing.T) {
 	}
 	if c, _ := config.Load(getenv(valid())); c.Stripe.Enabled() {
 		t.Error("billing on without Stripe variables")
+	}
+}
+
+// TestClerkLifecycleVariables: the webhook secret must be a Svix signing
+// secret and the secret key a Clerk secret key; errors name the variables,
+// never their values; the Backend API defaults to Clerk's.
+func TestClerkLifecycleVariables(t *testing.T) {
+	c, err := config.Load(getenv(valid()))
+	if err != nil || c.Clerk.WebhookSecret != "" || c.Clerk.SecretKey != "" || c.Clerk.APIURL != config.DefaultClerkAPIURL {
+		t.Fatalf("defaults: %+v %v", c.Clerk, err)
+	}
+	for name, bad := range map[string]string{
+		"CLERK_WEBHOOK_SECRET": "not-a-secret!!",
+		"CLERK_SECRET_KEY":     "pk_live_publishable",
+		"CLERK_API_URL":        "api.clerk.com",
+	} {
+		env := valid()
+		env[name] = bad
+		_, err := config.Load(getenv(env))
+		if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), bad) {
+			t.Errorf("%s=%s: %v", name, bad, err)
+		}
+	}
+	env := valid()
+	env["CLERK_WEBHOOK_SECRET"], env["CLERK_SECRET_KEY"], env["CLERK_API_URL"] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "sk_test_abc", "http://127.0.0.1:9/clerk"
+	c, err = config.Load(getenv(env))
+	if err != nil || c.Clerk.WebhookSecret == "" || c.Clerk.SecretKey != "sk_test_abc" || c.Clerk.APIURL != "http://127.0.0.1:9/clerk" {
+		t.Errorf("set: %+v %v", c.Clerk, err)
+	}
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "config", c)
+	if strings.Contains(b.String(), "whsec_") || strings.Contains(b.String(), "sk_test_abc") {
+		t.Errorf("a Clerk secret in the log: %s", b.String())
 	}
 }

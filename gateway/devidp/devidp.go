@@ -41,6 +41,9 @@ type Options struct {
 	AutoApprove bool
 	// DefaultEmail and DefaultUsername prefill the consent page.
 	DefaultEmail, DefaultUsername string
+	// SecretKey, when set, is the Backend API key that its user-deletion
+	// stand-in (DELETE /v1/users/{id}) accepts.
+	SecretKey string
 	// AllowNonLoopback lets the provider run on an issuer that is not a
 	// loopback address. It mints tokens for anyone who asks: never in
 	// production.
@@ -218,6 +221,7 @@ func (p *Provider) Handler() http.Handler {
 	mux.HandleFunc("POST /oauth/token", p.token)
 	mux.HandleFunc("GET /oauth/userinfo", p.userinfo)
 	mux.HandleFunc("POST /oauth/revoke", p.revoke)
+	mux.HandleFunc("DELETE /v1/users/{id}", p.deleteUser)
 	return mux
 }
 

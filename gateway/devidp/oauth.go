@@ -20,13 +20,6 @@ const CodeTTL = 10 * time.Minute
 
 type user struct{ sub, email, username string }
 
-// userFor makes Clerk-shaped user ids that stay the same for an email, so
-// signing in again as the same person is the same user.
-func userFor(email, username string) user {
-	h := sha256.Sum256([]byte(strings.ToLower(email)))
-	return user{sub: "user_" + hex.EncodeToString(h[:12]), email: email, username: username}
-}
-
 type codeGrant struct {
 	clientID, redirectURI, challenge, nonce, scope string
 	user                                           user
@@ -50,10 +43,16 @@ type grants struct {
 	refresh  map[string]refreshGrant
 	access   map[string]accessGrant
 	refreshN int // successful refresh_token grants
+	// users by id (their lower-case email), how many times each email's
+	// user was deleted, and how many deletions there were
+	emails     map[string]string
+	generation map[string]int
+	deletions  int
 }
 
 func newGrants() grants {
-	return grants{codes: map[string]codeGrant{}, refresh: map[string]refreshGrant{}, access: map[string]accessGrant{}}
+	return grants{codes: map[string]codeGrant{}, refresh: map[string]refreshGrant{}, access: map[string]accessGrant{},
+		emails: map[string]string{}, generation: map[string]int{}}
 }
 
 // RefreshGrants returns how many refresh_token grants succeeded, so tests
@@ -138,7 +137,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		if email == "" {
 			email = p.opts.DefaultEmail
 		}
-		p.approve(w, r, a, userFor(email, p.opts.DefaultUsername))
+		p.approve(w, r, a, p.userFor(email, p.opts.DefaultUsername))
 		return
 	}
 	email := a.loginHint
@@ -172,7 +171,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request) {
 			Error: "Enter a valid email address.", Email: email, Username: username, Fields: a.values(), MAC: p.mac(a)})
 		return
 	}
-	p.approve(w, r, a, userFor(email, username))
+	p.approve(w, r, a, p.userFor(email, username))
 }
 
 // mac binds a consent form to the request it was shown for, so that another

@@ -1,7 +1,9 @@
 // Package devstack is the whole stack on one machine, as `sas-gateway dev`
 // serves it: the gateway; the dev identity provider at /dev/idp, its
 // trusted issuer; the built-in dev model at /dev/openai unless an OpenAI
-// key is configured; users in PostgreSQL from DATABASE_URL, else in memory;
+// key is configured; a stand-in for Clerk's Backend API user deletion (on
+// the identity provider) unless CLERK_SECRET_KEY is set; users in
+// PostgreSQL from DATABASE_URL, else in memory;
 // Redis from REDIS_URL, else in process (miniredis, so the real Redis
 // client code runs). The sidecar's tests run it in process.
 package devstack
@@ -46,8 +48,9 @@ type Stack struct {
 	Handler http.Handler
 	Gateway *app.Gateway
 	IdP     *devidp.Provider
-	// Users, Redis and Model say what backs the stack, for the banner.
-	Users, Redis, Model string
+	// Users, Redis, Model and Accounts say what backs the stack, for the
+	// banner.
+	Users, Redis, Model, Accounts string
 
 	closers []func()
 }
@@ -69,7 +72,16 @@ func (s *Stack) build(ctx context.Context, o Options) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s.IdP, err = devidp.New(devidp.Options{Issuer: cfg.Issuer, AutoApprove: o.AutoApprove, Now: o.Now})
+	s.Accounts = "Clerk Backend API at " + cfg.Clerk.APIURL
+	var standIn string
+	if cfg.Clerk.SecretKey == "" {
+		// Account deletion deletes the user at the dev identity provider,
+		// through the same Backend API call as at Clerk.
+		standIn = "sk_dev_" + rand.Text()
+		cfg.Clerk.SecretKey, cfg.Clerk.APIURL = standIn, cfg.Issuer
+		s.Accounts = "dev identity provider's stand-in for Clerk's Backend API (set CLERK_SECRET_KEY for Clerk)"
+	}
+	s.IdP, err = devidp.New(devidp.Options{Issuer: cfg.Issuer, AutoApprove: o.AutoApprove, Now: o.Now, SecretKey: standIn})
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,15 @@ type Billing interface {
 	Webhook(r *http.Request) error
 }
 
+// Accounts ends accounts.
+//
+// Errors: *wire.Error unavailable (Delete: a step failed, a retry finishes
+// it); not_found, bad_request, payload_too_large (Webhook).
+type Accounts interface {
+	Delete(ctx context.Context, u gateway.User) error
+	Webhook(r *http.Request) error
+}
+
 // QuotaReader reads a user's quota without consuming it.
 //
 // Errors: *wire.Error unavailable.
@@ -75,9 +84,12 @@ type Options struct {
 	Plans   quota.Plans
 	Quota   QuotaReader
 	Proxy   AIProxy
-	Billing Billing          // nil: billing routes answer not_found
-	Usage   UsageReader      // nil: /v1/usage answers unavailable
-	Metrics *metrics.Metrics // nil: none
+	Billing Billing // nil: billing routes answer not_found
+	// Accounts deletes accounts and applies Clerk's webhooks (nil: those
+	// routes answer unavailable).
+	Accounts Accounts
+	Usage    UsageReader      // nil: /v1/usage answers unavailable
+	Metrics  *metrics.Metrics // nil: none
 	// Errors receives panics and 5xx causes (nil: none).
 	Errors *errreport.Reporter
 	Logger *slog.Logger
@@ -93,6 +105,7 @@ type Server struct {
 	quota    QuotaReader
 	proxy    AIProxy
 	billing  Billing
+	accounts Accounts
 	// usageReader reads the ledger for /v1/usage.
 	usageReader UsageReader
 	metrics     *metrics.Metrics
@@ -108,12 +121,14 @@ const (
 	ReadyTimeout = time.Second
 	// APITimeout bounds non-streaming /v1 requests.
 	APITimeout = 10 * time.Second
+	// DeleteTimeout bounds an account deletion: calls to Stripe and Clerk.
+	DeleteTimeout = 30 * time.Second
 )
 
 // New builds the Server and its routes.
 func New(opts Options) *Server {
 	s := &Server{verifier: opts.Verifier, users: opts.Users, checks: opts.Checks, plans: opts.Plans,
-		quota: opts.Quota, proxy: opts.Proxy, billing: opts.Billing, usageReader: opts.Usage, metrics: opts.Metrics, errors: opts.Errors, log: opts.Logger, now: opts.Now}
+		quota: opts.Quota, proxy: opts.Proxy, billing: opts.Billing, accounts: opts.Accounts, usageReader: opts.Usage, metrics: opts.Metrics, errors: opts.Errors, log: opts.Logger, now: opts.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -138,6 +153,7 @@ func New(opts Options) *Server {
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(s.authenticate)
 		r.With(deadline(APITimeout)).Get("/me", s.me)
+		r.With(deadline(DeleteTimeout)).Delete("/me", s.deleteMe)
 		r.With(deadline(APITimeout)).Get("/limits", s.limits)
 		r.With(deadline(APITimeout)).Get("/models", s.models)
 		r.With(deadline(APITimeout)).Get("/usage", s.usage)
@@ -148,6 +164,7 @@ func New(opts Options) *Server {
 		r.With(deadline(APITimeout)).Post("/billing/portal", s.billingURL(func(b Billing) func(context.Context, gateway.User) (string, error) { return b.Portal }))
 	})
 	r.With(deadline(APITimeout)).Post("/webhooks/stripe", s.stripeWebhook)
+	r.With(deadline(APITimeout)).Post("/webhooks/clerk", s.clerkWebhook)
 	s.router = r
 	return s
 }
@@ -196,7 +213,17 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if !u.Active() {
+		// Deleting one's account is allowed whatever its status; deleting it
+		// again is done already.
+		deleting := r.Method == http.MethodDelete && r.URL.Path == "/v1/me"
+		switch {
+		case u.Deleted() && deleting:
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case u.Deleted():
+			s.writeError(w, r, wire.Errorf(wire.CodeAccountDeleted, "This account was deleted."))
+			return
+		case !u.Active() && !deleting:
 			s.writeError(w, r, wire.Errorf(wire.CodeAccountSuspended, "This account is suspended."))
 			return
 		}
@@ -297,6 +324,33 @@ func (s *Server) stripeWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"received": true})
 }
+
+// deleteMe answers DELETE /v1/me: the caller's account is deleted.
+func (s *Server) deleteMe(w http.ResponseWriter, r *http.Request) {
+	if s.accounts == nil {
+		s.writeError(w, r, errNoAccounts)
+		return
+	}
+	if err := s.accounts.Delete(r.Context(), userFrom(r.Context())); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) clerkWebhook(w http.ResponseWriter, r *http.Request) {
+	if s.accounts == nil {
+		s.writeError(w, r, errNoAccounts)
+		return
+	}
+	if err := s.accounts.Webhook(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"received": true})
+}
+
+var errNoAccounts = wire.Errorf(wire.CodeUnavailable, "Account management is not configured on this gateway.")
 
 var errNoProxy = wire.Errorf(wire.CodeUnavailable, "The AI proxy is not configured on this gateway.")
 

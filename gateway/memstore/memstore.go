@@ -23,6 +23,10 @@ type Store struct {
 	users map[string]gateway.User
 	// usage events by id, as the ledger's Postgres tables keep them
 	usage map[string]gateway.UsageEvent
+	// Clerk account events applied (by delivery id), and the newest
+	// event's time per user
+	accountEvents  map[string]struct{}
+	accountEventAt map[string]time.Time
 }
 
 // New returns an empty Store on clock now (time.Now when nil).
@@ -30,7 +34,8 @@ func New(now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{now: now, users: map[string]gateway.User{}, usage: map[string]gateway.UsageEvent{}}
+	return &Store{now: now, users: map[string]gateway.User{}, usage: map[string]gateway.UsageEvent{},
+		accountEvents: map[string]struct{}{}, accountEventAt: map[string]time.Time{}}
 }
 
 // UpsertUser creates the user or updates email and username when they
@@ -53,17 +58,6 @@ func (s *Store) UpsertUser(_ context.Context, id gateway.Identity) (gateway.User
 	return u, nil
 }
 
-// User returns a user. Errors: not_found.
-func (s *Store) User(_ context.Context, clerkUserID string) (gateway.User, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u, ok := s.users[clerkUserID]
-	if !ok {
-		return u, wire.Errorf(wire.CodeNotFound, "no user with Clerk id %q", clerkUserID)
-	}
-	return u, nil
-}
-
 // SetPlan changes a plan. Errors: bad_request, not_found.
 func (s *Store) SetPlan(_ context.Context, clerkUserID, plan string) (gateway.User, error) {
 	if !gateway.ValidPlan(plan) {
@@ -72,12 +66,42 @@ func (s *Store) SetPlan(_ context.Context, clerkUserID, plan string) (gateway.Us
 	return s.update(clerkUserID, func(u *gateway.User) { u.Plan = plan })
 }
 
-// SetStatus changes a status. Errors: bad_request, not_found.
-func (s *Store) SetStatus(_ context.Context, clerkUserID, status string) (gateway.User, error) {
-	if !gateway.ValidStatus(status) {
-		return gateway.User{}, wire.Errorf(wire.CodeBadRequest, "status must be %q or %q", wire.StatusActive, wire.StatusSuspended)
+// DeleteUser marks the user deleted and erases their email and username.
+// Errors: not_found.
+func (s *Store) DeleteUser(_ context.Context, clerkUserID string) (gateway.User, error) {
+	return s.update(clerkUserID, func(u *gateway.User) { u.Email, u.Username, u.Status = "", "", wire.StatusDeleted })
+}
+
+// ApplyAccountEvent applies a Clerk account event once per delivery id, as
+// the postgres store does.
+func (s *Store) ApplyAccountEvent(_ context.Context, ev gateway.AccountEvent) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.accountEvents[ev.ID]; dup {
+		return false, nil
 	}
-	return s.update(clerkUserID, func(u *gateway.User) { u.Status = status })
+	s.accountEvents[ev.ID] = struct{}{}
+	now := s.now()
+	u, known := s.users[ev.ClerkUserID]
+	switch ev.Type {
+	case gateway.AccountUpdated:
+		if !known || u.Deleted() || ev.At.Before(s.accountEventAt[ev.ClerkUserID]) {
+			return true, nil
+		}
+		u.Email, u.Username, u.UpdatedAt = cmp.Or(ev.Email, u.Email), cmp.Or(ev.Username, u.Username), now
+	case gateway.AccountDeleted:
+		if !known {
+			u = gateway.User{ClerkUserID: ev.ClerkUserID, Plan: wire.PlanFree, CreatedAt: now}
+		}
+		u.Email, u.Username, u.Status, u.UpdatedAt = "", "", wire.StatusDeleted, now
+	default:
+		return true, nil
+	}
+	if ev.At.After(s.accountEventAt[ev.ClerkUserID]) {
+		s.accountEventAt[ev.ClerkUserID] = ev.At
+	}
+	s.users[ev.ClerkUserID] = u
+	return true, nil
 }
 
 func (s *Store) update(clerkUserID string, f func(*gateway.User)) (gateway.User, error) {

@@ -125,8 +125,9 @@ WITH up AS (
     ON CONFLICT (clerk_user_id) DO UPDATE
         SET email = coalesce(EXCLUDED.email, users.email),
             username = coalesce(EXCLUDED.username, users.username), updated_at = now()
-        WHERE (EXCLUDED.email IS NOT NULL AND users.email IS DISTINCT FROM EXCLUDED.email)
-           OR (EXCLUDED.username IS NOT NULL AND users.username IS DISTINCT FROM EXCLUDED.username)
+        WHERE users.status <> 'deleted'
+          AND ((EXCLUDED.email IS NOT NULL AND users.email IS DISTINCT FROM EXCLUDED.email)
+            OR (EXCLUDED.username IS NOT NULL AND users.username IS DISTINCT FROM EXCLUDED.username))
     RETURNING ` + userColumns + `
 )
 SELECT * FROM up
@@ -185,14 +186,76 @@ func (db *DB) SetPlan(ctx context.Context, clerkUserID, plan string) (gateway.Us
 	return db.set(ctx, "plan", clerkUserID, plan)
 }
 
-// SetStatus changes a user's status.
+// SetStatus changes a user's status; "deleted" erases the email and
+// username too (DeleteUser).
 //
 // Errors: bad_request (unknown status), not_found, unavailable.
 func (db *DB) SetStatus(ctx context.Context, clerkUserID, status string) (gateway.User, error) {
 	if !gateway.ValidStatus(status) {
-		return gateway.User{}, wire.Errorf(wire.CodeBadRequest, "status must be %q or %q", wire.StatusActive, wire.StatusSuspended)
+		return gateway.User{}, wire.Errorf(wire.CodeBadRequest, "status must be %q, %q or %q", wire.StatusActive, wire.StatusSuspended, wire.StatusDeleted)
+	}
+	if status == wire.StatusDeleted {
+		return db.DeleteUser(ctx, clerkUserID)
 	}
 	return db.set(ctx, "status", clerkUserID, status)
+}
+
+// DeleteUser marks the user deleted and erases their email and username.
+// Their usage events stay (they hold the Clerk id only). Deleting twice is
+// fine.
+//
+// Errors: not_found, unavailable.
+func (db *DB) DeleteUser(ctx context.Context, clerkUserID string) (gateway.User, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
+	u, err := scanUser(db.pool.QueryRow(ctx, `UPDATE users SET email = NULL, username = NULL, status = 'deleted', updated_at = now()
+		WHERE clerk_user_id = $1 RETURNING `+userColumns, clerkUserID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, wire.Errorf(wire.CodeNotFound, "no user with Clerk id %q", clerkUserID)
+	}
+	return u, classify(err)
+}
+
+// ApplyAccountEvent applies a Clerk account event once per delivery id, in
+// one transaction with the record of that id: user.updated brings the
+// email and username up to date unless a newer event was applied or the
+// account is deleted (an unknown user is left unknown); user.deleted
+// erases them and sets the status deleted — for an unknown user too, so
+// that a token issued before the deletion cannot create the account again.
+// It reports false for a duplicate delivery.
+//
+// Errors: unavailable, internal.
+func (db *DB) ApplyAccountEvent(ctx context.Context, ev gateway.AccountEvent) (bool, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return false, classify(err)
+	}
+	defer tx.Rollback(ctx)
+	tag, err := tx.Exec(ctx, `INSERT INTO clerk_events (svix_id, type) VALUES ($1, $2) ON CONFLICT (svix_id) DO NOTHING`, ev.ID, ev.Type)
+	if err != nil {
+		return false, classify(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	switch ev.Type {
+	case gateway.AccountUpdated:
+		_, err = tx.Exec(ctx, `UPDATE users SET email = coalesce(nullif($2, ''), email), username = coalesce(nullif($3, ''), username),
+			clerk_event_at = $4, updated_at = now()
+			WHERE clerk_user_id = $1 AND status <> 'deleted' AND (clerk_event_at IS NULL OR clerk_event_at <= $4)`,
+			ev.ClerkUserID, ev.Email, ev.Username, ev.At)
+	case gateway.AccountDeleted:
+		_, err = tx.Exec(ctx, `INSERT INTO users (clerk_user_id, status, clerk_event_at) VALUES ($1, 'deleted', $2)
+			ON CONFLICT (clerk_user_id) DO UPDATE SET email = NULL, username = NULL, status = 'deleted',
+				clerk_event_at = greatest(users.clerk_event_at, EXCLUDED.clerk_event_at), updated_at = now()`,
+			ev.ClerkUserID, ev.At)
+	}
+	if err != nil {
+		return false, classify(err)
+	}
+	return true, classify(tx.Commit(ctx))
 }
 
 // set updates one column; column is a constant chosen by the caller.

@@ -252,7 +252,8 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	}
 	want := "id:uuid,clerk_user_id:text,email:text,username:text,plan:text,status:text," +
 		"created_at:timestamp with time zone,updated_at:timestamp with time zone," +
-		"stripe_customer_id:text,stripe_subscription_id:text,last_billing_event:text,last_billing_event_at:timestamp with time zone"
+		"stripe_customer_id:text,stripe_subscription_id:text,last_billing_event:text,last_billing_event_at:timestamp with time zone," +
+		"clerk_event_at:timestamp with time zone"
 	if cols != want {
 		t.Errorf("users columns:\n got %s\nwant %s", cols, want)
 	}
@@ -260,6 +261,13 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	_, err = db.Pool().Exec(ctx, `INSERT INTO users (clerk_user_id, plan) VALUES ('x', 'gold')`)
 	if err == nil || !strings.Contains(err.Error(), "check") {
 		t.Errorf("plan 'gold' accepted: %v", err)
+	}
+	_, err = db.Pool().Exec(ctx, `INSERT INTO users (clerk_user_id, status) VALUES ('x', 'gone')`)
+	if err == nil || !strings.Contains(err.Error(), "check") {
+		t.Errorf("status 'gone' accepted: %v", err)
+	}
+	if _, err = db.Pool().Exec(ctx, `INSERT INTO users (clerk_user_id, status) VALUES ('user_migrate_deleted', 'deleted')`); err != nil {
+		t.Errorf("status 'deleted' refused: %v", err)
 	}
 }
 

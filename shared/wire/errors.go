@@ -9,13 +9,14 @@ import (
 	"net/http"
 )
 
-// Error codes of the contract (../shared/CONTRACT.md, "Errors"). A code is
+// Error codes (README.md, "API" and "The desktop daemon"). A code is
 // part of the public API: clients switch on it, so codes are never renamed.
 const (
 	CodeBadRequest        = "bad_request"
 	CodeMissingToken      = "missing_token"
 	CodeInvalidToken      = "invalid_token"
 	CodeAccountSuspended  = "account_suspended"
+	CodeAccountDeleted    = "account_deleted"
 	CodeModelNotAllowed   = "model_not_allowed"
 	CodeNotFound          = "not_found"
 	CodeMethodNotAllowed  = "method_not_allowed"
@@ -50,7 +51,7 @@ func HTTPStatus(code string) int {
 		return http.StatusBadRequest
 	case CodeMissingToken, CodeInvalidToken, CodeNotSignedIn, CodeSignInFailed:
 		return http.StatusUnauthorized
-	case CodeAccountSuspended, CodeModelNotAllowed, CodeForbidden:
+	case CodeAccountSuspended, CodeAccountDeleted, CodeModelNotAllowed, CodeForbidden:
 		return http.StatusForbidden
 	case CodeNotFound:
 		return http.StatusNotFound

@@ -18,6 +18,7 @@ func TestHTTPStatus(t *testing.T) {
 		wire.CodeNotSignedIn:        401,
 		wire.CodeSignInFailed:       401,
 		wire.CodeAccountSuspended:   403,
+		wire.CodeAccountDeleted:     403,
 		wire.CodeModelNotAllowed:    403,
 		wire.CodeForbidden:          403,
 		wire.CodeNotFound:           404,

@@ -7,6 +7,9 @@ const (
 
 	StatusActive    = "active"
 	StatusSuspended = "suspended"
+	// StatusDeleted: the account was deleted (DELETE /v1/me, or in Clerk);
+	// its email and username are erased.
+	StatusDeleted = "deleted"
 )
 
 // Me is the body of GET /v1/me.

@@ -7,7 +7,9 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -325,6 +327,33 @@ func (d *Daemon) Logout(ctx context.Context) (wire.SidecarStatus, error) {
 		d.o.Logger.Warn("revocation at the provider failed; the local session is deleted", "err", revokeErr)
 	}
 	return d.Status(ctx)
+}
+
+// DeleteAccount deletes the signed-in user's account at the gateway
+// (DELETE /v1/me: subscription cancelled, the user deleted at the identity
+// provider, email erased) and then signs out here.
+//
+// Errors: the gateway's (not_signed_in, unavailable: nothing or not all
+// was deleted, a retry finishes it), or the Transport's.
+func (d *Daemon) DeleteAccount(ctx context.Context) (wire.SidecarStatus, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, "/v1/me", nil)
+	if err != nil {
+		return wire.SidecarStatus{}, err
+	}
+	resp, err := d.Transport().RoundTrip(req)
+	if err != nil {
+		return wire.SidecarStatus{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		var env wire.ErrorBody
+		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&env) == nil && env.Error.Code != "" {
+			return wire.SidecarStatus{}, &wire.Error{Code: env.Error.Code, Message: env.Error.Message}
+		}
+		return wire.SidecarStatus{}, wire.Errorf(wire.CodeGatewayUnreachable, "The gateway answered %d to the account deletion.", resp.StatusCode)
+	}
+	d.o.Logger.Info("account deleted at the gateway: signing out")
+	return d.Logout(ctx)
 }
 
 // token returns a valid ID token; concurrent callers share one load (and

@@ -425,3 +425,39 @@ func TestSignInFailureIsAWireError(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestDeleteAccount: the account is deleted at the gateway (and at the
+// identity provider: the refresh token stops working), the daemon signs
+// out and says so; the old ID token is refused; signing up again with the
+// same email makes a new account.
+func TestDeleteAccount(t *testing.T) {
+	f := newFixture(t)
+	f.signIn()
+	old := f.storedToken()
+	_, before, _ := f.call("GET", "/v1/me", nil, "")
+	st, err := f.d.DeleteAccount(context.Background())
+	if err != nil || st.SignedIn {
+		t.Fatalf("DeleteAccount: %+v %v", st, err)
+	}
+	if m := f.methods(); m[len(m)-1] != "authChanged:out" {
+		t.Errorf("notifications %v: the sign-out is not announced", m)
+	}
+	req, _ := http.NewRequest("GET", f.settings.Gateway+"/v1/me", nil)
+	req.Header.Set("Authorization", "Bearer "+old)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(b), `"account_deleted"`) {
+		t.Errorf("the old token after deletion: %d %s", resp.StatusCode, b)
+	}
+	if _, err := f.d.DeleteAccount(context.Background()); code(err) != wire.CodeNotSignedIn {
+		t.Errorf("DeleteAccount signed out: %v", err)
+	}
+	f.signIn()
+	if _, after, _ := f.call("GET", "/v1/me", nil, ""); after == before || !strings.Contains(after, "dev@example.com") {
+		t.Errorf("signing up again: before %s, after %s", before, after)
+	}
+}

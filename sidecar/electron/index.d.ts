@@ -74,6 +74,7 @@ export class SasSidecar extends EventEmitter {
   login(options?: LoginOptions): Promise<Status>;
   completeLogin(url: string): Promise<Status>;
   logout(): Promise<Status>;
+  deleteAccount(): Promise<Status>;
   request(req: RequestInit): Promise<GatewayResponse>;
   fetch(path: string, init?: FetchInit): Promise<Response>;
   close(): Promise<void>;

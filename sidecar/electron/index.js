@@ -206,6 +206,18 @@ export class SasSidecar extends EventEmitter {
   }
 
   /**
+   * Deletes the signed-in user's account for good (DELETE /v1/me: the
+   * subscription cancelled at once, the sign-in account and its email
+   * deleted), then signs out. Ask the user to confirm first. Rejects with
+   * code "unavailable" when a step could not be done: calling again
+   * finishes it.
+   * @returns {Promise<import("./index.d.ts").Status>}
+   */
+  deleteAccount() {
+    return this.#call("deleteAccount");
+  }
+
+  /**
    * A gateway call with the token attached; the whole answer at once.
    * @param {import("./index.d.ts").RequestInit} req
    * @returns {Promise<import("./index.d.ts").GatewayResponse>}

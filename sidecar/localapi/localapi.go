@@ -55,6 +55,9 @@ func Handler(d *daemon.Daemon, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /sidecar/logout", func(w http.ResponseWriter, r *http.Request) {
 		h.answer(w, r, func(ctx context.Context) (any, error) { return d.Logout(ctx) })
 	})
+	mux.HandleFunc("POST /sidecar/deleteAccount", func(w http.ResponseWriter, r *http.Request) {
+		h.answer(w, r, func(ctx context.Context) (any, error) { return d.DeleteAccount(ctx) })
+	})
 	mux.Handle("/v1/", h.proxy())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, wire.Errorf(wire.CodeNotFound, "No route for %s %s (try /sidecar/status or /v1/…).", r.Method, r.URL.Path))

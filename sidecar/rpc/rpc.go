@@ -296,10 +296,12 @@ func (s *Server) call(ctx context.Context, req Request) (any, *Error) {
 		return s.result(s.d.CompleteLogin(ctx, p.URL))
 	case "logout":
 		return s.result(s.d.Logout(ctx))
+	case "deleteAccount":
+		return s.result(s.d.DeleteAccount(ctx))
 	case "request":
 		return s.request(ctx, req.Params)
 	default:
-		return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("Method %q not found (methods: status, login, completeLogin, logout, request).", req.Method)}
+		return nil, &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("Method %q not found (methods: status, login, completeLogin, logout, deleteAccount, request).", req.Method)}
 	}
 }
 

@@ -62,12 +62,13 @@ func (e env) dev(ctx context.Context, args []string) error {
   users          %s
   quotas         %s
   AI model       %s
+  accounts       %s
   metrics        http://%s/metrics
 
 Try:
   %ssas-login --profile local login
   curl -H "Authorization: Bearer $(sas-login --profile local token)" %s/v1/me
 
-`, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], stack.Users, stack.Redis, stack.Model, mln.Addr().String(), loginEnv, base)
+`, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], stack.Users, stack.Redis, stack.Model, stack.Accounts, mln.Addr().String(), loginEnv, base)
 	return app.Serve(ctx, app.Server(stack.Handler, log), ln, app.DrainTimeout, log)
 }

@@ -175,6 +175,13 @@ func TestMigrateAndUsers(t *testing.T) {
 	if r := run(t, env, "users", "show", "user_abc123"); r.code != 0 || !strings.Contains(r.stdout, `"steve@example.com"`) {
 		t.Errorf("show: exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
+	// deleted: erased, shown as deleted.
+	if r := run(t, env, "users", "set-status", "user_abc123", "deleted"); r.code != 0 || !strings.Contains(r.stdout, `"deleted"`) {
+		t.Errorf("set-status deleted: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "users", "show", "user_abc123"); r.code != 0 || !strings.Contains(r.stdout, `"status": "deleted"`) || strings.Contains(r.stdout, "steve") {
+		t.Errorf("show a deleted user: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
 	for _, args := range [][]string{
 		{"users", "set-plan", "user_nobody", "pro"},
 		{"users", "set-plan", "user_abc123", "gold"},

@@ -28,7 +28,7 @@ Usage:
   sas-gateway migrate                                      apply database migrations
   sas-gateway users show <clerk_user_id>                   print a user
   sas-gateway users set-plan <clerk_user_id> <free|pro>    change a user's plan
-  sas-gateway users set-status <clerk_user_id> <active|suspended>
+  sas-gateway users set-status <clerk_user_id> <active|suspended|deleted>
   sas-gateway usage [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--user <clerk_user_id>] [--json]
                                                            spend per user, most expensive first
                                                            (default: the last 30 UTC days)

@@ -495,3 +495,44 @@ func TestLoginCancelAndTimeout(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// TestDeleteAccount: delete-account asks first (anything but "delete"
+// deletes nothing), then deletes the account at the gateway and the
+// identity provider and signs out; the old token is refused.
+func TestDeleteAccount(t *testing.T) {
+	s := startDev(t, true)
+	if r := s.login(browse); r.code != 0 {
+		t.Fatalf("login: %d %s", r.code, r.stderr)
+	}
+	tok := strings.TrimSpace(s.run(nil, s.env(), "token").stdout)
+	for _, answer := range []string{"no\n", "", "Delete\n"} {
+		r := s.run(strings.NewReader(answer), s.env(), "delete-account")
+		if r.code != 1 || !strings.Contains(r.stderr, `Type "delete" to confirm`) || !strings.Contains(r.stderr, "nothing was deleted") {
+			t.Errorf("answer %q: exit %d %q", answer, r.code, r.stderr)
+		}
+	}
+	if r := s.run(nil, s.env(), "whoami"); r.code != 0 {
+		t.Fatalf("the account is gone after refusals: %d %s", r.code, r.stderr)
+	}
+	r := s.run(strings.NewReader("delete\n"), s.env(), "delete-account")
+	if r.code != 0 || !strings.Contains(r.stderr, "The account is deleted") {
+		t.Fatalf("delete-account: exit %d %q", r.code, r.stderr)
+	}
+	if st := s.run(nil, s.env(), "status"); st.code != 1 {
+		t.Errorf("status after deletion: exit %d %q", st.code, st.stdout)
+	}
+	req, _ := http.NewRequest("GET", s.base+"/v1/me", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(b), "account_deleted") {
+		t.Errorf("the old token: %d %s", resp.StatusCode, b)
+	}
+	if r := s.run(nil, s.env(), "delete-account", "--yes"); r.code != 1 || !strings.Contains(r.stderr, "sas-login login") {
+		t.Errorf("delete-account signed out: exit %d %q", r.code, r.stderr)
+	}
+}

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/signals-sorcery/sas/shared/buildinfo"
@@ -25,6 +29,7 @@ Usage:
   sas-login status [--json]                       who is signed in; exit 1 when nobody
   sas-login whoami                                call GET /v1/me on the gateway and print it
   sas-login logout                                sign out and delete the stored tokens
+  sas-login delete-account [--yes]                delete the account (asks to confirm), then sign out
   sas-login version                               print the build version
 
 Every command accepts:
@@ -63,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = e.whoami(ctx, rest)
 	case "logout":
 		err = e.logout(ctx, rest)
+	case "delete-account":
+		err = e.deleteAccount(ctx, rest)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, buildinfo.String())
 	case "help", "--help", "-help", "-h":
@@ -187,33 +194,80 @@ func (e env) whoami(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	body, err := c.gateway(ctx, http.MethodGet, "/v1/me", http.StatusOK)
+	if err != nil {
+		return err
+	}
+	_, err = e.stdout.Write(body)
+	return err
+}
+
+// gateway calls the gateway with the session's token and returns the
+// answer's body when its status is want, else the gateway's error.
+func (c command) gateway(ctx context.Context, method, path string, want int) ([]byte, error) {
 	set, err := c.session.Token(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.settings.Gateway+"/v1/me", nil)
+	req, err := http.NewRequestWithContext(ctx, method, c.settings.Gateway+path, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+set.IDToken)
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
 	if err != nil {
-		return fmt.Errorf("reach the gateway at %s: %w", c.settings.Gateway, err)
+		return nil, fmt.Errorf("reach the gateway at %s: %w", c.settings.Gateway, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("read the gateway's answer: %w", err)
+		return nil, fmt.Errorf("read the gateway's answer: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != want {
 		var env wire.ErrorBody
 		if json.Unmarshal(body, &env) == nil && env.Error.Code != "" {
-			return fmt.Errorf("the gateway answered %d %s: %s", resp.StatusCode, env.Error.Code, env.Error.Message)
+			return nil, fmt.Errorf("the gateway answered %d %s: %s", resp.StatusCode, env.Error.Code, env.Error.Message)
 		}
-		return fmt.Errorf("the gateway answered %d", resp.StatusCode)
+		return nil, fmt.Errorf("the gateway answered %d", resp.StatusCode)
 	}
-	_, err = e.stdout.Write(body)
-	return err
+	return body, nil
+}
+
+// deleteAccount deletes the signed-in user's account (DELETE /v1/me) after
+// the user confirms, then signs out here.
+func (e env) deleteAccount(ctx context.Context, args []string) error {
+	var yes bool
+	c, err := e.parse("delete-account", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	})
+	if err != nil {
+		return err
+	}
+	st, err := c.session.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if !st.SignedIn {
+		return session.ErrNotSignedIn
+	}
+	if !yes {
+		fmt.Fprintf(e.stderr, "This deletes the Signals & Sorcery account %s for good: the subscription is cancelled at once,\n"+
+			"the sign-in account and its email are deleted. Type \"delete\" to confirm: ", cmp.Or(st.User.Email, st.User.ID))
+		line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+		if strings.TrimSpace(line) != "delete" {
+			fmt.Fprintln(e.stderr)
+			return errors.New("not confirmed: nothing was deleted")
+		}
+	}
+	if _, err := c.gateway(ctx, http.MethodDelete, "/v1/me", http.StatusNoContent); err != nil {
+		return err
+	}
+	// The provider has forgotten the user: a failed revocation is expected.
+	if _, err := c.session.Logout(ctx); err != nil {
+		return fmt.Errorf("the account is deleted, but the local session could not be removed: %w", err)
+	}
+	fmt.Fprintln(e.stderr, "The account is deleted, and this computer is signed out.")
+	return nil
 }
 
 func (e env) logout(ctx context.Context, args []string) error {

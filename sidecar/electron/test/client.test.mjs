@@ -130,6 +130,30 @@ test("sign in through the app's URL scheme: the callback URL handed over", async
   }
 });
 
+test("delete the account: signed out, refused, and a new sign-in is a new account", async () => {
+  const sidecar = await SasSidecar.spawn({ binaryPath: bin, profile: "local", env });
+  try {
+    browse(sidecar);
+    await sidecar.login();
+    const before = await sidecar.request({ path: "/v1/me" });
+    assert.equal(before.status, 200);
+    const changed = new Promise((resolve) => sidecar.once("authChanged", resolve));
+    const st = await sidecar.deleteAccount();
+    assert.equal(st.signedIn, false);
+    assert.equal((await changed).signedIn, false);
+    await assert.rejects(sidecar.deleteAccount(), (err) => err.code === "not_signed_in");
+    // Signing up again with the same email makes a new account.
+    browse(sidecar);
+    await sidecar.login();
+    const after = await sidecar.request({ path: "/v1/me" });
+    assert.equal(after.status, 200);
+    assert.notEqual(after.body.id, before.body.id);
+    assert.equal(after.body.email, "dev@example.com");
+  } finally {
+    await sidecar.close();
+  }
+});
+
 test("pending calls reject when the sidecar dies, and nothing restarts it", async () => {
   const sidecar = await SasSidecar.spawn({ binaryPath: bin, profile: "local", env });
   const exited = new Promise((resolve) => sidecar.once("exit", resolve));
