@@ -6,10 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
@@ -39,7 +37,10 @@ func TestServerMaxHeaderBytes(t *testing.T) {
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config = app.Server(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), slog.New(slog.DiscardHandler))
 	srv.Start()
-	defer srv.Close()
+	defer func() {
+		srv.Close()
+		testenv.WaitRefusedConnections(t)
+	}()
 	if got := statusWithHeader(t, srv.URL, app.MaxHeaderBytes-1024); got != http.StatusOK {
 		t.Errorf("header under the limit: status %d, want 200", got)
 	}
@@ -63,12 +64,7 @@ func TestServeMetricsMaxHeaderBytes(t *testing.T) {
 	defer func() {
 		cancel()
 		<-done
-		// net/http keeps a refused connection for 500 ms after answering
-		// 431 (so the client reads the answer), even past Server.Close.
-		testenv.WaitFor(t, "end of the refused connection", 5*time.Second, func() bool {
-			buf := make([]byte, 1<<20)
-			return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "closeWriteAndWait")
-		})
+		testenv.WaitRefusedConnections(t)
 	}()
 	url := "http://" + ln.Addr().String() + "/metrics"
 	if got := statusWithHeader(t, url, 1024); got != http.StatusOK {
