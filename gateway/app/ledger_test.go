@@ -137,9 +137,10 @@ func (s *stack) events(user string) int {
 	return n
 }
 
-// TestLedgerAcrossInstances: N completions (streamed and not) over three
-// instances become exactly N events, whose sums equal the Redis day
-// counters and GET /v1/usage within 10 s; a user sees only their own.
+// TestLedgerAcrossInstances: N requests (chat completions and the
+// Responses API, streamed and not) over three instances become exactly N
+// events, each naming its endpoint, whose sums equal the Redis day counters
+// and GET /v1/usage within 10 s; a user sees only their own.
 func TestLedgerAcrossInstances(t *testing.T) {
 	d := testenv.NewDatabase(t)
 	s := newStack(t, 3, d.PoolerURL, d.URL)
@@ -149,8 +150,11 @@ func TestLedgerAcrossInstances(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			body := fmt.Sprintf(`{"model":"gpt-4o-mini","stream":%v,"messages":[{"role":"user","content":"request number %d"}]}`, i%2 == 0, i)
-			if status, resp := call(t, "POST", s.urls[i%3]+"/v1/chat/completions", tok, body); status != 200 {
+			path, body := "/v1/chat/completions", fmt.Sprintf(`{"model":"gpt-4o-mini","stream":%v,"messages":[{"role":"user","content":"request number %d"}]}`, i%2 == 0, i)
+			if i%4 >= 2 {
+				path, body = "/v1/responses", fmt.Sprintf(`{"model":"gpt-4o-mini","stream":%v,"instructions":"be brief","input":"request number %d"}`, i%2 == 0, i)
+			}
+			if status, resp := call(t, "POST", s.urls[i%3]+path, tok, body); status != 200 {
 				t.Errorf("%d %s", status, resp)
 			}
 		})
@@ -164,6 +168,14 @@ func TestLedgerAcrossInstances(t *testing.T) {
 	t.Logf("all %d events visible %v after the last answer", n, time.Since(start).Round(time.Millisecond))
 	if got := s.events(alice); got != n {
 		t.Errorf("%d events in the ledger, want %d", got, n)
+	}
+	var chat, responses int
+	if err := s.check.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE endpoint = 'chat.completions'),
+		count(*) FILTER (WHERE endpoint = 'responses') FROM usage_events WHERE clerk_user_id = $1`, alice).Scan(&chat, &responses); err != nil {
+		t.Fatal(err)
+	}
+	if chat != n/2 || responses != n/2 {
+		t.Errorf("events by endpoint: chat.completions %d, responses %d; want %d each", chat, responses, n/2)
 	}
 	used := map[string]int64{}
 	us, err := s.gws[0].Limiter.Peek(context.Background(), alice, s.cfg.Plans["free"])

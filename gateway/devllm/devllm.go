@@ -1,6 +1,8 @@
 // Package devllm is an OpenAI-compatible model for development and tests:
-// GET /v1/models and POST /v1/chat/completions (JSON, and SSE streams in
-// several chunks with small delays, usage chunk included when asked), with
+// GET /v1/models, POST /v1/chat/completions (JSON, and SSE streams in
+// several chunks with small delays, usage chunk included when asked) and
+// POST /v1/responses (JSON, and typed SSE events ending with
+// response.completed or response.incomplete), with
 // deterministic text and real usage numbers. `sas-gateway dev` serves it
 // when there is no OPENAI_API_KEY, so the whole app works offline; the
 // tests use it as "OpenAI".
@@ -40,7 +42,7 @@ type Model struct {
 	last Request
 }
 
-// Request is what the last chat completion request carried, for tests.
+// Request is what the last request carried, for tests.
 type Request struct {
 	Header http.Header
 	Body   []byte
@@ -60,18 +62,19 @@ func New(o Options) *Model {
 	return &Model{o: o}
 }
 
-// Last returns the last chat completion request received.
+// Last returns the last chat completion or response request received.
 func (m *Model) Last() Request {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.last
 }
 
-// Handler serves /v1/models and /v1/chat/completions.
+// Handler serves /v1/models, /v1/chat/completions and /v1/responses.
 func (m *Model) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/models", m.models)
 	mux.HandleFunc("POST /v1/chat/completions", m.chat)
+	mux.HandleFunc("POST /v1/responses", m.responses)
 	return mux
 }
 
@@ -109,20 +112,8 @@ type chatRequest struct {
 }
 
 func (m *Model) chat(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-	if err != nil {
-		Error(w, http.StatusBadRequest, "Could not read the body.", "invalid_request_error", "")
-		return
-	}
-	m.mu.Lock()
-	m.last = Request{Header: r.Header.Clone(), Body: body}
-	m.mu.Unlock()
-	if !m.authorized(w, r) {
-		return
-	}
 	var req chatRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		Error(w, http.StatusBadRequest, "We could not parse the JSON body of your request.", "invalid_request_error", "")
+	if !m.read(w, r, &req) {
 		return
 	}
 	switch {
@@ -136,7 +127,11 @@ func (m *Model) chat(w http.ResponseWriter, r *http.Request) {
 		Error(w, http.StatusBadRequest, "[] is too short - 'messages'", "invalid_request_error", "")
 		return
 	}
-	words, prompt := reply(req)
+	msgs := make([]message, len(req.Messages))
+	for i, msg := range req.Messages {
+		msgs[i] = message{Role: msg.Role, Text: textOf(msg.Content)}
+	}
+	words, prompt := reply(msgs)
 	limit := req.MaxCompletionTokens
 	if limit == 0 {
 		limit = req.MaxTokens
@@ -188,12 +183,8 @@ func (m *Model) stream(w http.ResponseWriter, r *http.Request, id, model string,
 		return
 	}
 	for i := 0; i < len(words); i += m.o.WordsPerChunk {
-		if m.o.ChunkDelay > 0 {
-			select {
-			case <-time.After(m.o.ChunkDelay):
-			case <-r.Context().Done():
-				return
-			}
+		if !m.pause(r) {
+			return
 		}
 		part := strings.Join(words[i:min(i+m.o.WordsPerChunk, len(words))], " ")
 		if i > 0 {
@@ -215,18 +206,20 @@ func (m *Model) stream(w http.ResponseWriter, r *http.Request, id, model string,
 	}
 }
 
+// message is a prompt message as the dev model reads it.
+type message struct{ Role, Text string }
+
 // reply is the deterministic answer, as words (each counted as a token
 // of the completion), and the prompt's tokens as OpenAI counts them: the
 // o200k tokenizer over each message's role and text, 3 tokens a message,
 // and 3 that prime the reply.
-func reply(req chatRequest) ([]string, int) {
+func reply(msgs []message) ([]string, int) {
 	enc := tokenizer.O200k()
 	prompt, last := 3, ""
-	for _, msg := range req.Messages {
-		text := textOf(msg.Content)
-		prompt += 3 + enc.Count(msg.Role) + enc.Count(text)
+	for _, msg := range msgs {
+		prompt += 3 + enc.Count(msg.Role) + enc.Count(msg.Text)
 		if msg.Role == "user" {
-			last = text
+			last = msg.Text
 		}
 	}
 	said := strings.Fields(last)
@@ -245,7 +238,7 @@ func textOf(content any) string {
 	case []any:
 		var b strings.Builder
 		for _, p := range c {
-			if part, ok := p.(map[string]any); ok && part["type"] == "text" {
+			if part, ok := p.(map[string]any); ok && (part["type"] == "text" || part["type"] == "input_text" || part["type"] == "output_text") {
 				s, _ := part["text"].(string)
 				b.WriteString(s)
 			}

@@ -47,6 +47,7 @@ type Check func(ctx context.Context) error
 type AIProxy interface {
 	Models(w http.ResponseWriter, u gateway.User) error
 	Chat(w http.ResponseWriter, r *http.Request, u gateway.User) error
+	Responses(w http.ResponseWriter, r *http.Request, u gateway.User) error
 }
 
 // Billing serves the Stripe routes.
@@ -159,7 +160,8 @@ func New(opts Options) *Server {
 		r.With(deadline(APITimeout)).Get("/usage", s.usage)
 		// Not under APITimeout: a streamed completion may run for minutes;
 		// the proxy bounds the upstream itself.
-		r.Post("/chat/completions", s.chat)
+		r.Post("/chat/completions", s.metered(func(p AIProxy) func(http.ResponseWriter, *http.Request, gateway.User) error { return p.Chat }))
+		r.Post("/responses", s.metered(func(p AIProxy) func(http.ResponseWriter, *http.Request, gateway.User) error { return p.Responses }))
 		r.With(deadline(APITimeout)).Post("/billing/checkout", s.billingURL(func(b Billing) func(context.Context, gateway.User) (string, error) { return b.Checkout }))
 		r.With(deadline(APITimeout)).Post("/billing/portal", s.billingURL(func(b Billing) func(context.Context, gateway.User) (string, error) { return b.Portal }))
 	})
@@ -285,13 +287,16 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
-	if s.proxy == nil {
-		s.writeError(w, r, errNoProxy)
-		return
-	}
-	if err := s.proxy.Chat(w, r, userFrom(r.Context())); err != nil {
-		s.writeError(w, r, err)
+// metered serves a consuming route of the proxy (pick chooses which).
+func (s *Server) metered(pick func(AIProxy) func(http.ResponseWriter, *http.Request, gateway.User) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.proxy == nil {
+			s.writeError(w, r, errNoProxy)
+			return
+		}
+		if err := pick(s.proxy)(w, r, userFrom(r.Context())); err != nil {
+			s.writeError(w, r, err)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package llmproxy
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -107,9 +108,8 @@ func estimateChat(enc *tokenizer.Encoding, fields map[string]json.RawMessage, me
 			e.raw(raw)
 		}
 	}
-	if e.over() {
-		return 0, &wire.Error{Code: wire.CodePromptTooLarge, Limit: quota.MaxInputTokens,
-			Message: "The prompt is over your plan's limit of " + strconv.FormatInt(limit, 10) + " input tokens; shorten it."}
+	if err := e.check(limit); err != nil {
+		return 0, err
 	}
 	return e.n, nil
 }
@@ -211,7 +211,8 @@ func (e *estimator) value(raw json.RawMessage) {
 	e.raw(raw)
 }
 
-// content adds a message's content: a string, or a list of parts. File
+// content adds a message's content: a string, or a list of parts (chat's
+// and the Responses API's kinds). File
 // parts (PDFs) are refused: OpenAI bills each page's text and an image of
 // it, which cannot be bounded without reading the file.
 func (e *estimator) content(raw json.RawMessage) error {
@@ -220,12 +221,11 @@ func (e *estimator) content(raw json.RawMessage) error {
 		return nil
 	}
 	var parts []struct {
-		Type     string `json:"type"`
-		Text     string `json:"text"`
-		Refusal  string `json:"refusal"`
-		ImageURL *struct {
-			Detail string `json:"detail"`
-		} `json:"image_url"`
+		Type     string          `json:"type"`
+		Text     string          `json:"text"`
+		Refusal  string          `json:"refusal"`
+		ImageURL json.RawMessage `json:"image_url"` // chat: {url, detail}; Responses: the URL
+		Detail   string          `json:"detail"`    // Responses' input_image
 	}
 	var list []json.RawMessage
 	if json.Unmarshal(raw, &list) != nil || json.Unmarshal(raw, &parts) != nil {
@@ -233,14 +233,19 @@ func (e *estimator) content(raw json.RawMessage) error {
 		return nil
 	}
 	for i, p := range parts {
+		if p.Type == "image_url" {
+			var u struct{ Detail string }
+			_ = json.Unmarshal(p.ImageURL, &u)
+			p.Type, p.Detail = "input_image", u.Detail
+		}
 		switch {
-		case p.Type == "text":
+		case p.Type == "text" || p.Type == "input_text" || p.Type == "output_text":
 			e.text(p.Text)
 		case p.Type == "refusal":
 			e.text(p.Refusal)
-		case p.Type == "image_url" && p.ImageURL != nil && p.ImageURL.Detail == "low":
+		case p.Type == "input_image" && p.Detail == "low":
 			e.n += e.images.low
-		case p.Type == "image_url":
+		case p.Type == "input_image":
 			e.n += e.images.high
 		case p.Type == "file" || p.Type == "input_file":
 			return wire.Errorf(wire.CodeBadRequest, "Content parts of type %q are not accepted: a file is billed per page, which cannot be known before it is read; send its text instead.", p.Type)
@@ -249,4 +254,86 @@ func (e *estimator) content(raw json.RawMessage) error {
 		}
 	}
 	return nil
+}
+
+// estimateResponses estimates the input tokens of a Responses API request:
+// the instructions and every input item (messages with their parts,
+// function calls and their outputs) with the chat recipe's overheads, the
+// function tool definitions (the Responses API's flat shape, the same as
+// chat's legacy functions), tool_choice and the text format's schema.
+// Items that point at state stored at OpenAI (item_reference) are refused:
+// their tokens cannot be known here.
+func estimateResponses(enc *tokenizer.Encoding, model string, fields map[string]json.RawMessage, limit int64) (int64, error) {
+	e := &estimator{enc: enc, limit: limit, n: replyPriming, images: imageCost(model)}
+	// Instructions are a developer message, a string input a user message.
+	if raw, ok := present(fields, "instructions"); ok {
+		e.n += tokensPerMessage
+		e.text("developer")
+		e.value(raw)
+	}
+	input := fields["input"]
+	var items []map[string]json.RawMessage
+	switch {
+	case len(input) > 0 && input[0] == '"':
+		e.n += tokensPerMessage
+		e.text("user")
+		e.value(input)
+	case json.Unmarshal(input, &items) == nil && len(items) > 0 && !slices.ContainsFunc(items, func(it map[string]json.RawMessage) bool { return it == nil }):
+		for _, it := range items {
+			if err := e.item(it); err != nil {
+				return 0, err
+			}
+		}
+	default:
+		return 0, wire.Errorf(wire.CodeBadRequest, "\"input\" must be a string or a non-empty array of input items.")
+	}
+	if raw, ok := present(fields, "tools"); ok {
+		e.definitions(raw, true)
+	}
+	for _, f := range []string{"tool_choice", "text"} {
+		if raw, ok := present(fields, f); ok {
+			e.raw(raw)
+		}
+	}
+	if err := e.check(limit); err != nil {
+		return 0, err
+	}
+	return e.n, nil
+}
+
+// item adds one Responses API input item.
+func (e *estimator) item(it map[string]json.RawMessage) error {
+	var typ string
+	_ = json.Unmarshal(it["type"], &typ)
+	switch typ {
+	case "", "message":
+		return e.message(it) // role, content (a string or parts)
+	case "function_call":
+		e.n += tokensPerCall
+		var call any
+		_ = json.Unmarshal(it["name"], &call)
+		e.leaves(call)
+		_ = json.Unmarshal(it["arguments"], &call)
+		e.leaves(call)
+		return nil
+	case "function_call_output":
+		e.n += tokensPerMessage
+		return e.content(it["output"])
+	case "item_reference":
+		return wire.Errorf(wire.CodeBadRequest, "Input items of type \"item_reference\" are not accepted: the gateway stores nothing at OpenAI; send the item itself.")
+	default: // reasoning items and kinds to come: their whole JSON text
+		e.n += tokensPerMessage
+		b, _ := json.Marshal(it)
+		e.raw(b)
+		return nil
+	}
+}
+
+// check refuses an estimate over limit (the plan's max_input_tokens).
+func (e *estimator) check(limit int64) error {
+	if !e.over() {
+		return nil
+	}
+	return &wire.Error{Code: wire.CodePromptTooLarge, Limit: quota.MaxInputTokens,
+		Message: "The prompt is over your plan's limit of " + strconv.FormatInt(limit, 10) + " input tokens; shorten it."}
 }

@@ -216,17 +216,18 @@ func quote(s string) string {
 	return string(b)
 }
 
-// BenchmarkParseChat is the cost of reading a chat request and estimating
-// its prompt, per byte of body: the work the gateway adds before a request
-// leaves for the upstream.
-func BenchmarkParseChat(b *testing.B) {
+// BenchmarkParse is the cost of reading a request and estimating its
+// prompt, per byte of body: the work the gateway adds before a request
+// leaves for the upstream — a chat request, and the same request as a
+// Responses API call (input_text parts, as the SDKs send it).
+func BenchmarkParse(b *testing.B) {
 	plan := quota.BuiltIn()["pro"]
 	u := gateway.User{ClerkUserID: "user_bench", Plan: wire.PlanPro}
 	enc := tokenizer.O200k()
 	for _, size := range []int{1 << 10, 16 << 10} {
 		text := strings.Repeat("Write a melancholic chord progression in D minor for a lo-fi beat. ", size/68)
 		body := []byte(`{"model":"gpt-4o","messages":[{"role":"system","content":"You are a music assistant."},{"role":"user","content":` + quote(text) + `}]}`)
-		b.Run(fmt.Sprint(size>>10, "KiB"), func(b *testing.B) {
+		b.Run(fmt.Sprint("chat/", size>>10, "KiB"), func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
 				if _, err := parseChat(body, nil, u, plan, enc); err != nil {
@@ -234,5 +235,78 @@ func BenchmarkParseChat(b *testing.B) {
 				}
 			}
 		})
+		// The same request as a Responses API call.
+		body = []byte(`{"model":"gpt-4o","instructions":"You are a music assistant.","input":[{"role":"user","content":[{"type":"input_text","text":` + quote(text) + `}]}]}`)
+		b.Run(fmt.Sprint("responses/", size>>10, "KiB"), func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, err := parseResponses(body, nil, u, plan, enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestEstimateResponses: a Responses API request is estimated as the chat
+// request that says the same (instructions a developer message, a string
+// input a user message), so never below what the reference tokenizer
+// counts for it; images, function calls, their outputs and function tools
+// all count, and the input cap applies.
+func TestEstimateResponses(t *testing.T) {
+	plan := quota.BuiltIn()["pro"]
+	u := gateway.User{ClerkUserID: "user_estimate", Plan: wire.PlanPro}
+	responses := func(body string) int64 {
+		t.Helper()
+		req, err := parseResponses([]byte(body), nil, u, plan, tokenizer.O200k())
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		return req.promptTokens
+	}
+	instr, text := "You are a loop generator. Answer in one line.", strings.Repeat("a melody in D minor, 90 bpm; ", 40)
+	chat := fmt.Sprintf(`{"model":"gpt-4o","messages":[{"role":"developer","content":%s},{"role":"user","content":%s}]}`, quote(instr), quote(text))
+	req, err := parseChat([]byte(chat), nil, u, plan, tokenizer.O200k())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := int64(referenceCount(t, []byte(chat)))
+	for _, body := range []string{
+		fmt.Sprintf(`{"model":"gpt-4o","instructions":%s,"input":%s}`, quote(instr), quote(text)),
+		fmt.Sprintf(`{"model":"gpt-4o","instructions":%s,"input":[{"role":"user","content":%s}]}`, quote(instr), quote(text)),
+		fmt.Sprintf(`{"model":"gpt-4o","instructions":%s,"input":[{"role":"user","content":[{"type":"input_text","text":%s}]}]}`, quote(instr), quote(text)),
+		fmt.Sprintf(`{"model":"gpt-4o","input":[{"role":"developer","content":%s},{"type":"message","role":"user","content":%s}]}`, quote(instr), quote(text)),
+	} {
+		// "type":"message" adds its value's token: a little over, never under.
+		if got := responses(body); got < req.promptTokens || got > req.promptTokens+1 || got < ref {
+			t.Errorf("%.90s…: %d tokens; the chat equivalent is %d, the reference %d", body, got, req.promptTokens, ref)
+		}
+	}
+
+	base := responses(`{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_text","text":"what is this?"}]}]}`)
+	for detail, want := range map[string]int64{"low": 85, "high": 1445, "auto": 1445} {
+		got := responses(`{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_text","text":"what is this?"},
+			{"type":"input_image","image_url":"data:image/png;base64,iVBORw0KGgo=","detail":"`+detail+`"}]}]}`) - base
+		if got != want {
+			t.Errorf("input_image, detail %s: %d tokens, want %d", detail, got, want)
+		}
+	}
+	args := strings.Repeat(`{\"note\":\"C4\",\"beats\":1},`, 50)
+	call := responses(`{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_text","text":"what is this?"}]},
+		{"type":"function_call","call_id":"call_1","name":"play_notes","arguments":"[` + args + `]"},
+		{"type":"function_call_output","call_id":"call_1","output":"` + strings.Repeat("played ", 100) + `"}]}`)
+	if min := base + int64(tokenizer.O200k().Count(strings.ReplaceAll(args, `\"`, `"`))+100); call < min {
+		t.Errorf("with a function call and its output: %d tokens, want at least %d", call, min)
+	}
+	desc := strings.Repeat("plays notes on the synth; ", 30)
+	tool := responses(`{"model":"gpt-4o","input":"hi","tools":[{"type":"function","name":"play_notes","description":"` + desc + `",
+		"parameters":{"type":"object","properties":{"key":{"type":"string","enum":["C","D","E","F","G","A","B"]}}}}]}`)
+	if bare := responses(`{"model":"gpt-4o","input":"hi"}`); tool < bare+int64(tokenizer.O200k().Count(desc)) {
+		t.Errorf("a function tool adds %d tokens, less than its description", tool-bare)
+	}
+	plan.MaxInputTokens = 1000
+	_, err = parseResponses([]byte(`{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_image","image_url":"https://example.com/a.png"}]}]}`), nil, u, plan, tokenizer.O200k())
+	if wire.ErrorCode(err) != wire.CodePromptTooLarge {
+		t.Errorf("an image over the cap: %v", err)
 	}
 }

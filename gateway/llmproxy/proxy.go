@@ -141,8 +141,8 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 		return err
 	}
 	return p.metered(w, r, u, plan, call{
-		path: "/chat/completions", endpoint: "chat.completions", body: req.body(), model: req.model, stream: req.stream,
-		promptTokens: req.promptTokens, outputCap: req.outputCap, passUsage: req.clientWantsUsage,
+		path: "/chat/completions", endpoint: "chat.completions", api: chatAPI{passUsage: req.clientWantsUsage},
+		body: req.body(), model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap,
 	})
 }
 
@@ -150,12 +150,11 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 type call struct {
 	path                    string
 	endpoint                string // for the ledger: chat.completions, responses
+	api                     api
 	body                    []byte
 	model                   string
 	stream                  bool
 	promptTokens, outputCap int64
-	// passUsage: the stream's usage-only chunk reaches the client.
-	passUsage bool
 }
 
 // metered is the one accounting path of every consuming route: reserve the
@@ -177,7 +176,7 @@ func (p *Proxy) metered(w http.ResponseWriter, r *http.Request, u gateway.User, 
 		}
 		return err
 	}
-	log := p.o.Logger.With("user", u.ClerkUserID, "model", c.model, "stream", c.stream)
+	log := p.o.Logger.With("user", u.ClerkUserID, "endpoint", c.endpoint, "model", c.model, "stream", c.stream)
 	t := &tab{p: p, r: r, adm: adm, price: price, c: c, plan: u.Plan, user: u.ClerkUserID,
 		requestID: w.Header().Get("X-Request-Id"), start: time.Now(), log: log}
 	t.stopRenewing = p.keepSlot(adm, log)
@@ -243,7 +242,7 @@ func (p *Proxy) keepSlot(adm quota.Admission, log *slog.Logger) (stop func()) {
 type outcome struct {
 	name string // complete, client_gone, upstream_cut, idle_timeout, malformed, refused, upstream_error
 	// usage as the upstream reported it; nil when it did not.
-	usage *openai.Usage
+	usage *usage
 	// charge: what to settle — the upstream's usage (or else the whole
 	// reservation), nothing (the client's fault, refused upstream), or
 	// nothing and the day's request back (the upstream could not serve).
@@ -276,10 +275,7 @@ func (t *tab) settle(out outcome) {
 		s.ReturnRequest = true
 	case chargeUsage:
 		if u := out.usage; u != nil {
-			if u.PromptTokensDetails != nil {
-				cached = int64(u.PromptTokensDetails.CachedTokens)
-			}
-			in, outTokens = int64(u.PromptTokens), int64(u.CompletionTokens)
+			in, cached, outTokens = u.input, u.cached, u.output
 			s.Tokens, s.Cost, source = in+outTokens, t.price.Cost(in, cached, outTokens), "upstream"
 		} else {
 			in, outTokens = t.c.promptTokens, t.c.outputCap

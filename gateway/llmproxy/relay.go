@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
-
-	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/signals-sorcery/sas/shared/wire"
 )
@@ -33,13 +30,7 @@ func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response, t *t
 		}
 		return out
 	}
-	var cr struct {
-		Usage *openai.Usage `json:"usage"`
-	}
-	out := outcome{name: "complete"}
-	if json.Unmarshal(b, &cr) == nil && cr.Usage != nil && cr.Usage.TotalTokens > 0 {
-		out.usage = cr.Usage
-	}
+	out := outcome{name: "complete", usage: t.c.api.usage(b)}
 	t.settle(out)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(resp.StatusCode)
@@ -100,19 +91,18 @@ func (r *idleReader) Close() error {
 }
 
 // relayStream copies the upstream's server-sent events to the client one
-// event at a time, flushing after each, and reads usage from the chunks as
-// they pass. It stops when the upstream ends, goes silent for IdleTimeout
-// (the idle reader cancels it), or the client leaves (whose request context
-// then cancels the upstream).
+// event at a time, flushing after each, and reads usage from the events as
+// they pass (the call's api says where). It stops after the api's last
+// event, or when the upstream ends, goes silent for IdleTimeout (the idle
+// reader cancels it), or the client leaves (whose request context then
+// cancels the upstream). Events the api hides (chat's usage-only chunk the
+// client did not ask for) are dropped.
 //
-// The usage-only chunk (no choices) that the gateway asked for is passed on
-// only if the client asked for it too: a client that did not may index
-// choices[0] of every chunk.
-//
-// The stream is settled just before [DONE] is written: usage has arrived by
+// The stream is settled just before its last event is written (chat's
+// [DONE], the Responses API's response.completed): usage has arrived by
 // then.
 func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response, t *tab) outcome {
-	passUsage, log := t.c.passUsage, t.log
+	log := t.log
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -149,14 +139,14 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 	}()
 
 	out := outcome{}
-	sawDone, skipEvent := false, false
+	ended, skipEvent := "", false // ended: the outcome of the last event, once seen
 	for {
 		select {
 		case line, ok := <-lines:
 			if !ok {
 				err := <-readErr
-				if sawDone {
-					out.name = "complete"
+				if ended != "" {
+					out.name = ended
 					return out
 				}
 				cut := cutOutcome(r, resp.Body)
@@ -167,18 +157,17 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 				return out
 			}
 			if data, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("data:")); ok {
-				data = bytes.TrimSpace(data)
-				if bytes.Equal(data, []byte("[DONE]")) {
-					sawDone = true
-					t.settle(outcome{name: "complete", usage: out.usage})
-				} else {
-					var chunk openai.ChatCompletionStreamResponse
-					if err := json.Unmarshal(data, &chunk); err != nil {
-						log.Warn("upstream sent a malformed stream chunk", "bytes", len(data))
-					} else if chunk.Usage != nil && chunk.Usage.TotalTokens > 0 {
-						out.usage = chunk.Usage
-						skipEvent = !passUsage && len(chunk.Choices) == 0
-					}
+				u, end, hide, err := t.c.api.event(bytes.TrimSpace(data))
+				if err != nil {
+					log.Warn("upstream sent a malformed stream event", "bytes", len(data))
+				}
+				if u != nil {
+					out.usage = u
+				}
+				skipEvent = hide
+				if end != "" {
+					ended = end
+					t.settle(outcome{name: end, usage: out.usage})
 				}
 			}
 			blank := len(bytes.TrimSpace(line)) == 0
@@ -197,10 +186,10 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 					out.name = "client_gone"
 					return out
 				}
-				if sawDone {
-					// [DONE] ends the stream, whether or not the upstream
-					// closes its side.
-					out.name = "complete"
+				if ended != "" {
+					// The last event ends the stream, whether or not the
+					// upstream closes its side.
+					out.name = ended
 					return out
 				}
 			}

@@ -59,6 +59,38 @@ func TestGoOpenAIClient(t *testing.T) {
 	if chunks < 3 || text.String() != resp.Choices[0].Message.Content {
 		t.Errorf("streamed %d chunks: %q, want the same text as %q", chunks, text.String(), resp.Choices[0].Message.Content)
 	}
+	// The Responses API, plain and streamed.
+	rreq := openai.CreateResponseRequest{Model: "gpt-4o-mini", Instructions: "Be brief.", Input: "hello from go responses"}
+	rresp, err := c.CreateResponse(ctx, rreq)
+	if err != nil || !strings.Contains(rresp.GetOutputText(), "hello from go responses") || rresp.Usage == nil || rresp.Usage.TotalTokens == 0 {
+		t.Fatalf("CreateResponse = %+v, %v", rresp, err)
+	}
+	rstream, err := c.CreateResponseStream(ctx, rreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text.Reset()
+	var completed *openai.CreateResponseResponse
+	for {
+		ev, err := rstream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("response stream: %v", err)
+		}
+		switch ev.Type {
+		case openai.ResponseStreamEventOutputTextDelta:
+			text.WriteString(ev.Delta)
+		case openai.ResponseStreamEventCompleted:
+			completed = ev.Response
+		}
+	}
+	rstream.Close()
+	if text.String() != rresp.GetOutputText() || completed == nil || completed.Usage == nil || completed.Usage.TotalTokens != rresp.Usage.TotalTokens {
+		t.Errorf("streamed %q (completed %+v), want %q", text.String(), completed, rresp.GetOutputText())
+	}
+
 	// The free plan's 10 a minute: the SDK surfaces the 429.
 	var apiErr *openai.APIError
 	for range 20 {
@@ -96,13 +128,17 @@ func TestNodeOpenAISDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got struct {
-		Models          []string
-		Text            string
-		Usage           int
-		Chunks          int
-		Streamed        string
-		RateLimit       string
-		RateLimitStatus int
+		Models           []string
+		Text             string
+		Usage            int
+		Chunks           int
+		Streamed         string
+		RateLimit        string
+		RateLimitStatus  int
+		ResponseText     string
+		ResponseUsage    int
+		ResponseEvents   []string
+		ResponseStreamed string
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("node printed %q: %v", out, err)
@@ -115,6 +151,13 @@ func TestNodeOpenAISDK(t *testing.T) {
 	}
 	if got.Chunks < 3 || !strings.Contains(got.Streamed, "stream please") {
 		t.Errorf("stream: %d chunks, %q", got.Chunks, got.Streamed)
+	}
+	if !strings.Contains(got.ResponseText, "hello from node responses") || got.ResponseUsage == 0 {
+		t.Errorf("responses.create = %q, usage %d", got.ResponseText, got.ResponseUsage)
+	}
+	if n := len(got.ResponseEvents); n < 8 || got.ResponseEvents[0] != "response.created" || got.ResponseEvents[n-1] != "response.completed" ||
+		got.ResponseStreamed != got.ResponseText {
+		t.Errorf("streamed responses.create: events %v, text %q (want %q)", got.ResponseEvents, got.ResponseStreamed, got.ResponseText)
 	}
 	if got.RateLimit != "RateLimitError" || got.RateLimitStatus != 429 {
 		t.Errorf("rate limit surfaced as %q (%d), want the SDK's RateLimitError", got.RateLimit, got.RateLimitStatus)

@@ -47,10 +47,20 @@ func (e *env) gated() *gate {
 	return g
 }
 
-// burst sends n copies of body at once, spread over urls, and returns the
-// status of each and the error bodies by code. It opens the gate once
-// every refusal is back (the admitted ones are then waiting upstream).
+// burst sends n copies of body to /v1/chat/completions at once, spread
+// over urls, and returns the status of each and the error bodies by code.
+// It opens the gate once every refusal is back (the admitted ones are then
+// waiting upstream).
 func (e *env) burst(t *testing.T, g *gate, urls []string, n int, body string) (admitted int, refused map[string]int) {
+	t.Helper()
+	return e.burstOf(t, g, urls, n, request{"/v1/chat/completions", body})
+}
+
+// request is a POST of body to path.
+type request struct{ path, body string }
+
+// burstOf is burst over several requests, taken in turn.
+func (e *env) burstOf(t *testing.T, g *gate, urls []string, n int, reqs ...request) (admitted int, refused map[string]int) {
 	t.Helper()
 	type answer struct {
 		status int
@@ -61,7 +71,8 @@ func (e *env) burst(t *testing.T, g *gate, urls []string, n int, body string) (a
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			req, _ := http.NewRequest("POST", urls[i%len(urls)]+"/v1/chat/completions", strings.NewReader(body))
+			rq := reqs[i%len(reqs)]
+			req, _ := http.NewRequest("POST", urls[i%len(urls)]+rq.path, strings.NewReader(rq.body))
 			req.Header.Set("Authorization", "Bearer "+e.tok)
 			r := e.do(req)
 			var eb wire.ErrorBody
@@ -105,18 +116,26 @@ func estimate(words int) int64 {
 	return int64(tokenizer.O200k().Count(strings.Repeat("word ", words)) + 1 + 3 + 3)
 }
 
+// fitsTwice is the built-in plans with a free day's token budget that
+// holds two and a half reservations of a 3000-word prompt (chatBody) at
+// the free output cap, and no minute or concurrency limit in the way.
+func fitsTwice() (quota.Plans, quota.Plan) {
+	reservation := estimate(3000) + quota.BuiltIn()["free"].MaxTokens
+	plans := quota.BuiltIn()
+	free := plans["free"]
+	free.RequestsPerMinute, free.ConcurrentRequests = 1000, 0
+	free.TokensPerDay = reservation*2 + reservation/2
+	plans["free"] = free
+	return plans, free
+}
+
 // TestReservationsHoldUnderConcurrency: 10 streamed requests at once whose
 // reservations fit only twice in the day's token budget, against an
 // upstream that holds them so they overlap: exactly 2 are admitted, on one
 // instance and spread over three, and the day's charge stays within the
 // budget.
 func TestReservationsHoldUnderConcurrency(t *testing.T) {
-	reservation := estimate(3000) + 1024
-	plans := quota.BuiltIn()
-	free := plans["free"]
-	free.RequestsPerMinute, free.ConcurrentRequests = 1000, 0
-	free.TokensPerDay = reservation*2 + reservation/2
-	plans["free"] = free
+	plans, free := fitsTwice()
 	for _, instances := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%d instances", instances), func(t *testing.T) {
 			e := newEnv(t, func(c *config.Config) { c.Plans = plans }, app.Deps{})

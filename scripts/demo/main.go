@@ -136,7 +136,14 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	d.say("Streaming a chat completion through the socket (chunks print as they arrive)")
-	if err := stream(ctx, client); err != nil {
+	if err := stream(ctx, client, "/v1/chat/completions",
+		`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"play me a little tune"}]}`, chatDelta); err != nil {
+		return err
+	}
+
+	d.say("Streaming a Responses API answer through the socket (typed events; text deltas print as they arrive)")
+	if err := stream(ctx, client, "/v1/responses",
+		`{"model":"gpt-4o-mini","stream":true,"instructions":"Answer like a bard.","input":"sing me a loop"}`, responsesDelta); err != nil {
 		return err
 	}
 
@@ -314,9 +321,10 @@ func get(ctx context.Context, c *http.Client, path string) (any, error) {
 	return v, nil
 }
 
-func stream(ctx context.Context, c *http.Client) error {
-	body := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"play me a little tune"}]}`
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://sas/v1/chat/completions", strings.NewReader(body))
+// stream posts a streamed request through the socket and prints the text
+// that delta finds in each event's data as it arrives.
+func stream(ctx context.Context, c *http.Client, path, body string, delta func(data []byte) (string, bool)) error {
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://sas"+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
@@ -325,7 +333,7 @@ func stream(ctx context.Context, c *http.Client) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("chat completion: %d %s", resp.StatusCode, b)
+		return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
 	}
 	fmt.Print("   ")
 	chunks := 0
@@ -335,21 +343,39 @@ func stream(ctx context.Context, c *http.Client) error {
 		if !ok || data == "[DONE]" {
 			continue
 		}
-		var chunk struct {
-			Choices []struct {
-				Delta struct{ Content string } `json:"delta"`
-			} `json:"choices"`
-		}
-		if json.Unmarshal([]byte(data), &chunk) == nil && len(chunk.Choices) > 0 {
-			fmt.Print(chunk.Choices[0].Delta.Content)
+		if text, ok := delta([]byte(data)); ok {
+			fmt.Print(text)
 			chunks++
 		}
 	}
 	fmt.Printf("\n   (%d chunks)\n", chunks)
 	if chunks < 2 {
-		return errors.New("the completion did not stream")
+		return fmt.Errorf("POST %s did not stream", path)
 	}
 	return sc.Err()
+}
+
+// chatDelta is the text of a chat completion chunk.
+func chatDelta(data []byte) (string, bool) {
+	var chunk struct {
+		Choices []struct {
+			Delta struct{ Content string } `json:"delta"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal(data, &chunk) != nil || len(chunk.Choices) == 0 {
+		return "", false
+	}
+	return chunk.Choices[0].Delta.Content, true
+}
+
+// responsesDelta is the text of a Responses API response.output_text.delta
+// event.
+func responsesDelta(data []byte) (string, bool) {
+	var ev struct{ Type, Delta string }
+	if json.Unmarshal(data, &ev) != nil || ev.Type != "response.output_text.delta" {
+		return "", false
+	}
+	return ev.Delta, true
 }
 
 func compact(v any) string {

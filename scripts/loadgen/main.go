@@ -206,15 +206,17 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 		{name: "same model through a bare httputil.ReverseProxy (one extra hop, nothing else)", url: viaPlain + "/v1/chat/completions", body: body, key: key},
 		{name: "same model through the gateway, usage ledger off", url: viaNoLedger + "/v1/chat/completions", body: body},
 		{name: "same model through the gateway as deployed (auth, reservation, proxy, settlement, ledger)", url: viaGateway + "/v1/chat/completions", body: body},
+		{name: "the same request as a Responses API call through the gateway as deployed", url: viaGateway + "/v1/responses",
+			body: `{"model":"gpt-4o-mini","input":"a short prompt for the benchmark"}`},
 	}
 	results := measureAll(targets, client, tokens, o, budget)
-	fmt.Printf("\nnon-streamed POST /v1/chat/completions, concurrency %d:\n\n", o.concurrency)
+	fmt.Printf("\nnon-streamed POST /v1/chat/completions (and /v1/responses), concurrency %d:\n\n", o.concurrency)
 	printTable(targets, results)
 	// Rounds alternate the targets, so a round's ratio compares two runs a
 	// few seconds apart: the median of those is steadier on a noisy machine
 	// than a ratio of bests.
-	fmt.Printf("\nper-round ratios over %d rounds, median (min–max): ledger on / ledger off %s; ledger off / bare reverse proxy %s; as deployed / bare reverse proxy %s\n",
-		o.rounds, roundRatios(results[3], results[2]), roundRatios(results[2], results[1]), roundRatios(results[3], results[1]))
+	fmt.Printf("\nper-round ratios over %d rounds, median (min–max): ledger on / ledger off %s; ledger off / bare reverse proxy %s; as deployed / bare reverse proxy %s; responses / chat completions, both as deployed %s\n",
+		o.rounds, roundRatios(results[3], results[2]), roundRatios(results[2], results[1]), roundRatios(results[3], results[1]), roundRatios(results[4], results[3]))
 	time.Sleep(2 * time.Second) // the drain catches up
 	m := scrapeHandler(gw.Metrics.Handler())
 	if batches := m["sas_usage_drain_latency_seconds_count"]; batches > 0 {

@@ -83,6 +83,25 @@ test("sign in, call the gateway, stream, sign out — never holding a token", as
     const said = [...text.matchAll(/"content":"([^"]*)"/g)].map((m) => m[1]).join("");
     assert.match(said, /You said: stream to node/);
 
+    // The Responses API streams typed events through the same socket.
+    const rres = await sidecar.fetch("/v1/responses", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o-mini", stream: true, instructions: "Be brief.", input: "respond to node" }),
+    });
+    assert.equal(rres.status, 200);
+    let events = "";
+    for await (const chunk of rres.body) events += Buffer.from(chunk).toString();
+    const types = [...events.matchAll(/^event: (.+)$/gm)].map((m) => m[1]);
+    assert.equal(types[0], "response.created");
+    assert.equal(types.at(-1), "response.completed");
+    const deltas = [...events.matchAll(/"delta":"([^"]*)"/g)].map((m) => m[1]).join("");
+    assert.match(deltas, /You said: respond to node/);
+    const plain = await sidecar.request({ method: "POST", path: "/v1/responses", body: { model: "gpt-4o-mini", input: "respond plainly" } });
+    assert.equal(plain.status, 200);
+    assert.equal(plain.body.object, "response");
+    assert.match(plain.body.output[0].content[0].text, /You said: respond plainly/);
+
     // Non-JSON bodies come back as text; errors as the gateway's envelope.
     const bad = await sidecar.request({ method: "POST", path: "/v1/chat/completions", body: { model: "gpt-4o" , messages: [{ role: "user", content: "x" }] } });
     assert.equal(bad.status, 403);
@@ -91,7 +110,7 @@ test("sign in, call the gateway, stream, sign out — never holding a token", as
     // Nothing this process received contains the token.
     const { id_token: token } = JSON.parse(await readFile(join(home, "config", "sas", "tokens-local.json"), "utf8"));
     assert.ok(token.length > 100);
-    for (const seen of [JSON.stringify([a, b, me]), text, logs.join("\n")]) {
+    for (const seen of [JSON.stringify([a, b, me, plain]), text, events, logs.join("\n")]) {
       assert.ok(!seen.includes(token), "the ID token reached the client");
     }
 

@@ -28,6 +28,27 @@ for await (const chunk of stream) {
   out.streamed += chunk.choices[0]?.delta?.content ?? "";
 }
 
+// The Responses API, plain and streamed (typed events).
+const response = await client.responses.create({
+  model: "gpt-4o-mini",
+  instructions: "Be brief.",
+  input: [{ role: "user", content: [{ type: "input_text", text: "hello from node responses" }] }],
+});
+out.responseText = response.output_text;
+out.responseUsage = response.usage.total_tokens;
+const events = await client.responses.create({
+  model: "gpt-4o-mini",
+  instructions: "Be brief.",
+  input: [{ role: "user", content: [{ type: "input_text", text: "hello from node responses" }] }],
+  stream: true,
+});
+out.responseEvents = [];
+out.responseStreamed = "";
+for await (const event of events) {
+  out.responseEvents.push(event.type);
+  if (event.type === "response.output_text.delta") out.responseStreamed += event.delta;
+}
+
 try {
   for (let i = 0; i < 20; i++) {
     await client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "again" }] });

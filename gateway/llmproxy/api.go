@@ -1,0 +1,117 @@
+package llmproxy
+
+import (
+	"bytes"
+	"encoding/json"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// usage is what the upstream reported a request cost.
+type usage struct{ input, cached, output int64 }
+
+// api is what differs between the endpoints the proxy meters: where an
+// answer reports its usage and how a stream ends. Everything else — the
+// reservation, the relay, the settlement — is one path for all of them.
+type api interface {
+	// usage reads a complete JSON answer's usage; nil when it has none.
+	usage(body []byte) *usage
+	// event reads the data of one stream event: the usage it reports (nil:
+	// none), the outcome it ends the stream with ("" when it is not the
+	// last), and whether the client must not see it. err: the data is not
+	// what the endpoint sends.
+	event(data []byte) (u *usage, end string, hide bool, err error)
+}
+
+// chatAPI is /v1/chat/completions: usage in the answer's "usage", in a
+// stream the usage-only chunk the gateway asks for, and "[DONE]" last.
+type chatAPI struct {
+	// passUsage: the client asked for the usage-only chunk too.
+	passUsage bool
+}
+
+func fromChat(u *openai.Usage) *usage {
+	if u == nil || u.TotalTokens <= 0 {
+		return nil
+	}
+	out := &usage{input: int64(u.PromptTokens), output: int64(u.CompletionTokens)}
+	if u.PromptTokensDetails != nil {
+		out.cached = int64(u.PromptTokensDetails.CachedTokens)
+	}
+	return out
+}
+
+func (chatAPI) usage(body []byte) *usage {
+	var cr struct {
+		Usage *openai.Usage `json:"usage"`
+	}
+	if json.Unmarshal(body, &cr) != nil {
+		return nil
+	}
+	return fromChat(cr.Usage)
+}
+
+func (a chatAPI) event(data []byte) (*usage, string, bool, error) {
+	if bytes.Equal(data, []byte("[DONE]")) {
+		return nil, "complete", false, nil
+	}
+	var chunk openai.ChatCompletionStreamResponse
+	if err := json.Unmarshal(data, &chunk); err != nil {
+		return nil, "", false, err
+	}
+	u := fromChat(chunk.Usage)
+	// A client that did not ask for the usage-only chunk (no choices) may
+	// index choices[0] of every chunk.
+	return u, "", u != nil && !a.passUsage && len(chunk.Choices) == 0, nil
+}
+
+// responsesAPI is /v1/responses: usage in the response's "usage"; a stream
+// of typed events whose last is response.completed, response.incomplete or
+// response.failed, carrying the response and its usage.
+type responsesAPI struct{}
+
+func fromResponses(u *openai.ResponseUsage) *usage {
+	if u == nil || u.InputTokens+u.OutputTokens <= 0 {
+		return nil
+	}
+	out := &usage{input: int64(u.InputTokens), output: int64(u.OutputTokens)}
+	if u.InputTokensDetails != nil {
+		out.cached = int64(u.InputTokensDetails.CachedTokens)
+	}
+	return out
+}
+
+func (responsesAPI) usage(body []byte) *usage {
+	var r struct {
+		Usage *openai.ResponseUsage `json:"usage"`
+	}
+	if json.Unmarshal(body, &r) != nil {
+		return nil
+	}
+	return fromResponses(r.Usage)
+}
+
+func (responsesAPI) event(data []byte) (*usage, string, bool, error) {
+	var ev struct {
+		Type     string `json:"type"`
+		Response *struct {
+			Usage *openai.ResponseUsage `json:"usage"`
+		} `json:"response"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return nil, "", false, err
+	}
+	end := ""
+	switch ev.Type {
+	case "response.completed", "response.incomplete": // incomplete: it reached max_output_tokens
+		end = "complete"
+	case "response.failed": // charged what it reports, else the reservation
+		end = "upstream_cut"
+	default:
+		return nil, "", false, nil
+	}
+	if ev.Response == nil {
+		return nil, end, false, nil
+	}
+	return fromResponses(ev.Response.Usage), end, false, nil
+}

@@ -1,0 +1,105 @@
+package llmproxy
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/tokenizer"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+// Responses answers POST /v1/responses, OpenAI's Responses API, on the same
+// accounting path as Chat: the same reservation, relay and settlement.
+func (p *Proxy) Responses(w http.ResponseWriter, r *http.Request, u gateway.User) error {
+	plan := p.plan(u)
+	body, err := io.ReadAll(r.Body)
+	req, err := parseResponses(body, err, u, plan, p.o.Encoding)
+	if err != nil {
+		return err
+	}
+	return p.metered(w, r, u, plan, call{
+		path: "/responses", endpoint: "responses", api: responsesAPI{},
+		body: encodeObject(req.fields), model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap,
+	})
+}
+
+// responsesRequest is a client's Responses API request, kept as raw fields
+// like chatRequest.
+type responsesRequest struct {
+	fields                  map[string]json.RawMessage
+	model                   string
+	stream                  bool
+	promptTokens, outputCap int64
+}
+
+// statefulFields need state stored at OpenAI — earlier responses, a
+// conversation, a prompt template, a response that runs on after the
+// request — which the gateway never keeps there (store is false), and
+// whose tokens it could not estimate.
+var statefulFields = []string{"previous_response_id", "conversation", "prompt"}
+
+// parseResponses validates a Responses API request and applies the plan as
+// parseChat does: the model allow-list, the output cap (max_output_tokens),
+// the input cap, and the fields the gateway owns; it refuses what needs
+// stored state and tools other than functions (web search, file search,
+// code interpreter, image generation… are billed beyond tokens). Errors
+// are *wire.Error bad_request, payload_too_large, model_not_allowed or
+// prompt_too_large — all answered before the upstream and the quota.
+func parseResponses(body []byte, readErr error, u gateway.User, plan quota.Plan, enc *tokenizer.Encoding) (responsesRequest, error) {
+	var req responsesRequest
+	var err error
+	if req.fields, err = readObject(body, readErr); err != nil {
+		return req, err
+	}
+	if req.model, err = modelOf(req.fields, u.Plan, plan); err != nil {
+		return req, err
+	}
+	for _, name := range statefulFields {
+		if _, ok := present(req.fields, name); ok {
+			return req, wire.Errorf(wire.CodeBadRequest, "%q is not accepted: it needs state stored at OpenAI, which this gateway never keeps; send the whole input instead.", name)
+		}
+	}
+	if background, err := boolField(req.fields, "background"); err != nil || background {
+		return req, wire.Errorf(wire.CodeBadRequest, "\"background\" is not accepted: a background response is stored at OpenAI and outlives the request.")
+	}
+	if req.stream, err = boolField(req.fields, "stream"); err != nil {
+		return req, err
+	}
+	if err := functionToolsOnly(req.fields); err != nil {
+		return req, err
+	}
+	if req.outputCap, err = clampOutput(req.fields, plan, "max_output_tokens"); err != nil {
+		return req, err
+	}
+	ownFields(req.fields, u, plan)
+	if req.promptTokens, err = estimateResponses(enc, req.model, req.fields, plan.MaxInputTokens); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// functionToolsOnly refuses tools other than functions, naming the type.
+func functionToolsOnly(fields map[string]json.RawMessage) error {
+	raw, ok := present(fields, "tools")
+	if !ok {
+		return nil
+	}
+	var tools []struct {
+		Type *string `json:"type"`
+	}
+	if err := json.Unmarshal(raw, &tools); err != nil {
+		return wire.Errorf(wire.CodeBadRequest, "\"tools\" must be an array of tool objects.")
+	}
+	for _, t := range tools {
+		switch {
+		case t.Type == nil:
+			return wire.Errorf(wire.CodeBadRequest, "Every tool needs a \"type\".")
+		case *t.Type != "function":
+			return wire.Errorf(wire.CodeBadRequest, "Tools of type %q are not accepted: only \"function\" tools (their cost is tokens alone).", *t.Type)
+		}
+	}
+	return nil
+}
