@@ -1,10 +1,12 @@
 // Package account ends accounts. DELETE /v1/me cancels the user's Stripe
-// subscription at once, deletes the user at Clerk (Backend API), then
-// erases their email and username and marks them deleted; each step is
-// idempotent and the local one comes last, so that a retry after an outage
-// finishes the job. Clerk's account webhooks (user.updated, user.deleted,
-// signed by Svix) keep the stored email and username current and delete
-// accounts removed at Clerk.
+// subscriptions at once, erases their email and username and marks them
+// deleted, then deletes the user at Clerk (Backend API). Each step is
+// idempotent and a deleted user may call DELETE /v1/me again (it runs every
+// step again), so a retry after an outage finishes the job — and the
+// personal data is gone here even while Clerk is unreachable. Clerk's
+// account webhooks (user.updated, user.deleted, signed by Svix) keep the
+// stored email and username current and delete accounts removed at Clerk,
+// their subscriptions included.
 package account
 
 import (
@@ -37,7 +39,8 @@ type Store interface {
 	ApplyAccountEvent(ctx context.Context, ev gateway.AccountEvent) (bool, error)
 }
 
-// Subscriptions cancels a user's Stripe subscriptions (billing.Service).
+// Subscriptions cancels a user's Stripe subscriptions and expires their
+// open checkouts (billing.Service).
 type Subscriptions interface {
 	CancelSubscriptions(ctx context.Context, clerkUserID string) error
 }
@@ -93,29 +96,36 @@ func New(o Options) (*Service, error) {
 	return s, nil
 }
 
-// Delete deletes u's account: Stripe subscriptions cancelled, the Clerk
-// user deleted, then the email and username erased and the status set to
-// deleted. A step that fails stops it with unavailable, and what was done
-// is done again harmlessly by the retry.
+// Delete deletes u's account (u may be deleted already: every step runs
+// again): Stripe subscriptions cancelled, then the email and username
+// erased and the status set to deleted, then the Clerk user deleted. A
+// step that fails stops it with unavailable, and what was done is done
+// again harmlessly by the retry.
 //
 // Errors: unavailable (Stripe, Clerk or the database could not be reached).
 func (s *Service) Delete(ctx context.Context, u gateway.User) error {
-	if s.o.Subscriptions != nil {
-		if err := s.o.Subscriptions.CancelSubscriptions(ctx, u.ClerkUserID); err != nil {
-			return unavailable("The payment provider could not cancel the subscription; nothing was deleted. Try again shortly.", err)
-		}
-	}
-	if s.o.ClerkSecretKey != "" {
-		if err := s.deleteAtClerk(ctx, u.ClerkUserID); err != nil {
-			return unavailable("The identity provider could not delete the account; try again shortly.", err)
-		}
+	if err := s.cancelSubscriptions(ctx, u.ClerkUserID); err != nil {
+		return unavailable("The payment provider could not cancel the subscription; nothing was deleted. Try again shortly.", err)
 	}
 	if _, err := s.o.Store.DeleteUser(ctx, u.ClerkUserID); err != nil && wire.ErrorCode(err) != wire.CodeNotFound {
 		return err
 	}
 	s.o.Changed(u.ClerkUserID)
+	if s.o.ClerkSecretKey != "" {
+		if err := s.deleteAtClerk(ctx, u.ClerkUserID); err != nil {
+			s.o.Logger.Warn("account deleted here, not yet at Clerk: the client's retry finishes it", "user", u.ClerkUserID, "err", err)
+			return unavailable("The account is deleted here, but the identity provider could not delete the sign-in account; try again shortly to finish.", err)
+		}
+	}
 	s.o.Logger.Info("account deleted", "user", u.ClerkUserID, "deleted_at_clerk", s.o.ClerkSecretKey != "")
 	return nil
+}
+
+func (s *Service) cancelSubscriptions(ctx context.Context, clerkUserID string) error {
+	if s.o.Subscriptions == nil {
+		return nil
+	}
+	return s.o.Subscriptions.CancelSubscriptions(ctx, clerkUserID)
 }
 
 func unavailable(msg string, err error) error {
@@ -169,9 +179,18 @@ func (s *Service) Webhook(r *http.Request) error {
 	if err := s.webhook.Verify(body, r.Header); err != nil {
 		return wire.Wrap(wire.CodeBadRequest, "The webhook signature is missing, stale or wrong.", err)
 	}
-	ev, ok, err := parseEvent(body, r.Header.Get("svix-id"), r.Header.Get("svix-timestamp"))
+	id, timestamp := deliveryHeaders(r.Header)
+	ev, ok, err := parseEvent(body, id, timestamp)
 	if err != nil || !ok {
 		return err
+	}
+	if ev.Type == gateway.AccountDeleted {
+		// Before the event is recorded: if Stripe fails, Svix retries the
+		// delivery, and it is not a duplicate yet. A repeated delivery
+		// cancels nothing more.
+		if err := s.cancelSubscriptions(r.Context(), ev.ClerkUserID); err != nil {
+			return unavailable("The payment provider could not cancel the subscription; deliver the event again.", err)
+		}
 	}
 	applied, err := s.o.Store.ApplyAccountEvent(r.Context(), ev)
 	if err != nil {
@@ -182,6 +201,16 @@ func (s *Service) Webhook(r *http.Request) error {
 		s.o.Logger.Info("Clerk account event applied", "type", ev.Type, "user", ev.ClerkUserID)
 	}
 	return nil
+}
+
+// deliveryHeaders returns the delivery id and timestamp from the header set
+// the Svix library verified: svix-* when all three are there, else
+// webhook-* (the Standard Webhooks names).
+func deliveryHeaders(h http.Header) (id, timestamp string) {
+	if h.Get("svix-id") != "" && h.Get("svix-timestamp") != "" && h.Get("svix-signature") != "" {
+		return h.Get("svix-id"), h.Get("svix-timestamp")
+	}
+	return h.Get("webhook-id"), h.Get("webhook-timestamp")
 }
 
 // clerkEvent is the part of Clerk's webhook envelope the gateway reads.

@@ -166,6 +166,13 @@ func (e *env) row(sub string) (email, username, status string) {
 // secrets at signedAt.
 func (e *env) deliver(msgID string, payload string, signedAt time.Time, secrets ...string) (int, string) {
 	e.t.Helper()
+	return e.deliverAs("svix-", msgID, payload, signedAt, secrets...)
+}
+
+// deliverAs is deliver with the headers named prefix+id, prefix+timestamp,
+// prefix+signature ("svix-", or the Standard Webhooks "webhook-").
+func (e *env) deliverAs(prefix, msgID string, payload string, signedAt time.Time, secrets ...string) (int, string) {
+	e.t.Helper()
 	var sigs []string
 	for _, s := range secrets {
 		wh, err := svix.NewWebhook(s)
@@ -177,9 +184,9 @@ func (e *env) deliver(msgID string, payload string, signedAt time.Time, secrets 
 	}
 	req, _ := http.NewRequest("POST", e.urls[0]+"/webhooks/clerk", strings.NewReader(payload))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("svix-id", msgID)
-	req.Header.Set("svix-timestamp", fmt.Sprint(signedAt.Unix()))
-	req.Header.Set("svix-signature", strings.Join(sigs, " "))
+	req.Header.Set(prefix+"id", msgID)
+	req.Header.Set(prefix+"timestamp", fmt.Sprint(signedAt.Unix()))
+	req.Header.Set(prefix+"signature", strings.Join(sigs, " "))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -242,6 +249,9 @@ func TestDeleteAccount(t *testing.T) {
 	if n, _ := e.stripe.called("DELETE /v1/subscriptions/"); n == 0 {
 		t.Errorf("no subscription cancelled at Stripe; calls: %v", e.stripe.calls)
 	}
+	if n, _ := e.stripe.called("POST /v1/checkout/sessions/"); n == 0 { // …/expire
+		t.Errorf("no open checkout expired at Stripe; calls: %v", e.stripe.calls)
+	}
 	if n, auth := e.clerk.called("DELETE /v1/users/user_leaving"); n != 1 || auth != "Bearer "+clerkKey {
 		t.Errorf("Clerk Backend API: %d calls, Authorization %q", n, auth)
 	}
@@ -253,11 +263,13 @@ func TestDeleteAccount(t *testing.T) {
 	if email, _, _ := e.row("user_leaving"); email != "" {
 		t.Errorf("a request after deletion wrote the email back: %q", email)
 	}
+	// A repeated DELETE /v1/me runs every step again (Clerk: 404 counts
+	// as deleted), and answers 204.
 	if status, _ := e.call(1, "DELETE", "/v1/me", tok); status != 204 {
 		t.Errorf("a repeated DELETE /v1/me: %d", status)
 	}
-	if n, _ := e.clerk.called("DELETE /v1/users/"); n != 1 {
-		t.Errorf("a repeated deletion called Clerk again (%d calls)", n)
+	if n, _ := e.clerk.called("DELETE /v1/users/"); n != 2 {
+		t.Errorf("the repeated deletion: %d calls to Clerk, want 2", n)
 	}
 	var events int
 	_ = e.db.QueryRow(context.Background(), `SELECT count(*) FROM usage_events WHERE clerk_user_id = 'user_leaving'`).Scan(&events)
@@ -266,8 +278,9 @@ func TestDeleteAccount(t *testing.T) {
 	}
 }
 
-// TestDeleteAccountRetry: a Clerk or Stripe outage answers 503 with the
-// account untouched; the retry finishes the deletion.
+// TestDeleteAccountRetry: a Stripe outage answers 503 with the account
+// untouched; a Clerk outage answers 503 with the account already erased
+// and refused here (personal data first); the retry finishes either.
 func TestDeleteAccountRetry(t *testing.T) {
 	e := newEnv(t)
 	tok := e.user("user_retry")
@@ -276,17 +289,17 @@ func TestDeleteAccountRetry(t *testing.T) {
 	if status != 503 || !strings.Contains(body, `"unavailable"`) {
 		t.Fatalf("DELETE /v1/me with Clerk down: %d %s", status, body)
 	}
-	if email, _, st := e.row("user_retry"); st != "active" || email == "" {
-		t.Errorf("a failed deletion changed the account: %q %q", email, st)
+	if email, _, st := e.row("user_retry"); st != "deleted" || email != "" {
+		t.Errorf("with Clerk down the account here is %q %q, want erased and deleted", email, st)
 	}
-	if status, _ := e.call(0, "GET", "/v1/me", tok); status != 200 {
-		t.Errorf("the account stopped working after a failed deletion: %d", status)
+	if status, body := e.call(0, "GET", "/v1/me", tok); status != 403 || !strings.Contains(body, `"account_deleted"`) {
+		t.Errorf("after a deletion Clerk could not finish: %d %s", status, body)
 	}
 	if status, body := e.call(0, "DELETE", "/v1/me", tok); status != 204 {
 		t.Fatalf("the retry: %d %s", status, body)
 	}
-	if _, _, st := e.row("user_retry"); st != "deleted" {
-		t.Errorf("status after the retry: %q", st)
+	if n, auth := e.clerk.called("DELETE /v1/users/user_retry"); n != 2 || auth != "Bearer "+clerkKey {
+		t.Errorf("Clerk: %d calls (%q), want the failed one and the retry", n, auth)
 	}
 
 	// Stripe down (its client retries once: fail both tries).
@@ -300,6 +313,9 @@ func TestDeleteAccountRetry(t *testing.T) {
 	}
 	if n, _ := e.clerk.called("DELETE /v1/users/user_retry_stripe"); n != 0 {
 		t.Error("Clerk was called although the subscription could not be cancelled")
+	}
+	if email, _, st := e.row("user_retry_stripe"); st != "active" || email == "" {
+		t.Errorf("a deletion stopped by Stripe changed the account: %q %q", email, st)
 	}
 	if status, _ := e.call(0, "DELETE", "/v1/me", tok); status != 204 {
 		t.Errorf("the retry after Stripe came back: %d", status)
@@ -462,5 +478,69 @@ func TestWebhooksOff(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("webhook without a secret: %d", resp.StatusCode)
+	}
+}
+
+// TestDeletedAtClerkEndsTheSubscription (found in review): a user deleted
+// at Clerk stops paying — user.deleted cancels their subscriptions and
+// expires their open checkouts, before the event is recorded, so that a
+// Stripe outage makes Svix deliver it again rather than lose it — and the
+// deleted user may still call DELETE /v1/me, which runs every step again.
+func TestDeletedAtClerkEndsTheSubscription(t *testing.T) {
+	e := newEnv(t)
+	tok := e.user("user_gone_at_clerk")
+	if status, body := e.call(0, "POST", "/v1/billing/checkout", tok); status != 200 {
+		t.Fatalf("checkout: %d %s", status, body)
+	}
+	now := time.Now()
+	id, ev := msgID(), deleted("user_gone_at_clerk", now)
+	e.stripe.fail.Store(2) // its client retries once: fail both tries
+	if status, body := e.deliver(id, ev, now, whsec); status != 503 || !strings.Contains(body, `"unavailable"`) {
+		t.Fatalf("user.deleted with Stripe down: %d %s", status, body)
+	}
+	if _, _, st := e.row("user_gone_at_clerk"); st != "active" {
+		t.Errorf("user.deleted that could not cancel the subscription was applied: %q", st)
+	}
+	// Svix delivers it again, with the same id.
+	if status, body := e.deliver(id, ev, now, whsec); status != 200 {
+		t.Fatalf("the redelivery: %d %s", status, body)
+	}
+	if n, _ := e.stripe.called("DELETE /v1/subscriptions/"); n == 0 {
+		t.Errorf("user.deleted cancelled no subscription; Stripe calls: %v", e.stripe.calls)
+	}
+	if email, _, st := e.row("user_gone_at_clerk"); st != "deleted" || email != "" {
+		t.Errorf("after user.deleted: %q %q", email, st)
+	}
+	e.refusedEverywhere(tok)
+	before, _ := e.stripe.called("DELETE /v1/subscriptions/")
+	if status, body := e.call(1, "DELETE", "/v1/me", tok); status != 204 {
+		t.Fatalf("DELETE /v1/me of an account deleted at Clerk: %d %s", status, body)
+	}
+	if after, _ := e.stripe.called("DELETE /v1/subscriptions/"); after <= before {
+		t.Error("DELETE /v1/me of a deleted account did not run the Stripe step again")
+	}
+}
+
+// TestStandardWebhookHeaders (found in review): the Svix library also
+// verifies deliveries whose headers are named webhook-id, -timestamp and
+// -signature; each must be recorded under its own id, not under "" (which
+// made every such delivery after the first a "duplicate").
+func TestStandardWebhookHeaders(t *testing.T) {
+	e := newEnv(t)
+	e.user("user_std_a")
+	e.user("user_std_b")
+	now := time.Now()
+	for _, sub := range []string{"user_std_a", "user_std_b"} {
+		if status, body := e.deliverAs("webhook-", msgID(), deleted(sub, now), now, whsec); status != 200 {
+			t.Fatalf("%s: %d %s", sub, status, body)
+		}
+		if _, _, st := e.row(sub); st != "deleted" {
+			t.Errorf("%s after user.deleted with webhook-* headers: %q", sub, st)
+		}
+	}
+	var empty int
+	_ = e.db.QueryRow(context.Background(), `SELECT count(*) FROM clerk_events WHERE svix_id = ''`).Scan(&empty)
+	if empty != 0 {
+		t.Errorf("%d deliveries recorded under an empty id", empty)
 	}
 }

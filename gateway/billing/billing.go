@@ -135,10 +135,12 @@ func (s *Service) Portal(ctx context.Context, u gateway.User) (string, error) {
 	return sess.URL, nil
 }
 
-// CancelSubscriptions cancels at once, without proration or a final
-// invoice, every subscription of the user's Stripe customer that is not
+// CancelSubscriptions expires the open Checkout Sessions of the user's
+// Stripe customer (so that a checkout page left open cannot start a
+// subscription afterwards), then cancels at once, without proration or a
+// final invoice, every subscription of that customer that is not
 // cancelled yet (account deletion). A user without a customer has nothing
-// to cancel; a subscription cancelled meanwhile counts as cancelled, so a
+// to cancel; a session or subscription gone meanwhile counts as done, so a
 // retry finishes what an outage interrupted. The webhook then brings the
 // plan down as for any cancellation.
 //
@@ -151,6 +153,15 @@ func (s *Service) CancelSubscriptions(ctx context.Context, clerkUserID string) e
 		}
 		return err
 	}
+	open := &stripe.CheckoutSessionListParams{Customer: stripe.String(b.CustomerID), Status: stripe.String("open")}
+	for cs, err := range s.stripe.V1CheckoutSessions.List(ctx, open) {
+		if err != nil {
+			return stripeError(err)
+		}
+		if _, err := s.stripe.V1CheckoutSessions.Expire(ctx, cs.ID, &stripe.CheckoutSessionExpireParams{}); err != nil && !gone(err) {
+			return stripeError(err)
+		}
+	}
 	params := &stripe.SubscriptionListParams{Customer: stripe.String(b.CustomerID), Status: stripe.String("all")}
 	for sub, err := range s.stripe.V1Subscriptions.List(ctx, params) {
 		if err != nil {
@@ -160,8 +171,8 @@ func (s *Service) CancelSubscriptions(ctx context.Context, clerkUserID string) e
 			continue
 		}
 		_, err := s.stripe.V1Subscriptions.Cancel(ctx, sub.ID, &stripe.SubscriptionCancelParams{})
-		if se, ok := errors.AsType[*stripe.Error](err); ok && se.Code == stripe.ErrorCodeResourceMissing {
-			continue // gone meanwhile
+		if gone(err) {
+			continue
 		}
 		if err != nil {
 			return stripeError(err)
@@ -169,6 +180,13 @@ func (s *Service) CancelSubscriptions(ctx context.Context, clerkUserID string) e
 		s.o.Logger.Info("subscription cancelled: account deleted", "subscription", sub.ID)
 	}
 	return nil
+}
+
+// gone reports a Stripe object that no longer exists or can no longer
+// change (cancelled or expired meanwhile): what the caller wanted is done.
+func gone(err error) bool {
+	se, ok := errors.AsType[*stripe.Error](err)
+	return ok && (se.Code == stripe.ErrorCodeResourceMissing || se.HTTPStatusCode == http.StatusNotFound)
 }
 
 // MaxWebhookBytes bounds a webhook body (Stripe's events are a few KB).

@@ -216,13 +216,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		// Deleting one's account is allowed whatever its status; deleting it
-		// again is done already.
+		// again runs every step again (finishing one an outage stopped).
 		deleting := r.Method == http.MethodDelete && r.URL.Path == "/v1/me"
 		switch {
-		case u.Deleted() && deleting:
-			w.WriteHeader(http.StatusNoContent)
-			return
-		case u.Deleted():
+		case u.Deleted() && !deleting:
 			s.writeError(w, r, wire.Errorf(wire.CodeAccountDeleted, "This account was deleted."))
 			return
 		case !u.Active() && !deleting:

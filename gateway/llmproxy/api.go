@@ -17,10 +17,10 @@ type api interface {
 	// usage reads a complete JSON answer's usage; nil when it has none.
 	usage(body []byte) *usage
 	// event reads the data of one stream event: the usage it reports (nil:
-	// none), the outcome it ends the stream with ("" when it is not the
-	// last), and whether the client must not see it. err: the data is not
-	// what the endpoint sends.
-	event(data []byte) (u *usage, end string, hide bool, err error)
+	// none), the outcome it ends the stream with (name "" when it is not
+	// the last; its usage is filled in by the relay), and whether the client
+	// must not see it. err: the data is not what the endpoint sends.
+	event(data []byte) (u *usage, end outcome, hide bool, err error)
 }
 
 // chatAPI is /v1/chat/completions: usage in the answer's "usage", in a
@@ -51,18 +51,18 @@ func (chatAPI) usage(body []byte) *usage {
 	return fromChat(cr.Usage)
 }
 
-func (a chatAPI) event(data []byte) (*usage, string, bool, error) {
+func (a chatAPI) event(data []byte) (*usage, outcome, bool, error) {
 	if bytes.Equal(data, []byte("[DONE]")) {
-		return nil, "complete", false, nil
+		return nil, outcome{name: "complete"}, false, nil
 	}
 	var chunk openai.ChatCompletionStreamResponse
 	if err := json.Unmarshal(data, &chunk); err != nil {
-		return nil, "", false, err
+		return nil, outcome{}, false, err
 	}
 	u := fromChat(chunk.Usage)
 	// A client that did not ask for the usage-only chunk (no choices) may
 	// index choices[0] of every chunk.
-	return u, "", u != nil && !a.passUsage && len(chunk.Choices) == 0, nil
+	return u, outcome{}, u != nil && !a.passUsage && len(chunk.Choices) == 0, nil
 }
 
 // responsesAPI is /v1/responses: usage in the response's "usage"; a stream
@@ -91,7 +91,7 @@ func (responsesAPI) usage(body []byte) *usage {
 	return fromResponses(r.Usage)
 }
 
-func (responsesAPI) event(data []byte) (*usage, string, bool, error) {
+func (responsesAPI) event(data []byte) (*usage, outcome, bool, error) {
 	var ev struct {
 		Type     string `json:"type"`
 		Response *struct {
@@ -99,19 +99,19 @@ func (responsesAPI) event(data []byte) (*usage, string, bool, error) {
 		} `json:"response"`
 	}
 	if err := json.Unmarshal(data, &ev); err != nil {
-		return nil, "", false, err
+		return nil, outcome{}, false, err
 	}
-	end := ""
-	switch ev.Type {
-	case "response.completed", "response.incomplete": // incomplete: it reached max_output_tokens
-		end = "complete"
-	case "response.failed": // charged what it reports, else the reservation
-		end = "upstream_cut"
-	default:
-		return nil, "", false, nil
+	var u *usage
+	if ev.Response != nil {
+		u = fromResponses(ev.Response.Usage)
 	}
-	if ev.Response == nil {
-		return nil, end, false, nil
+	switch {
+	case ev.Type == "response.completed", ev.Type == "response.incomplete": // incomplete: max_output_tokens reached
+		return u, outcome{name: "complete"}, false, nil
+	case ev.Type == "response.failed" && u != nil: // what it reports is charged
+		return u, outcome{name: "upstream_cut"}, false, nil
+	case ev.Type == "response.failed": // an upstream failure: all given back but the minute
+		return nil, outcome{name: "upstream_error", charge: chargeNothing}, false, nil
 	}
-	return fromResponses(ev.Response.Usage), end, false, nil
+	return nil, outcome{}, false, nil
 }

@@ -267,9 +267,13 @@ func estimateResponses(enc *tokenizer.Encoding, model string, fields map[string]
 	e := &estimator{enc: enc, limit: limit, n: replyPriming, images: imageCost(model)}
 	// Instructions are a developer message, a string input a user message.
 	if raw, ok := present(fields, "instructions"); ok {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return 0, wire.Errorf(wire.CodeBadRequest, "\"instructions\" must be a string.")
+		}
 		e.n += tokensPerMessage
 		e.text("developer")
-		e.value(raw)
+		e.text(s)
 	}
 	input := fields["input"]
 	var items []map[string]json.RawMessage
@@ -305,10 +309,14 @@ func estimateResponses(enc *tokenizer.Encoding, model string, fields map[string]
 func (e *estimator) item(it map[string]json.RawMessage) error {
 	var typ string
 	_ = json.Unmarshal(it["type"], &typ)
-	switch typ {
-	case "", "message":
+	_, hasRole := it["role"]
+	switch {
+	case typ == "" && !hasRole, typ == "item_reference":
+		// An item reference's type is optional: {"id": "msg_…"}.
+		return wire.Errorf(wire.CodeBadRequest, "Input items that refer to stored items (item_reference, or an item with neither type nor role) are not accepted: the gateway stores nothing at OpenAI; send the item itself.")
+	case typ == "" || typ == "message":
 		return e.message(it) // role, content (a string or parts)
-	case "function_call":
+	case typ == "function_call":
 		e.n += tokensPerCall
 		var call any
 		_ = json.Unmarshal(it["name"], &call)
@@ -316,11 +324,9 @@ func (e *estimator) item(it map[string]json.RawMessage) error {
 		_ = json.Unmarshal(it["arguments"], &call)
 		e.leaves(call)
 		return nil
-	case "function_call_output":
+	case typ == "function_call_output":
 		e.n += tokensPerMessage
 		return e.content(it["output"])
-	case "item_reference":
-		return wire.Errorf(wire.CodeBadRequest, "Input items of type \"item_reference\" are not accepted: the gateway stores nothing at OpenAI; send the item itself.")
 	default: // reasoning items and kinds to come: their whole JSON text
 		e.n += tokensPerMessage
 		b, _ := json.Marshal(it)

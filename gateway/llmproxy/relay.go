@@ -165,9 +165,12 @@ func (p *Proxy) relayStream(w http.ResponseWriter, r *http.Request, resp *http.R
 					out.usage = u
 				}
 				skipEvent = hide
-				if end != "" {
-					ended = end
-					t.settle(outcome{name: end, usage: out.usage})
+				if end.name != "" {
+					ended = end.name
+					if end.charge == chargeUsage {
+						end.usage = out.usage
+					}
+					t.settle(end)
 				}
 			}
 			blank := len(bytes.TrimSpace(line)) == 0

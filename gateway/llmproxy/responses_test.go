@@ -182,6 +182,22 @@ func TestResponsesCachedAndCutStreams(t *testing.T) {
 	if c := e.lastCompletion(); c["outcome"] != "upstream_cut" || c["usage_source"] != "upstream" || e.usage()[quota.TokensPerDay] != 47 {
 		t.Errorf("failed response: %v, charged %v", c, e.usage())
 	}
+
+	// Found in review: response.failed without usage is an upstream
+	// failure, given back like chat's (all but the minute's request).
+	e = newEnv(t, nil, app.Deps{})
+	e.setFault(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "event: response.failed\ndata: {\"type\":\"response.failed\",\"sequence_number\":0,\"response\":{\"id\":\"resp_4\",\"status\":\"failed\","+
+			"\"error\":{\"code\":\"server_error\",\"message\":\"oops\"},\"usage\":null}}\n\n")
+	})
+	if r := e.post("/v1/responses", `{"model":"gpt-4o-mini","stream":true,"input":"x"}`); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if c, u := e.lastCompletion(), e.usage(); c["outcome"] != "upstream_error" || u[quota.TokensPerDay] != 0 || u[quota.RequestsPerDay] != 0 || u[quota.RequestsPerMinute] != 1 {
+		t.Errorf("failed response without usage: %v, charged %v", c, u)
+	}
 }
 
 // TestResponsesRefusals: what needs stored state, tools billed beyond
@@ -198,6 +214,8 @@ func TestResponsesRefusals(t *testing.T) {
 		`{"model":"gpt-4o-mini","input":"hi","tools":[{"type":"function","name":"f"},{"type":"code_interpreter"}]}`: wire.CodeBadRequest,
 		`{"model":"gpt-4o-mini","input":"hi","tools":[{"name":"no type"}]}`:                                         wire.CodeBadRequest,
 		`{"model":"gpt-4o-mini","input":[{"type":"item_reference","id":"msg_123"}]}`:                                wire.CodeBadRequest,
+		`{"model":"gpt-4o-mini","input":[{"id":"msg_123"}]}`:                                                        wire.CodeBadRequest, // found in review: the type is optional
+		`{"model":"gpt-4o-mini","instructions":[{"role":"user","content":"x"}],"input":"hi"}`:                       wire.CodeBadRequest, // found in review
 		`{"model":"gpt-4o-mini","input":[{"role":"user","content":[{"type":"input_file","file_id":"file_123"}]}]}`:  wire.CodeBadRequest,
 		`{"model":"gpt-4o-mini"}`:                                                 wire.CodeBadRequest,
 		`{"model":"gpt-4o-mini","input":[]}`:                                      wire.CodeBadRequest,
