@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stripe/stripe-go/v84/webhook"
 	svix "github.com/svix/svix-webhooks/go"
 	"go.uber.org/goleak"
 
@@ -27,7 +28,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.HTTPLinger) }
 
 // Svix's signing secrets: the current one and the one it replaced (a
 // rotation signs with both for a while).
@@ -542,5 +543,56 @@ func TestStandardWebhookHeaders(t *testing.T) {
 	_ = e.db.QueryRow(context.Background(), `SELECT count(*) FROM clerk_events WHERE svix_id = ''`).Scan(&empty)
 	if empty != 0 {
 		t.Errorf("%d deliveries recorded under an empty id", empty)
+	}
+}
+
+// stripeEvent posts a customer.subscription.created event, signed as
+// Stripe signs them, for an active pro subscription of user.
+func (e *env) stripeEvent(id, subID, user string) (int, string) {
+	e.t.Helper()
+	payload := fmt.Sprintf(`{"id":%q,"object":"event","type":"customer.subscription.created","created":%d,"api_version":"2020-08-27",
+		"data":{"object":{"id":%q,"object":"subscription","customer":"cus_late","status":"active","metadata":{"clerk_user_id":%q},
+		"items":{"object":"list","data":[{"id":"si_1","object":"subscription_item","price":{"id":"price_pro","object":"price"}}]}}}}`,
+		id, time.Now().Unix(), subID, user)
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(payload), Secret: "whsec_stripe", Timestamp: time.Now()})
+	req, _ := http.NewRequest("POST", e.urls[0]+"/webhooks/stripe", strings.NewReader(payload))
+	req.Header.Set("Stripe-Signature", signed.Header)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestLateSubscriptionOfADeletedAccount: a subscription that starts after
+// the account was deleted (a checkout page paid in the moment before its
+// expiry) is cancelled at Stripe when its event arrives and never makes
+// the account pro; with Stripe down the event is refused (5xx) unrecorded,
+// so that Stripe delivers it again.
+func TestLateSubscriptionOfADeletedAccount(t *testing.T) {
+	e := newEnv(t)
+	tok := e.user("user_late_sub")
+	if status, body := e.call(0, "DELETE", "/v1/me", tok); status != 204 {
+		t.Fatalf("DELETE /v1/me: %d %s", status, body)
+	}
+	e.stripe.fail.Store(2)
+	if status, body := e.stripeEvent("evt_late_1", "sub_late", "user_late_sub"); status/100 != 5 {
+		t.Fatalf("with Stripe down: %d %s, want a 5xx (Stripe retries those)", status, body)
+	}
+	if status, body := e.stripeEvent("evt_late_1", "sub_late", "user_late_sub"); status != 200 {
+		t.Fatalf("the redelivery: %d %s", status, body)
+	}
+	if n, _ := e.stripe.called("DELETE /v1/subscriptions/sub_late"); n != 3 { // two failed tries, then done
+		t.Errorf("the late subscription: %d cancel calls, want 3; Stripe calls: %v", n, e.stripe.calls)
+	}
+	var plan, status string
+	if err := e.db.QueryRow(context.Background(), `SELECT plan, status FROM users WHERE clerk_user_id = 'user_late_sub'`).Scan(&plan, &status); err != nil {
+		t.Fatal(err)
+	}
+	if plan != "free" || status != "deleted" {
+		t.Errorf("after a late subscription: plan %q, status %q", plan, status)
 	}
 }

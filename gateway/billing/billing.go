@@ -257,7 +257,25 @@ func (s *Service) apply(ctx context.Context, tx postgres.BillingTx, ev stripe.Ev
 		rank := map[stripe.EventType]int{"customer.subscription.created": postgres.RankCreated,
 			"customer.subscription.updated": postgres.RankUpdated, "customer.subscription.deleted": postgres.RankDeleted}[ev.Type]
 		plan := wire.PlanFree
-		if !deleted && (sub.Status == stripe.SubscriptionStatusActive || sub.Status == stripe.SubscriptionStatusTrialing) &&
+		live := !deleted && sub.Status != stripe.SubscriptionStatusCanceled && sub.Status != stripe.SubscriptionStatusIncompleteExpired
+		if live {
+			// A subscription of a deleted account (a checkout page paid after
+			// the deletion expired the open ones): cancelled, never pro. In the
+			// transaction, so that a Stripe failure rolls the event back and
+			// Stripe delivers it again.
+			ended, err := tx.UserDeleted(ctx, user)
+			if err != nil {
+				return nil, err
+			}
+			if ended {
+				if _, err := s.stripe.V1Subscriptions.Cancel(ctx, sub.ID, &stripe.SubscriptionCancelParams{}); err != nil && !gone(err) {
+					return nil, stripeError(err)
+				}
+				s.o.Logger.Info("subscription of a deleted account cancelled", "subscription", sub.ID)
+				live = false
+			}
+		}
+		if live && (sub.Status == stripe.SubscriptionStatusActive || sub.Status == stripe.SubscriptionStatusTrialing) &&
 			slices.ContainsFunc(itemsOf(&sub), func(it *stripe.SubscriptionItem) bool { return it.Price != nil && it.Price.ID == s.o.ProPriceID }) {
 			plan = wire.PlanPro
 		}

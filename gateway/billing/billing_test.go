@@ -22,7 +22,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.HTTPLinger) }
 
 const (
 	secret = "whsec_test_secret"

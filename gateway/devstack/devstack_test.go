@@ -12,10 +12,11 @@ import (
 
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devstack"
+	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testenv.HTTPLinger)
 }
 
 func devConfig(t *testing.T, env map[string]string) config.Config {

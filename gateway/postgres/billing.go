@@ -87,6 +87,13 @@ func (b BillingTx) UserExists(ctx context.Context, clerkUserID string) (bool, er
 	return ok, err
 }
 
+// UserDeleted reports whether the Clerk user's account is deleted.
+func (b BillingTx) UserDeleted(ctx context.Context, clerkUserID string) (bool, error) {
+	var deleted bool
+	err := b.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE clerk_user_id = $1 AND status = 'deleted')`, clerkUserID).Scan(&deleted)
+	return deleted, err
+}
+
 // LinkCheckout links a completed checkout's customer and subscription to
 // the user (a customer already recorded stays).
 func (b BillingTx) LinkCheckout(ctx context.Context, clerkUserID, customerID, subscriptionID string) error {
