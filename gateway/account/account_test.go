@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,10 +91,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	mock := os.Getenv("TEST_STRIPE_MOCK_URL")
-	if mock == "" {
-		t.Fatal("TEST_STRIPE_MOCK_URL is not set: run scripts/test, which starts stripe-mock")
-	}
+	mock := testenv.StripeMockURL(t)
 	target, _ := url.Parse(mock)
 	e := &env{t: t, iss: testenv.NewIssuer(t, "RS256", nil)}
 	e.stripe = newRecorder(t, httputil.NewSingleHostReverseProxy(target))

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -41,10 +40,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	mock := os.Getenv("TEST_STRIPE_MOCK_URL")
-	if mock == "" {
-		t.Fatal("TEST_STRIPE_MOCK_URL is not set: run scripts/test, which starts stripe-mock")
-	}
+	mock := testenv.StripeMockURL(t)
 	e := &env{t: t, iss: testenv.NewIssuer(t, "RS256", nil), logs: &testenv.SyncBuffer{}}
 	db := testenv.NewDatabase(t)
 	cfg := config.Config{Issuer: e.iss.Issuer(), Audiences: []string{"sas-api"}, DatabaseURL: db.URL, RedisURL: testenv.RedisURL(t),

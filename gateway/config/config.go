@@ -189,6 +189,22 @@ func LoadDatabase(getenv func(string) string) (string, error) {
 	return u, r.err()
 }
 
+// Accounts is what `sas-gateway users delete` reads: the database, and
+// Stripe and Clerk's Backend API when they are configured.
+type Accounts struct {
+	DatabaseURL string
+	Stripe      Stripe
+	Clerk       Clerk
+}
+
+// LoadAccounts reads DATABASE_URL and the Stripe and Clerk variables,
+// checked as for serve.
+func LoadAccounts(getenv func(string) string) (Accounts, error) {
+	r := reader{getenv: getenv}
+	a := Accounts{DatabaseURL: r.postgresURL("DATABASE_URL", true), Stripe: r.stripe(), Clerk: r.clerk()}
+	return a, r.err()
+}
+
 // reader collects problems while reading variables.
 type reader struct {
 	getenv   func(string) string

@@ -9,10 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -101,7 +103,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"frobnicate"},
 		{"users"},
 		{"users", "set-plan", "user_1"},
-		{"users", "delete", "user_1"},
+		{"users", "remove", "user_1"},
+		{"users", "delete"},
+		{"users", "delete", "user_1", "extra"},
 		{"migrate", "extra"},
 	} {
 		r := run(t, nil, args...)
@@ -197,6 +201,66 @@ func TestMigrateAndUsers(t *testing.T) {
 	r = run(t, map[string]string{"DATABASE_URL": "postgres://u:pw-s3cret@127.0.0.1:9/x?connect_timeout=2"}, "users", "show", "x")
 	if r.code != 1 || strings.Contains(r.stderr, "pw-s3cret") {
 		t.Errorf("unreachable DB: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestUsersDelete: `users delete` deletes an account as DELETE /v1/me does
+// — subscriptions cancelled at Stripe (stripe-mock), the row erased, the
+// user deleted at Clerk with the secret key — and can be run again; with
+// Clerk failing it exits 1 in one line, the account already erased here.
+func TestUsersDelete(t *testing.T) {
+	d := testenv.NewDatabase(t)
+	var mu sync.Mutex
+	var clerkCalls []string
+	clerkStatus := http.StatusOK
+	clerk := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		clerkCalls = append(clerkCalls, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		w.WriteHeader(clerkStatus)
+		io.WriteString(w, `{"deleted":true}`)
+	}))
+	defer clerk.Close()
+	env := map[string]string{
+		"DATABASE_URL": d.URL, "STRIPE_API_KEY": "sk_test_123", "STRIPE_WEBHOOK_SECRET": "whsec_x", "STRIPE_PRO_PRICE_ID": "price_pro",
+		"STRIPE_API_BASE": testenv.StripeMockURL(t), "APP_RETURN_URL": "sas://billing/done",
+		"CLERK_SECRET_KEY": "sk_test_clerk", "CLERK_API_URL": clerk.URL,
+	}
+	pool := openPool(t, d.URL)
+	user := "user_cli_delete_" + testenv.UUID()[:8]
+	if _, err := pool.Exec(context.Background(), `INSERT INTO users (clerk_user_id, email, username, stripe_customer_id) VALUES ($1, 'gone@example.com', 'Gone', 'cus_cli')`, user); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, env, "users", "delete", user)
+	if r.code != 0 || !strings.Contains(r.stdout, `"status": "deleted"`) || strings.Contains(r.stdout, "gone@example.com") ||
+		!strings.Contains(r.stderr, "Stripe subscriptions cancelled") || !strings.Contains(r.stderr, "deleted at Clerk") {
+		t.Fatalf("users delete: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if len(clerkCalls) != 1 || clerkCalls[0] != "DELETE /v1/users/"+user+" Bearer sk_test_clerk" {
+		t.Errorf("Clerk calls: %q", clerkCalls)
+	}
+	if strings.Contains(r.stderr, "sk_test_clerk") || strings.Contains(r.stderr, "sk_test_123") {
+		t.Errorf("a key in the output: %s", r.stderr)
+	}
+	// Again, with Clerk failing: exit 1, one line; the account stays erased.
+	mu.Lock()
+	clerkStatus = http.StatusInternalServerError
+	mu.Unlock()
+	r = run(t, env, "users", "delete", user)
+	if r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || strings.Contains(r.stderr, "sk_test") {
+		t.Errorf("users delete with Clerk down: exit %d, stderr %q", r.code, r.stderr)
+	}
+	noStack(t, r)
+	if r := run(t, env, "users", "show", user); !strings.Contains(r.stdout, `"status": "deleted"`) || strings.Contains(r.stdout, "gone@") {
+		t.Errorf("after a failed Clerk call: %s", r.stdout)
+	}
+	// Without Stripe or Clerk configured: erased here only, and said so.
+	r = run(t, map[string]string{"DATABASE_URL": d.URL}, "users", "delete", user)
+	if r.code != 0 || !strings.Contains(r.stderr, "Stripe not called") || !strings.Contains(r.stderr, "Clerk not called") {
+		t.Errorf("users delete, nothing configured: exit %d: %s", r.code, r.stderr)
+	}
+	if r := run(t, map[string]string{"DATABASE_URL": d.URL}, "users", "delete", "user_nobody"); r.code != 1 {
+		t.Errorf("users delete of an unknown user: exit %d", r.code)
 	}
 }
 

@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/signals-sorcery/sas/gateway/account"
 	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/billing"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
@@ -29,6 +31,9 @@ Usage:
   sas-gateway users show <clerk_user_id>                   print a user
   sas-gateway users set-plan <clerk_user_id> <free|pro>    change a user's plan
   sas-gateway users set-status <clerk_user_id> <active|suspended|deleted>
+                                                           (deleted: erased here only)
+  sas-gateway users delete <clerk_user_id>                 delete an account as DELETE /v1/me does:
+                                                           Stripe, here, then Clerk
   sas-gateway usage [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--user <clerk_user_id>] [--json]
                                                            spend per user, most expensive first
                                                            (default: the last 30 UTC days)
@@ -150,7 +155,7 @@ func (e env) migrate(ctx context.Context, args []string) error {
 
 func (e env) users(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintf(e.stderr, "sas-gateway users: want a subcommand (show, set-plan, set-status)\n\n%s", usage)
+		fmt.Fprintf(e.stderr, "sas-gateway users: want a subcommand (show, set-plan, set-status, delete)\n\n%s", usage)
 		return exitcode.ErrUsage
 	}
 	var id, value string
@@ -189,6 +194,11 @@ func (e env) users(ctx context.Context, args []string) error {
 			return err
 		}
 		do = func(db *postgres.DB) (any, error) { u, err := db.SetStatus(ctx, id, value); return u.Me(), err }
+	case "delete":
+		if err := parseFlags("users delete", args[1:], e.stderr, &id); err != nil {
+			return err
+		}
+		return e.deleteUser(ctx, id)
 	default:
 		fmt.Fprintf(e.stderr, "sas-gateway users: unknown subcommand %q\n\n%s", sub, usage)
 		return exitcode.ErrUsage
@@ -205,6 +215,55 @@ func (e env) users(ctx context.Context, args []string) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// deleteUser deletes an account the way DELETE /v1/me does (the account
+// package): its Stripe subscriptions cancelled when billing is configured,
+// the user erased here, and deleted at Clerk when CLERK_SECRET_KEY is set.
+// It prints the user as it is then, and on stderr what was done.
+func (e env) deleteUser(ctx context.Context, id string) error {
+	cfg, err := config.LoadAccounts(e.getenv)
+	if err != nil {
+		return err
+	}
+	db, err := postgres.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	u, err := db.User(ctx, id)
+	if err != nil {
+		return err
+	}
+	log := e.logger(slog.LevelError) // the outcome is the command's own output
+	var subs account.Subscriptions
+	if cfg.Stripe.Enabled() {
+		subs = billing.New(billing.Options{APIKey: cfg.Stripe.APIKey, WebhookSecret: cfg.Stripe.WebhookSecret,
+			ProPriceID: cfg.Stripe.ProPriceID, APIBase: cfg.Stripe.APIBase, ReturnURL: cfg.Stripe.ReturnURL, DB: db, Logger: log})
+	}
+	accounts, err := account.New(account.Options{Store: db, Subscriptions: subs,
+		ClerkSecretKey: cfg.Clerk.SecretKey, ClerkAPIURL: cfg.Clerk.APIURL, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := accounts.Delete(ctx, u); err != nil {
+		return err
+	}
+	done := func(on bool, yes, no string) string {
+		if on {
+			return yes
+		}
+		return no
+	}
+	fmt.Fprintf(e.stderr, "deleted %s: %s; erased here; %s\n", id,
+		done(subs != nil, "Stripe subscriptions cancelled", "billing not configured, Stripe not called"),
+		done(cfg.Clerk.SecretKey != "", "deleted at Clerk", "CLERK_SECRET_KEY not set, Clerk not called: delete the user in Clerk's dashboard"))
+	if u, err = db.User(ctx, id); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(u.Me())
 }
 
 func (e env) openDB(ctx context.Context) (*postgres.DB, error) {

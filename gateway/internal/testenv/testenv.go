@@ -27,10 +27,13 @@ func env(t testing.TB, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
-		t.Fatalf("%s is not set: run scripts/test, which starts PostgreSQL, PgBouncer and Redis and sets it", name)
+		t.Fatalf("%s is not set: run scripts/test, which starts PostgreSQL, PgBouncer, Redis and stripe-mock and sets it", name)
 	}
 	return v
 }
+
+// StripeMockURL returns TEST_STRIPE_MOCK_URL, stripe-mock's base URL.
+func StripeMockURL(t testing.TB) string { return env(t, "TEST_STRIPE_MOCK_URL") }
 
 // RedisURL returns TEST_REDIS_URL.
 func RedisURL(t testing.TB) string {
