@@ -77,7 +77,8 @@ func (r *recorder) called(prefix string) (n int, auth string) {
 	return n, auth
 }
 
-// env is two gateway instances (app.New) sharing a real Postgres and Redis,
+// env is two gateway instances (app.New) sharing a real Postgres and Redis
+// (their user caches kept for an hour, so only the bus propagates changes),
 // with stripe-mock as Stripe and the dev identity provider's Backend API
 // stand-in as Clerk, each behind a recorder.
 type env struct {
@@ -105,7 +106,10 @@ func newEnv(t *testing.T) *env {
 		Stripe: config.Stripe{APIKey: "sk_test_123", WebhookSecret: "whsec_stripe", ProPriceID: "price_pro", APIBase: e.stripe.srv.URL, ReturnURL: "sas://billing/done"},
 		Clerk:  config.Clerk{WebhookSecret: whsec, SecretKey: clerkKey, APIURL: e.clerk.srv.URL}}
 	for range 2 {
-		gw, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.Deps{})
+		// Each instance keeps users in memory for an hour: what another
+		// instance changes reaches it only through the bus (userbus), the
+		// way the tests below see it.
+		gw, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.Deps{UserTTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/account"
@@ -29,6 +30,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/userbus"
 	"github.com/signals-sorcery/sas/gateway/usercache"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 )
@@ -56,9 +58,14 @@ type Gateway struct {
 	Errors  *errreport.Reporter // nil without SENTRY_DSN
 	// Ledger drains the usage stream into Store until Close (nil with
 	// Deps.NoLedger).
-	Ledger     *ledger.Drainer
-	stopLedger context.CancelFunc
-	ledgerDone chan struct{}
+	Ledger *ledger.Drainer
+	// Bus tells the other instances that a user changed, and makes this
+	// one forget the users they changed, until Close.
+	Bus *userbus.Bus
+	// stop ends the background work (the ledger's drain, the bus), done
+	// waits for it.
+	stop context.CancelFunc
+	done sync.WaitGroup
 }
 
 // Deps are optional overrides of what New builds, for tests.
@@ -68,6 +75,9 @@ type Deps struct {
 	// NoUserCache sends every authenticated request to Postgres (for
 	// benchmarks that measure what the cache saves).
 	NoUserCache bool
+	// UserTTL overrides how long a user row is served from memory (tests
+	// make it long, to show what only the bus can make an instance forget).
+	UserTTL time.Duration
 	// NoTokenCache verifies every token's signature (for benchmarks).
 	NoTokenCache bool
 	// Store, when set, replaces the Postgres store of DATABASE_URL.
@@ -122,7 +132,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		}
 	}
 	g.Metrics = metrics.New()
-	g.Users = usercache.New(g.Store, usercache.Options{Now: deps.Now, OnStale: func(err error) {
+	g.Users = usercache.New(g.Store, usercache.Options{TTL: deps.UserTTL, Now: deps.Now, OnStale: func(err error) {
 		// Postgres is down and a known user is served from memory: the
 		// outage shows in the metrics, as a refused request would.
 		g.Metrics.DependencyError("postgres")
@@ -132,6 +142,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if deps.NoUserCache {
 		users = g.Store
 	}
+	// Work that runs until Close, detached from ctx's cancellation.
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	g.stop = stop
+	g.Bus = userbus.New(g.Redis, "", log)
+	// changed makes a change to a user's row show at once here and, through
+	// the bus, on the other instances.
+	changed := func(clerkUserID string) {
+		g.Users.Forget(clerkUserID)
+		g.Bus.Changed(bg, clerkUserID)
+	}
 	stream := cmp.Or(cfg.UsageStream, ledger.DefaultStream)
 	if deps.NoLedger {
 		stream = ""
@@ -140,13 +160,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if stream != "" {
 		g.Ledger = ledger.New(ledger.Options{Redis: g.Redis, Stream: stream, Store: g.Store, ClaimIdle: deps.LedgerClaimIdle,
 			Retention: cfg.UsageRetention, Metrics: g.Metrics, Logger: log})
-		var lctx context.Context
-		lctx, g.stopLedger = context.WithCancel(context.WithoutCancel(ctx))
-		g.ledgerDone = make(chan struct{})
-		go func() {
-			defer close(g.ledgerDone)
-			g.Ledger.Run(lctx)
-		}()
 	}
 	if g.Errors, err = errreport.New(cfg.SentryDSN, buildinfo.String(), deps.HTTPClientTransport()); err != nil {
 		g.Close()
@@ -180,14 +193,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		b := billing.New(billing.Options{
 			APIKey: cfg.Stripe.APIKey, WebhookSecret: cfg.Stripe.WebhookSecret, ProPriceID: cfg.Stripe.ProPriceID,
 			APIBase: cfg.Stripe.APIBase, ReturnURL: cfg.Stripe.ReturnURL, DB: g.DB,
-			PlanChanged: g.Users.Forget, HTTPClient: deps.HTTPClient, Logger: log,
+			PlanChanged: changed, HTTPClient: deps.HTTPClient, Logger: log,
 		})
 		bill, subscriptions = b, b
 	}
 	accounts, err := account.New(account.Options{
 		Store: g.Store, Subscriptions: subscriptions,
 		ClerkSecretKey: cfg.Clerk.SecretKey, ClerkAPIURL: cfg.Clerk.APIURL, WebhookSecret: cfg.Clerk.WebhookSecret,
-		Changed: g.Users.Forget, HTTPClient: deps.HTTPClient, Logger: log,
+		Changed: changed, HTTPClient: deps.HTTPClient, Logger: log,
 	})
 	if err != nil {
 		g.Close()
@@ -212,6 +225,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		Now:    deps.Now,
 	})
 	g.Handler = g.API
+	// Started last: go-redis writes its client's options when a connection
+	// is first set up, which would race with ledger.New cloning them.
+	g.done.Go(func() { g.Bus.Run(bg, g.Users.Forget) })
+	if g.Ledger != nil {
+		g.done.Go(func() { g.Ledger.Run(bg) })
+	}
 	return g, nil
 }
 
@@ -223,13 +242,14 @@ func (d Deps) HTTPClientTransport() http.RoundTripper {
 	return d.HTTPClient.Transport
 }
 
-// Close stops the ledger's drain after a last flush, then releases the
-// gateway's connections (and sends pending error reports). Call it after
-// the server has drained: requests settled during the drain are flushed.
+// Close stops the ledger's drain after a last flush and the bus, then
+// releases the gateway's connections (and sends pending error reports).
+// Call it after the server has drained: requests settled during the drain
+// are flushed.
 func (g *Gateway) Close() {
-	if g.stopLedger != nil {
-		g.stopLedger()
-		<-g.ledgerDone
+	if g.stop != nil {
+		g.stop()
+		g.done.Wait()
 	}
 	g.Errors.Close(2 * time.Second)
 	if g.DB != nil {
@@ -257,6 +277,11 @@ func NewRedis(url string) (*redis.Client, error) {
 	opts.ReadTimeout = time.Second
 	opts.WriteTimeout = time.Second
 	opts.PoolTimeout = 2 * time.Second
+	// Maintenance notifications are Redis Enterprise's; asked for on
+	// Upstash or redis-server, the handshake fails, go-redis logs a warning
+	// at every start and then rewrites its options while other goroutines
+	// may read them.
+	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return redis.NewClient(opts), nil
 }
 

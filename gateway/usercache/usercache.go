@@ -4,6 +4,8 @@
 // Staleness is bounded by TTL: a plan or status change made in the database
 // (by `sas-gateway users`, by a Stripe webhook, on any instance) is seen by
 // every instance within TTL, which must stay under the contract's 10 s.
+// The changes the gateway makes itself are also announced on the userbus,
+// which makes every instance Forget the user at once.
 // A token whose email or username differs from the cached row bypasses the
 // cache, so profile changes reach the database on the next request (a
 // token without them matches: a missing claim changes nothing).

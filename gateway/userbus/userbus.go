@@ -1,0 +1,68 @@
+// Package userbus tells every gateway instance at once that a user's row
+// changed (an account deleted, a plan changed by Stripe), through Redis
+// pub/sub, so that each drops its cached copy instead of serving it until
+// the cache's TTL — or, during a Postgres outage, for as long as stale rows
+// are served. It is best effort: a message lost while Redis is unreachable
+// leaves the TTL as the bound, as before.
+package userbus
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultChannel is the Redis channel the instances share.
+const DefaultChannel = "sas:users:changed"
+
+// Bus publishes and receives user changes. Its methods are safe for
+// concurrent use.
+type Bus struct {
+	rdb     *redis.Client
+	channel string
+	log     *slog.Logger
+}
+
+// New returns a Bus on channel (DefaultChannel when empty).
+func New(rdb *redis.Client, channel string, log *slog.Logger) *Bus {
+	if channel == "" {
+		channel = DefaultChannel
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Bus{rdb: rdb, channel: channel, log: log}
+}
+
+// Changed tells every instance that the user's row changed. A failure is
+// logged, not returned: the caller's change is made, and the other
+// instances still see it within their cache's TTL.
+func (b *Bus) Changed(ctx context.Context, clerkUserID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := b.rdb.Publish(ctx, b.channel, clerkUserID).Err(); err != nil {
+		b.log.Warn("could not tell the other instances that a user changed; they see it within the cache's TTL", "user", clerkUserID, "err", err)
+	}
+}
+
+// Run calls forget with the user id of every change published, by any
+// instance, until ctx is done. go-redis resubscribes by itself after a
+// lost connection.
+func (b *Bus) Run(ctx context.Context, forget func(clerkUserID string)) {
+	ps := b.rdb.Subscribe(ctx, b.channel)
+	defer ps.Close()
+	ch := ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg, ok := <-ch:
+			if !ok {
+				return
+			}
+			forget(msg.Payload)
+		}
+	}
+}
