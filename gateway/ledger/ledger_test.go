@@ -217,7 +217,8 @@ func TestMalformedEntryIsDropped(t *testing.T) {
 }
 
 // TestRetention: PruneUsage deletes events and daily sums older than the
-// cutoff, in batches, and nothing newer.
+// cutoff, in batches, and the webhook delivery ids received before it;
+// nothing newer.
 func TestRetention(t *testing.T) {
 	db := openDB(t, testenv.NewDatabase(t).PoolerURL)
 	ctx := context.Background()
@@ -242,6 +243,22 @@ func TestRetention(t *testing.T) {
 	_ = db.Pool().QueryRow(ctx, "SELECT count(*) FROM usage_daily WHERE clerk_user_id = $1", user).Scan(&daily)
 	if daily != 21 {
 		t.Errorf("%d daily rows left, want 21", daily)
+	}
+	for _, q := range []string{
+		`INSERT INTO stripe_events (id, type, created, received_at) VALUES ('evt_old', 't', now(), now() - interval '420 days'), ('evt_new', 't', now(), now() - interval '3 days')`,
+		`INSERT INTO clerk_events (svix_id, type, received_at) VALUES ('msg_old', 't', now() - interval '420 days'), ('msg_new', 't', now() - interval '3 days')`,
+	} {
+		if _, err := db.Pool().Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.PruneUsage(ctx, now.AddDate(0, 0, -400), 3); err != nil {
+		t.Fatal(err)
+	}
+	var left string
+	_ = db.Pool().QueryRow(ctx, `SELECT string_agg(id, ',' ORDER BY id) FROM (SELECT id FROM stripe_events UNION ALL SELECT svix_id FROM clerk_events) ids`).Scan(&left)
+	if left != "evt_new,msg_new" {
+		t.Errorf("webhook ids left: %s; want evt_new,msg_new", left)
 	}
 }
 

@@ -128,7 +128,8 @@ GROUP BY clerk_user_id ORDER BY 6 DESC, 1`, from.Format(time.DateOnly), to.Forma
 
 // PruneUsage deletes the events and daily sums older than before, at most
 // batch events per statement so that no statement holds locks for long,
-// and returns how many events it deleted.
+// and the webhook delivery ids received before it; it returns how many
+// events it deleted.
 //
 // Errors: unavailable.
 func (db *DB) PruneUsage(ctx context.Context, before time.Time, batch int) (int64, error) {
@@ -146,8 +147,19 @@ DELETE FROM usage_events WHERE event_id IN (SELECT event_id FROM usage_events WH
 			break
 		}
 	}
-	qctx, cancel := db.bound(ctx)
-	defer cancel()
-	_, err := db.pool.Exec(qctx, `DELETE FROM usage_daily WHERE day < ($1 AT TIME ZONE 'UTC')::date`, before)
-	return total, classify(err)
+	// The daily sums, and the webhook delivery ids kept to drop duplicates
+	// (no provider redelivers, and no signature verifies, that late).
+	for _, q := range []string{
+		`DELETE FROM usage_daily WHERE day < ($1 AT TIME ZONE 'UTC')::date`,
+		`DELETE FROM stripe_events WHERE received_at < $1`,
+		`DELETE FROM clerk_events WHERE received_at < $1`,
+	} {
+		qctx, cancel := db.bound(ctx)
+		_, err := db.pool.Exec(qctx, q, before)
+		cancel()
+		if err != nil {
+			return total, classify(err)
+		}
+	}
+	return total, nil
 }
