@@ -49,20 +49,44 @@ func (b *Bus) Changed(ctx context.Context, clerkUserID string) {
 
 // Run calls forget with the user id of every change published, by any
 // instance, until ctx is done. go-redis resubscribes by itself after a
-// lost connection.
-func (b *Bus) Run(ctx context.Context, forget func(clerkUserID string)) {
+// lost connection; the changes published meanwhile are lost, so Run calls
+// clear each time the subscription is (re)established, and the cache
+// starts afresh.
+func (b *Bus) Run(ctx context.Context, forget func(clerkUserID string), clear func()) {
 	ps := b.rdb.Subscribe(ctx, b.channel)
-	defer ps.Close()
-	ch := ps.Channel()
+	defer closeSoon(ps)
+	ch := ps.ChannelWithSubscriptions()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case msg, ok := <-ch:
+		case m, ok := <-ch:
 			if !ok {
 				return
 			}
-			forget(msg.Payload)
+			switch m := m.(type) {
+			case *redis.Subscription:
+				if m.Kind == "subscribe" {
+					clear()
+				}
+			case *redis.Message:
+				forget(m.Payload)
+			}
 		}
+	}
+}
+
+// closeSoon closes ps, waiting at most a second: while go-redis is
+// reconnecting to a Redis that does not answer, Close waits for the
+// reconnection, and a shutdown should not.
+func closeSoon(ps *redis.PubSub) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = ps.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
 	}
 }

@@ -2,9 +2,13 @@ package userbus_test
 
 import (
 	"context"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"go.uber.org/goleak"
 
@@ -23,6 +27,7 @@ func TestChangesReachEveryInstance(t *testing.T) {
 	channel := "sas:users:changed:test:" + testenv.UUID()
 	var mu sync.Mutex
 	got := map[int][]string{}
+	clears := map[int]int{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var buses []*userbus.Bus
@@ -39,6 +44,10 @@ func TestChangesReachEveryInstance(t *testing.T) {
 				mu.Lock()
 				defer mu.Unlock()
 				got[i] = append(got[i], id)
+			}, func() {
+				mu.Lock()
+				defer mu.Unlock()
+				clears[i]++
 			})
 		})
 	}
@@ -63,6 +72,9 @@ func TestChangesReachEveryInstance(t *testing.T) {
 	})
 	cancel()
 	wg.Wait()
+	if clears[0] != 1 || clears[1] != 1 || clears[2] != 1 {
+		t.Errorf("cache clears at subscription: %v, want one each", clears)
+	}
 
 	dead, err := app.NewRedis("redis://127.0.0.1:1/0")
 	if err != nil {
@@ -70,4 +82,43 @@ func TestChangesReachEveryInstance(t *testing.T) {
 	}
 	defer dead.Close()
 	userbus.New(dead, channel, testenv.Logger(t)).Changed(context.Background(), "user_x") // logs, returns
+}
+
+// TestResubscribeClears: when Redis drops the subscriber's connection (here
+// CLIENT KILL of exactly that connection), go-redis subscribes again and
+// the changes published in between are lost, so Run clears the cache.
+func TestResubscribeClears(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "userbus-test-" + testenv.UUID()[:8]
+	opts.ClientName = name
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	b := userbus.New(rdb, "sas:users:changed:test:"+testenv.UUID(), testenv.Logger(t))
+	var clears atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Run(ctx, func(string) {}, func() { clears.Add(1) })
+	}()
+	defer func() { cancel(); <-done }()
+	testenv.WaitFor(t, "the first subscription", 10*time.Second, func() bool { return clears.Load() == 1 })
+	admin := redis.NewClient(&redis.Options{Addr: opts.Addr})
+	defer admin.Close()
+	var id string
+	for line := range strings.Lines(admin.ClientList(ctx).Val()) {
+		if strings.Contains(line, " name="+name+" ") && strings.Contains(line, "sub=1") {
+			id = strings.TrimPrefix(strings.Fields(line)[0], "id=")
+		}
+	}
+	if id == "" {
+		t.Fatalf("the subscriber's connection is not in CLIENT LIST")
+	}
+	if err := admin.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "a clear after the resubscription", 15*time.Second, func() bool { return clears.Load() == 2 })
 }

@@ -20,6 +20,7 @@ package usercache
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -55,6 +56,9 @@ type Cache struct {
 	now     func() time.Time
 	entries *ttlcache.Cache[string, gateway.User]
 	group   singleflight.Group
+	// forgets counts Forget and Clear calls: a store read that a Forget
+	// overtook is returned but not cached (it may predate the change).
+	forgets atomic.Uint64
 }
 
 // Options configure a Cache; zero values take the defaults.
@@ -104,8 +108,9 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 	v, err, _ := c.group.Do(key, func() (any, error) {
 		// Detached from the first caller's cancellation: the others wait on
 		// this call too. The store bounds it with its own timeout.
+		before := c.forgets.Load()
 		u, err := c.next.UpsertUser(context.WithoutCancel(ctx), id)
-		if err == nil {
+		if err == nil && c.forgets.Load() == before {
 			c.entries.Put(u.ClerkUserID, u, c.now().Add(c.ttl))
 		}
 		return u, err
@@ -119,9 +124,19 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 	return v.(gateway.User), err
 }
 
-// Forget drops a user, for changes made by this instance that must show at
-// once (the other instances see them within TTL).
-func (c *Cache) Forget(clerkUserID string) { c.entries.Delete(clerkUserID) }
+// Forget drops a user, for changes that must show at once (made here, or
+// announced on the userbus). A read of the store in flight when it is
+// called is not cached.
+func (c *Cache) Forget(clerkUserID string) {
+	c.forgets.Add(1)
+	c.entries.Delete(clerkUserID)
+}
+
+// Clear drops every user (the userbus lost messages while reconnecting).
+func (c *Cache) Clear() {
+	c.forgets.Add(1)
+	c.entries.Clear()
+}
 
 // Len returns the number of cached users.
 func (c *Cache) Len() int { return c.entries.Len() }

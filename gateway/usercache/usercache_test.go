@@ -164,3 +164,34 @@ func TestStaleIfError(t *testing.T) {
 		t.Error("an internal error was answered from the stale entry")
 	}
 }
+
+// TestForgetOvertakesARead (found in review): a Forget while the store is
+// being read — the row read may predate the change Forget announces — is
+// not undone by caching that row; the next call reads the store again.
+func TestForgetOvertakesARead(t *testing.T) {
+	read, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	s := &store{upsert: func(id gateway.Identity) (gateway.User, error) {
+		if first.CompareAndSwap(false, true) {
+			close(read)
+			<-release
+			return gateway.User{ClerkUserID: id.Subject, Plan: "free", Status: "active"}, nil
+		}
+		return gateway.User{ClerkUserID: id.Subject, Plan: "free", Status: "deleted"}, nil
+	}}
+	c := usercache.New(s, usercache.Options{TTL: time.Hour})
+	done := make(chan gateway.User)
+	go func() {
+		u, _ := c.UpsertUser(context.Background(), gateway.Identity{Subject: "user_1"})
+		done <- u
+	}()
+	<-read
+	c.Forget("user_1") // the deletion, announced while the old row is in flight
+	close(release)
+	if u := <-done; u.Status != "active" {
+		t.Fatalf("the in-flight read: %+v", u)
+	}
+	if u, _ := c.UpsertUser(context.Background(), gateway.Identity{Subject: "user_1"}); u.Status != "deleted" || s.calls.Load() != 2 {
+		t.Errorf("after the Forget: %+v after %d store calls; want the deleted row from a second read", u, s.calls.Load())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 )
 
@@ -261,6 +265,46 @@ func TestUsersDelete(t *testing.T) {
 	}
 	if r := run(t, map[string]string{"DATABASE_URL": d.URL}, "users", "delete", "user_nobody"); r.code != 1 {
 		t.Errorf("users delete of an unknown user: exit %d", r.code)
+	}
+}
+
+// TestUsersCommandsTellTheInstances (found in review): with REDIS_URL set,
+// `users set-plan`, `set-status` and `delete` announce the change on the
+// userbus, so a running gateway — here one whose user cache keeps rows for
+// an hour — drops its cached row at once instead of serving it.
+func TestUsersCommandsTellTheInstances(t *testing.T) {
+	d := testenv.NewDatabase(t)
+	gw, err := app.New(context.Background(), config.Config{Issuer: testenv.NewIssuer(t, "RS256", nil).Issuer(), Audiences: []string{"sas-api"},
+		DatabaseURL: d.URL, RedisURL: testenv.RedisURL(t)}, slog.New(slog.DiscardHandler), app.Deps{UserTTL: time.Hour, NoLedger: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	ctx := context.Background()
+	user := "user_cli_bus_" + testenv.UUID()[:8]
+	cached := func() gateway.User {
+		u, err := gw.Users.UpsertUser(ctx, gateway.Identity{Subject: user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	if u := cached(); u.Plan != "free" { // creates and caches the user
+		t.Fatalf("new user: %+v", u)
+	}
+	env := map[string]string{"DATABASE_URL": d.URL, "REDIS_URL": testenv.RedisURL(t)}
+	for _, c := range []struct {
+		args []string
+		want func(gateway.User) bool
+	}{
+		{[]string{"users", "set-plan", user, "pro"}, func(u gateway.User) bool { return u.Plan == "pro" }},
+		{[]string{"users", "set-status", user, "suspended"}, func(u gateway.User) bool { return u.Status == "suspended" }},
+		{[]string{"users", "delete", user}, func(u gateway.User) bool { return u.Status == "deleted" }},
+	} {
+		if r := run(t, env, c.args...); r.code != 0 {
+			t.Fatalf("%v: exit %d: %s", c.args, r.code, r.stderr)
+		}
+		testenv.WaitFor(t, fmt.Sprint("the gateway to see ", c.args), 10*time.Second, func() bool { return c.want(cached()) })
 	}
 }
 

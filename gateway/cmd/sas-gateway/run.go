@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/signals-sorcery/sas/gateway/account"
@@ -17,6 +18,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/billing"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/gateway/userbus"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 	"github.com/signals-sorcery/sas/shared/exitcode"
 	"github.com/signals-sorcery/sas/shared/wire"
@@ -188,12 +190,24 @@ func (e env) users(ctx context.Context, args []string) error {
 		if err := parseFlags("users set-plan", args[1:], e.stderr, &id, &value); err != nil {
 			return err
 		}
-		do = func(db *postgres.DB) (any, error) { u, err := db.SetPlan(ctx, id, value); return u.Me(), err }
+		do = func(db *postgres.DB) (any, error) {
+			u, err := db.SetPlan(ctx, id, value)
+			if err == nil {
+				e.announce(ctx, id)
+			}
+			return u.Me(), err
+		}
 	case "set-status":
 		if err := parseFlags("users set-status", args[1:], e.stderr, &id, &value); err != nil {
 			return err
 		}
-		do = func(db *postgres.DB) (any, error) { u, err := db.SetStatus(ctx, id, value); return u.Me(), err }
+		do = func(db *postgres.DB) (any, error) {
+			u, err := db.SetStatus(ctx, id, value)
+			if err == nil {
+				e.announce(ctx, id)
+			}
+			return u.Me(), err
+		}
 	case "delete":
 		if err := parseFlags("users delete", args[1:], e.stderr, &id); err != nil {
 			return err
@@ -242,7 +256,8 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 			ProPriceID: cfg.Stripe.ProPriceID, APIBase: cfg.Stripe.APIBase, ReturnURL: cfg.Stripe.ReturnURL, DB: db, Logger: log})
 	}
 	accounts, err := account.New(account.Options{Store: db, Subscriptions: subs,
-		ClerkSecretKey: cfg.Clerk.SecretKey, ClerkAPIURL: cfg.Clerk.APIURL, Logger: log})
+		ClerkSecretKey: cfg.Clerk.SecretKey, ClerkAPIURL: cfg.Clerk.APIURL, Logger: log,
+		Changed: func(id string) { e.announce(ctx, id) }})
 	if err != nil {
 		return err
 	}
@@ -264,6 +279,24 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(u.Me())
+}
+
+// announce tells the running instances that a user changed (the userbus),
+// so that they drop their cached copy at once, when REDIS_URL is set (it
+// is on a Fly machine); without it they see the change within the user
+// cache's TTL (5 s).
+func (e env) announce(ctx context.Context, clerkUserID string) {
+	url := strings.TrimSpace(e.getenv("REDIS_URL"))
+	if url == "" {
+		return
+	}
+	rdb, err := app.NewRedis(url)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sas-gateway: the running instances were not told (%v); they see the change within 5 s\n", err)
+		return
+	}
+	defer rdb.Close()
+	userbus.New(rdb, "", e.logger(slog.LevelWarn)).Changed(ctx, clerkUserID)
 }
 
 func (e env) openDB(ctx context.Context) (*postgres.DB, error) {
