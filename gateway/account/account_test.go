@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -188,13 +187,7 @@ func (e *env) deliverAs(prefix, msgID string, payload string, signedAt time.Time
 	req.Header.Set(prefix+"id", msgID)
 	req.Header.Set(prefix+"timestamp", fmt.Sprint(signedAt.Unix()))
 	req.Header.Set(prefix+"signature", strings.Join(sigs, " "))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testenv.Do(e.t, req)
 }
 
 // updated is a user.updated event shaped like Clerk's.
@@ -558,13 +551,7 @@ func (e *env) stripeEvent(id, subID, user string) (int, string) {
 	req, _ := http.NewRequest("POST", e.urls[0]+"/webhooks/stripe", strings.NewReader(payload))
 	req.Header.Set("Stripe-Signature", signed.Header)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testenv.Do(e.t, req)
 }
 
 // TestLateSubscriptionOfADeletedAccount: a subscription that starts after

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -85,13 +84,7 @@ func (e *env) raw(payload []byte, signedAt time.Time, sign string) (int, string)
 	req, _ := http.NewRequest("POST", e.url+"/webhooks/stripe", strings.NewReader(string(payload)))
 	req.Header.Set("Stripe-Signature", signed.Header)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testenv.Do(e.t, req)
 }
 
 func subscription(id, customer, user, status string, pro bool) map[string]any {

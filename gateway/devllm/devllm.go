@@ -11,7 +11,6 @@ package devllm
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -156,10 +155,7 @@ func (m *Model) chat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Model) stream(w http.ResponseWriter, r *http.Request, id, model string, words []string, finish string, usage map[string]int, includeUsage bool) {
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
+	ev := startEvents(w, r)
 	created := time.Now().Unix()
 	send := func(delta map[string]any, finishReason any, u any) bool {
 		chunk := map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -171,13 +167,7 @@ func (m *Model) stream(w http.ResponseWriter, r *http.Request, id, model string,
 			chunk["choices"] = []any{}
 		}
 		b, _ := json.Marshal(chunk)
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
-			return false
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return r.Context().Err() == nil
+		return ev.send("", b)
 	}
 	if !send(map[string]any{"role": "assistant", "content": ""}, nil, nil) {
 		return
@@ -200,10 +190,40 @@ func (m *Model) stream(w http.ResponseWriter, r *http.Request, id, model string,
 	if includeUsage && !send(nil, nil, usage) {
 		return
 	}
-	_, _ = io.WriteString(w, "data: [DONE]\n\n")
-	if flusher != nil {
-		flusher.Flush()
+	ev.send("", []byte("[DONE]"))
+}
+
+// events writes server-sent events to a client, flushing each.
+type events struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	flusher http.Flusher
+}
+
+// startEvents answers 200 with an event stream.
+func startEvents(w http.ResponseWriter, r *http.Request) *events {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	return &events{w: w, r: r, flusher: flusher}
+}
+
+// send writes one event, named when name is set (the Responses API's
+// typed events); false when the client has gone.
+func (e *events) send(name string, data []byte) bool {
+	if name != "" {
+		if _, err := fmt.Fprintf(e.w, "event: %s\n", name); err != nil {
+			return false
+		}
 	}
+	if _, err := fmt.Fprintf(e.w, "data: %s\n\n", data); err != nil {
+		return false
+	}
+	if e.flusher != nil {
+		e.flusher.Flush()
+	}
+	return e.r.Context().Err() == nil
 }
 
 // message is a prompt message as the dev model reads it.

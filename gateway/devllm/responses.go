@@ -117,22 +117,13 @@ func (m *Model) responses(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// Typed events, in the order OpenAI sends them for one text message.
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
+	ev := startEvents(w, r)
 	seq := 0
 	send := func(typ string, fields map[string]any) bool {
 		fields["type"], fields["sequence_number"] = typ, seq
 		seq++
 		b, _ := json.Marshal(fields)
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, b); err != nil {
-			return false
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return r.Context().Err() == nil
+		return ev.send(typ, b)
 	}
 	at := func(extra map[string]any) map[string]any {
 		extra["item_id"], extra["output_index"], extra["content_index"] = itemID, 0, 0

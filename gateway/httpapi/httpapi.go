@@ -160,10 +160,10 @@ func New(opts Options) *Server {
 		r.With(deadline(APITimeout)).Get("/usage", s.usage)
 		// Not under APITimeout: a streamed completion may run for minutes;
 		// the proxy bounds the upstream itself.
-		r.Post("/chat/completions", s.metered(func(p AIProxy) func(http.ResponseWriter, *http.Request, gateway.User) error { return p.Chat }))
-		r.Post("/responses", s.metered(func(p AIProxy) func(http.ResponseWriter, *http.Request, gateway.User) error { return p.Responses }))
-		r.With(deadline(APITimeout)).Post("/billing/checkout", s.billingURL(func(b Billing) func(context.Context, gateway.User) (string, error) { return b.Checkout }))
-		r.With(deadline(APITimeout)).Post("/billing/portal", s.billingURL(func(b Billing) func(context.Context, gateway.User) (string, error) { return b.Portal }))
+		r.Post("/chat/completions", s.metered(AIProxy.Chat))
+		r.Post("/responses", s.metered(AIProxy.Responses))
+		r.With(deadline(APITimeout)).Post("/billing/checkout", s.billingURL(Billing.Checkout))
+		r.With(deadline(APITimeout)).Post("/billing/portal", s.billingURL(Billing.Portal))
 	})
 	r.With(deadline(APITimeout)).Post("/webhooks/stripe", s.stripeWebhook)
 	r.With(deadline(APITimeout)).Post("/webhooks/clerk", s.clerkWebhook)
@@ -284,14 +284,15 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// metered serves a consuming route of the proxy (pick chooses which).
-func (s *Server) metered(pick func(AIProxy) func(http.ResponseWriter, *http.Request, gateway.User) error) http.HandlerFunc {
+// metered serves a consuming route of the proxy: serve is one of its
+// methods (AIProxy.Chat, AIProxy.Responses).
+func (s *Server) metered(serve func(AIProxy, http.ResponseWriter, *http.Request, gateway.User) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.proxy == nil {
 			s.writeError(w, r, errNoProxy)
 			return
 		}
-		if err := pick(s.proxy)(w, r, userFrom(r.Context())); err != nil {
+		if err := serve(s.proxy, w, r, userFrom(r.Context())); err != nil {
 			s.writeError(w, r, err)
 		}
 	}
@@ -299,14 +300,15 @@ func (s *Server) metered(pick func(AIProxy) func(http.ResponseWriter, *http.Requ
 
 var errNoBilling = wire.Errorf(wire.CodeNotFound, "Billing is not configured on this gateway.")
 
-// billingURL answers {"url": …} from a Checkout or portal session.
-func (s *Server) billingURL(pick func(Billing) func(context.Context, gateway.User) (string, error)) http.HandlerFunc {
+// billingURL answers {"url": …} from a Checkout or portal session: session
+// is Billing.Checkout or Billing.Portal.
+func (s *Server) billingURL(session func(Billing, context.Context, gateway.User) (string, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.billing == nil {
 			s.writeError(w, r, errNoBilling)
 			return
 		}
-		url, err := pick(s.billing)(r.Context(), userFrom(r.Context()))
+		url, err := session(s.billing, r.Context(), userFrom(r.Context()))
 		if err != nil {
 			s.writeError(w, r, err)
 			return

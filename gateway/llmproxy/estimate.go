@@ -318,11 +318,8 @@ func (e *estimator) item(it map[string]json.RawMessage) error {
 		return e.message(it) // role, content (a string or parts)
 	case typ == "function_call":
 		e.n += tokensPerCall
-		var call any
-		_ = json.Unmarshal(it["name"], &call)
-		e.leaves(call)
-		_ = json.Unmarshal(it["arguments"], &call)
-		e.leaves(call)
+		e.value(it["name"])
+		e.value(it["arguments"]) // a string of JSON
 		return nil
 	case typ == "function_call_output":
 		e.n += tokensPerMessage
