@@ -227,7 +227,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	g.Handler = g.API
 	// Started last: go-redis writes its client's options when a connection
 	// is first set up, which would race with ledger.New cloning them.
-	g.done.Go(func() { g.Bus.Run(bg, g.Users.Forget, g.Users.Clear) })
+	g.done.Go(func() { g.Bus.Run(bg, g.Users.Forget, g.Users.Expire) })
 	if g.Ledger != nil {
 		g.done.Go(func() { g.Ledger.Run(bg) })
 	}

@@ -50,9 +50,9 @@ func (b *Bus) Changed(ctx context.Context, clerkUserID string) {
 // Run calls forget with the user id of every change published, by any
 // instance, until ctx is done. go-redis resubscribes by itself after a
 // lost connection; the changes published meanwhile are lost, so Run calls
-// clear each time the subscription is (re)established, and the cache
-// starts afresh.
-func (b *Bus) Run(ctx context.Context, forget func(clerkUserID string), clear func()) {
+// expire each time the subscription is (re)established, and every cached
+// user is read again.
+func (b *Bus) Run(ctx context.Context, forget func(clerkUserID string), expire func()) {
 	ps := b.rdb.Subscribe(ctx, b.channel)
 	defer closeSoon(ps)
 	ch := ps.ChannelWithSubscriptions()
@@ -67,7 +67,7 @@ func (b *Bus) Run(ctx context.Context, forget func(clerkUserID string), clear fu
 			switch m := m.(type) {
 			case *redis.Subscription:
 				if m.Kind == "subscribe" {
-					clear()
+					expire()
 				}
 			case *redis.Message:
 				forget(m.Payload)

@@ -27,7 +27,7 @@ func TestChangesReachEveryInstance(t *testing.T) {
 	channel := "sas:users:changed:test:" + testenv.UUID()
 	var mu sync.Mutex
 	got := map[int][]string{}
-	clears := map[int]int{}
+	expiries := map[int]int{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var buses []*userbus.Bus
@@ -47,7 +47,7 @@ func TestChangesReachEveryInstance(t *testing.T) {
 			}, func() {
 				mu.Lock()
 				defer mu.Unlock()
-				clears[i]++
+				expiries[i]++
 			})
 		})
 	}
@@ -72,8 +72,8 @@ func TestChangesReachEveryInstance(t *testing.T) {
 	})
 	cancel()
 	wg.Wait()
-	if clears[0] != 1 || clears[1] != 1 || clears[2] != 1 {
-		t.Errorf("cache clears at subscription: %v, want one each", clears)
+	if expiries[0] != 1 || expiries[1] != 1 || expiries[2] != 1 {
+		t.Errorf("cache expiries at subscription: %v, want one each", expiries)
 	}
 
 	dead, err := app.NewRedis("redis://127.0.0.1:1/0")
@@ -84,10 +84,10 @@ func TestChangesReachEveryInstance(t *testing.T) {
 	userbus.New(dead, channel, testenv.Logger(t)).Changed(context.Background(), "user_x") // logs, returns
 }
 
-// TestResubscribeClears: when Redis drops the subscriber's connection (here
+// TestResubscribeExpires: when Redis drops the subscriber's connection (here
 // CLIENT KILL of exactly that connection), go-redis subscribes again and
-// the changes published in between are lost, so Run clears the cache.
-func TestResubscribeClears(t *testing.T) {
+// the changes published in between are lost, so Run expiries the cache.
+func TestResubscribeExpires(t *testing.T) {
 	opts, err := redis.ParseURL(testenv.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
@@ -97,15 +97,15 @@ func TestResubscribeClears(t *testing.T) {
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	b := userbus.New(rdb, "sas:users:changed:test:"+testenv.UUID(), testenv.Logger(t))
-	var clears atomic.Int64
+	var expiries atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.Run(ctx, func(string) {}, func() { clears.Add(1) })
+		b.Run(ctx, func(string) {}, func() { expiries.Add(1) })
 	}()
 	defer func() { cancel(); <-done }()
-	testenv.WaitFor(t, "the first subscription", 10*time.Second, func() bool { return clears.Load() == 1 })
+	testenv.WaitFor(t, "the first subscription", 10*time.Second, func() bool { return expiries.Load() == 1 })
 	admin := redis.NewClient(&redis.Options{Addr: opts.Addr})
 	defer admin.Close()
 	var id string
@@ -120,5 +120,5 @@ func TestResubscribeClears(t *testing.T) {
 	if err := admin.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "a clear after the resubscription", 15*time.Second, func() bool { return clears.Load() == 2 })
+	testenv.WaitFor(t, "an expiry after the resubscription", 15*time.Second, func() bool { return expiries.Load() == 2 })
 }

@@ -54,11 +54,24 @@ type Cache struct {
 	stale   time.Duration
 	onStale func(err error)
 	now     func() time.Time
-	entries *ttlcache.Cache[string, gateway.User]
+	entries *ttlcache.Cache[string, entry]
 	group   singleflight.Group
-	// forgets counts Forget and Clear calls: a store read that a Forget
-	// overtook is returned but not cached (it may predate the change).
-	forgets atomic.Uint64
+	// seq numbers Forget calls, and forgotten holds each user's last one
+	// for a minute (longer than any store read): a read of a user that a
+	// Forget of that user overtook is returned but not cached (it may
+	// predate the change). Per user, so that the changes of other users —
+	// every instance's, through the userbus — do not stop caching.
+	seq       atomic.Uint64
+	forgotten *ttlcache.Cache[string, uint64]
+	// epoch counts Expire calls: an entry read in an earlier epoch is not
+	// fresh, though still good for stale-if-error (so a read in flight
+	// during an Expire is cached, in its own epoch).
+	epoch atomic.Uint64
+}
+
+type entry struct {
+	user  gateway.User
+	epoch uint64
 }
 
 // Options configure a Cache; zero values take the defaults.
@@ -92,7 +105,7 @@ func New(next Store, opts Options) *Cache {
 		opts.OnStale = func(error) {}
 	}
 	return &Cache{next: next, ttl: opts.TTL, stale: opts.StaleIfError, onStale: opts.OnStale, now: opts.Now,
-		entries: ttlcache.New[string, gateway.User](opts.Size, opts.Now)}
+		entries: ttlcache.New[string, entry](opts.Size, opts.Now), forgotten: ttlcache.New[string, uint64](opts.Size, opts.Now)}
 }
 
 // UpsertUser returns the cached user when it is fresh and matches id's
@@ -100,25 +113,25 @@ func New(next Store, opts Options) *Cache {
 // store is unavailable, a user read within StaleIfError is returned
 // instead. Errors are the store's and are never cached.
 func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error) {
-	if u, ok := c.entries.Get(id.Subject); ok && !id.Changes(u) {
-		return u, nil
+	if e, ok := c.entries.Get(id.Subject); ok && e.epoch == c.epoch.Load() && !id.Changes(e.user) {
+		return e.user, nil
 	}
 	// Length-prefixed so that no two identities share a key.
 	key := strconv.Itoa(len(id.Subject)) + ":" + id.Subject + strconv.Itoa(len(id.Email)) + ":" + id.Email + id.Username
 	v, err, _ := c.group.Do(key, func() (any, error) {
 		// Detached from the first caller's cancellation: the others wait on
 		// this call too. The store bounds it with its own timeout.
-		before := c.forgets.Load()
+		before, epoch := c.seq.Load(), c.epoch.Load()
 		u, err := c.next.UpsertUser(context.WithoutCancel(ctx), id)
-		if err == nil && c.forgets.Load() == before {
-			c.entries.Put(u.ClerkUserID, u, c.now().Add(c.ttl))
+		if last, forgot := c.forgotten.Get(id.Subject); err == nil && (!forgot || last <= before) {
+			c.entries.Put(u.ClerkUserID, entry{u, epoch}, c.now().Add(c.ttl))
 		}
 		return u, err
 	})
 	if err != nil && wire.ErrorCode(err) == wire.CodeUnavailable {
-		if u, expires, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(expires.Add(c.stale-c.ttl)) {
+		if e, expires, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(expires.Add(c.stale-c.ttl)) {
 			c.onStale(err)
-			return u, nil
+			return e.user, nil
 		}
 	}
 	return v.(gateway.User), err
@@ -128,15 +141,14 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 // announced on the userbus). A read of the store in flight when it is
 // called is not cached.
 func (c *Cache) Forget(clerkUserID string) {
-	c.forgets.Add(1)
+	c.forgotten.Put(clerkUserID, c.seq.Add(1), c.now().Add(time.Minute))
 	c.entries.Delete(clerkUserID)
 }
 
-// Clear drops every user (the userbus lost messages while reconnecting).
-func (c *Cache) Clear() {
-	c.forgets.Add(1)
-	c.entries.Clear()
-}
+// Expire makes every user be read from the store again on their next
+// request (the userbus may have missed changes while reconnecting). The
+// copies stay for stale-if-error: a Postgres outage still serves them.
+func (c *Cache) Expire() { c.epoch.Add(1) }
 
 // Len returns the number of cached users.
 func (c *Cache) Len() int { return c.entries.Len() }

@@ -195,3 +195,96 @@ func TestForgetOvertakesARead(t *testing.T) {
 		t.Errorf("after the Forget: %+v after %d store calls; want the deleted row from a second read", u, s.calls.Load())
 	}
 }
+
+// TestExpireKeepsStaleCopies: Expire (the userbus resubscribed and may
+// have missed changes) makes the next request read the store, but keeps
+// the copies for stale-if-error — found when clearing instead made a
+// Postgres outage right after a start refuse known users.
+func TestExpireKeepsStaleCopies(t *testing.T) {
+	clk := &testenv.Clock{}
+	var down atomic.Bool
+	s := &store{upsert: func(id gateway.Identity) (gateway.User, error) {
+		if down.Load() {
+			return gateway.User{}, wire.Errorf(wire.CodeUnavailable, "down")
+		}
+		return gateway.User{ClerkUserID: id.Subject, Plan: "free", Status: "active"}, nil
+	}}
+	c := usercache.New(s, usercache.Options{TTL: time.Hour, Now: clk.Now})
+	id := gateway.Identity{Subject: "user_1"}
+	if _, err := c.UpsertUser(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	c.Expire()
+	if _, err := c.UpsertUser(context.Background(), id); err != nil || s.calls.Load() != 2 {
+		t.Fatalf("after Expire: %v, %d store calls; want a second read", err, s.calls.Load())
+	}
+	c.Expire()
+	down.Store(true)
+	if u, err := c.UpsertUser(context.Background(), id); err != nil || u.Status != "active" {
+		t.Errorf("the store down after Expire: %+v, %v; want the stale copy", u, err)
+	}
+}
+
+// TestExpireDuringARead: a read in flight when Expire runs (the bus
+// subscribing at start, while the first request reads its user) is still
+// cached for stale-if-error, though not fresh — found when a Postgres
+// outage right after a start refused a user read just before it.
+func TestExpireDuringARead(t *testing.T) {
+	read, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	s := &store{upsert: func(id gateway.Identity) (gateway.User, error) {
+		switch calls.Add(1) {
+		case 1:
+			close(read)
+			<-release
+			return gateway.User{ClerkUserID: id.Subject, Plan: "free", Status: "active"}, nil
+		default:
+			return gateway.User{}, wire.Errorf(wire.CodeUnavailable, "down")
+		}
+	}}
+	c := usercache.New(s, usercache.Options{TTL: time.Hour})
+	done := make(chan error)
+	go func() {
+		_, err := c.UpsertUser(context.Background(), gateway.Identity{Subject: "user_1"})
+		done <- err
+	}()
+	<-read
+	c.Expire()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if u, err := c.UpsertUser(context.Background(), gateway.Identity{Subject: "user_1"}); err != nil || u.Status != "active" || calls.Load() != 2 {
+		t.Errorf("with the store down: %+v, %v after %d store calls; want a fresh read tried, then the stale copy", u, err, calls.Load())
+	}
+}
+
+// TestOtherUsersForgetsDoNotStopCaching: the userbus makes every instance
+// Forget every changed user; a Forget of someone else during a read must
+// not keep this user out of the cache — found when a gateway busy with
+// other users' changes had no stale copy to serve through a Postgres outage.
+func TestOtherUsersForgetsDoNotStopCaching(t *testing.T) {
+	read, release := make(chan struct{}), make(chan struct{})
+	s := &store{upsert: func(id gateway.Identity) (gateway.User, error) {
+		if id.Subject == "user_1" {
+			close(read)
+			<-release
+		}
+		return gateway.User{ClerkUserID: id.Subject, Plan: "free", Status: "active"}, nil
+	}}
+	c := usercache.New(s, usercache.Options{TTL: time.Hour})
+	done := make(chan error)
+	go func() {
+		_, err := c.UpsertUser(context.Background(), gateway.Identity{Subject: "user_1"})
+		done <- err
+	}()
+	<-read
+	c.Forget("user_2")
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpsertUser(context.Background(), gateway.Identity{Subject: "user_1"}); err != nil || s.calls.Load() != 1 {
+		t.Errorf("user_1 was not cached (%d store calls, %v)", s.calls.Load(), err)
+	}
+}
