@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/signals-sorcery/sas/gateway/devidp"
 	"github.com/signals-sorcery/sas/sidecar/login"
 )
@@ -356,9 +358,10 @@ func TestLoginCallbackFailures(t *testing.T) {
 
 // TestHostileCallbacks: while a real sign-in waits, web pages send the
 // loopback listener forged callbacks (a wrong state, a forged error with
-// terminal escapes, a DNS-rebinding Host) and ask for the result page. Each
-// is refused, nothing of theirs reaches the terminal, nobody but the
-// signing-in browser learns who signed in, and the sign-in then succeeds.
+// terminal escapes) and ask for the result page. Each is refused, nothing of
+// theirs reaches the terminal, nobody but the signing-in browser learns who
+// signed in, and the sign-in then succeeds. (Foreign Hosts:
+// TestCallbackRefusesForeignHosts; forged cookies: TestResultPageForgedCookie.)
 func TestHostileCallbacks(t *testing.T) {
 	p := newProvider(t, true, nil)
 	o := options(t, p, nil)
@@ -369,12 +372,8 @@ func TestHostileCallbacks(t *testing.T) {
 		status int
 		body   string
 	}
-	get := func(c *http.Client, u, host string) answer {
-		req, _ := http.NewRequest("GET", u, nil)
-		if host != "" {
-			req.Host = host
-		}
-		resp, err := c.Do(req)
+	get := func(c *http.Client, u string) answer {
+		resp, err := c.Get(u)
 		if err != nil {
 			return answer{0, err.Error()}
 		}
@@ -385,8 +384,6 @@ func TestHostileCallbacks(t *testing.T) {
 	hostile := map[string]answer{}
 	pages := make(chan string, 1)
 	o.Browser = browserFunc(func(authURL string) error {
-		a, _ := url.Parse(authURL)
-		state := a.Query().Get("state")
 		evil := browser()
 		for name, u := range map[string]string{
 			"wrong state":  base + "?" + url.Values{"state": {"x"}, "code": {"x"}}.Encode(),
@@ -394,11 +391,8 @@ func TestHostileCallbacks(t *testing.T) {
 			"no state":     base + "?error=x",
 			"result page":  base,
 		} {
-			hostile[name] = get(evil, u, "")
+			hostile[name] = get(evil, u)
 		}
-		// DNS rebinding: a page on evil.example resolving to 127.0.0.1,
-		// even with this attempt's state.
-		hostile["foreign host"] = get(evil, base+"?"+url.Values{"state": {state}, "error": {"access_denied"}}.Encode(), "evil.example:"+strconv.Itoa(o.Port))
 		go func() { // then the real browser finishes the sign-in
 			resp, err := browser().Get(authURL)
 			if err != nil {
@@ -431,6 +425,145 @@ func TestHostileCallbacks(t *testing.T) {
 	}
 	if strings.ContainsRune(progress.String(), 0x1b) || strings.Contains(progress.String(), "evil.sh") {
 		t.Errorf("attacker text reached the terminal:\n%s", progress.String())
+	}
+}
+
+// noRedirect makes a client stop at a redirect and return it.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// TestCallbackRefusesForeignHosts: the listener answers only the Host of the
+// redirect URI, 127.0.0.1:<port>. A page that reaches it under another name
+// (DNS rebinding, localhost, the IPv6 loopback, no port, another port) and
+// sends this attempt's state with an error is answered 400, and the attempt
+// goes on: the real browser then signs in.
+func TestCallbackRefusesForeignHosts(t *testing.T) {
+	p := newProvider(t, true, nil)
+	type answer struct {
+		Status int
+		Body   string
+	}
+	for name, host := range map[string]func(port int) string{
+		"DNS rebinding": func(port int) string { return "evil.example:" + strconv.Itoa(port) },
+		"localhost":     func(port int) string { return "localhost:" + strconv.Itoa(port) },
+		"IPv6 loopback": func(port int) string { return "[::1]:" + strconv.Itoa(port) },
+		"no port":       func(int) string { return "127.0.0.1" },
+		"another port":  func(port int) string { return "127.0.0.1:" + strconv.Itoa(port%65535+1) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := options(t, p, nil)
+			pages := make(chan string, 1)
+			var got answer
+			o.Browser = browserFunc(func(authURL string) error {
+				a, _ := url.Parse(authURL)
+				cb := "http://127.0.0.1:" + strconv.Itoa(o.Port) + "/callback?" +
+					url.Values{"state": {a.Query().Get("state")}, "error": {"access_denied"}}.Encode()
+				req, _ := http.NewRequest(http.MethodGet, cb, nil)
+				req.Host = host(o.Port)
+				resp, err := (&http.Client{CheckRedirect: noRedirect}).Do(req)
+				if err != nil {
+					got.Body = err.Error()
+				} else {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					got = answer{resp.StatusCode, string(b)}
+				}
+				return follow(t, pages)(authURL)
+			})
+			res, err := login.Run(context.Background(), o)
+			page := <-pages
+			if diff := cmp.Diff(answer{http.StatusBadRequest, "wrong host\n"}, got); diff != "" {
+				t.Errorf("callback with Host %s (-want +got):\n%s", host(o.Port), diff)
+			}
+			if err != nil || res.Identity.Email != "dev@example.com" {
+				t.Errorf("the sign-in after it: Run = %+v, %v", res.Identity, err)
+			}
+			if !strings.Contains(page, "dev@example.com") {
+				t.Errorf("the signing-in browser's page does not name the user: %q", title(page))
+			}
+		})
+	}
+}
+
+// title is a page's title, or the start of its text when it has none.
+func title(page string) string {
+	if m := regexp.MustCompile(`<title>(.*?)</title>`).FindStringSubmatch(page); m != nil {
+		return m[1]
+	}
+	return login.Printable(page, 200)
+}
+
+// TestResultPageForgedCookie: once a browser has delivered the code, the
+// result page names the user only to that browser, by its one-time cookie.
+// Another page sending a sas_signin cookie of its own — made up, empty, or
+// half of the real one — is answered 404 without the name.
+func TestResultPageForgedCookie(t *testing.T) {
+	p := newProvider(t, true, nil)
+	o := options(t, p, nil)
+	base := "http://127.0.0.1:" + strconv.Itoa(o.Port) + "/callback"
+	type page struct {
+		Status    int
+		NamesUser bool
+	}
+	fetch := func(c *http.Client, cookie *http.Cookie) page {
+		req, _ := http.NewRequest(http.MethodGet, base, nil)
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return page{}
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return page{resp.StatusCode, strings.Contains(string(b), "dev@example.com")}
+	}
+	got := map[string]page{}
+	done := make(chan struct{})
+	o.Browser = browserFunc(func(authURL string) error {
+		go func() {
+			defer close(done)
+			jar, _ := cookiejar.New(nil)
+			signingIn := &http.Client{Jar: jar, CheckRedirect: noRedirect}
+			// The provider approves and sends the browser to the callback,
+			// which takes the code and redirects to the result page.
+			resp, err := signingIn.Get(authURL)
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			if resp, err = signingIn.Get(resp.Header.Get("Location")); err != nil {
+				return
+			}
+			resp.Body.Close()
+			got["delivery"] = page{Status: resp.StatusCode}
+			var viewer string
+			u, _ := url.Parse(base)
+			for _, c := range jar.Cookies(u) {
+				if c.Name == "sas_signin" {
+					viewer = c.Value
+				}
+			}
+			for name, v := range map[string]string{"made up": "forged", "empty": "", "half of the real one": viewer[:len(viewer)/2]} {
+				got[name] = fetch(&http.Client{}, &http.Cookie{Name: "sas_signin", Value: v})
+			}
+			got["signing-in browser"] = fetch(signingIn, nil)
+		}()
+		return nil
+	})
+	res, err := login.Run(context.Background(), o)
+	<-done
+	if err != nil || res.Identity.Email != "dev@example.com" {
+		t.Errorf("Run = %+v, %v", res.Identity, err)
+	}
+	want := map[string]page{
+		"delivery":             {Status: http.StatusSeeOther},
+		"made up":              {Status: http.StatusNotFound},
+		"empty":                {Status: http.StatusNotFound},
+		"half of the real one": {Status: http.StatusNotFound},
+		"signing-in browser":   {Status: http.StatusOK, NamesUser: true},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("result pages (-want +got):\n%s", diff)
 	}
 }
 

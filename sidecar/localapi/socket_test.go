@@ -1,0 +1,59 @@
+//go:build unix
+
+package localapi_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/signals-sorcery/sas/sidecar/localapi"
+)
+
+// TestDefaultSocketPathFallback: when neither the runtime directory nor the
+// cache directory fits in a socket path, the socket goes in a fresh private
+// directory in the temp dir, a new one each time — never a fixed name such
+// as $TMPDIR/sas, which another local user could create first.
+func TestDefaultSocketPathFallback(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	long := "/" + strings.Repeat("x", localapi.MaxSocketPath)
+	env := map[string]string{"XDG_RUNTIME_DIR": long, "HOME": long}
+	getenv := func(k string) string { return env[k] }
+
+	type dir struct {
+		Parent string
+		Socket string
+		Mode   os.FileMode
+		UID    int
+	}
+	want := dir{Parent: tmp, Socket: "sidecar-default.sock", Mode: os.ModeDir | 0o700, UID: os.Getuid()}
+	seen := map[string]bool{}
+	for range 2 {
+		p, err := localapi.DefaultSocketPath(getenv, "default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := filepath.Dir(p)
+		switch {
+		case d == filepath.Join(tmp, "sas"):
+			t.Errorf("socket path %s: a fixed name in the temp dir, want a fresh directory", p)
+		case seen[d]:
+			t.Errorf("socket path %s: the directory of an earlier call, want a fresh one", p)
+		}
+		seen[d] = true
+		got := dir{Parent: filepath.Dir(d), Socket: filepath.Base(p)}
+		if fi, err := os.Lstat(d); err != nil {
+			t.Errorf("socket directory: %v", err)
+		} else {
+			got.Mode, got.UID = fi.Mode(), int(fi.Sys().(*syscall.Stat_t).Uid)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("socket path %s (-want +got):\n%s", p, diff)
+		}
+	}
+}
