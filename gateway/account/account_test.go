@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stripe/stripe-go/v84/webhook"
 	svix "github.com/svix/svix-webhooks/go"
@@ -192,14 +193,20 @@ func (e *env) deliverAs(prefix, msgID string, payload string, signedAt time.Time
 
 // updated is a user.updated event shaped like Clerk's.
 func updated(sub, email, username string, at time.Time) string {
-	b, _ := json.Marshal(map[string]any{"object": "event", "type": "user.updated", "instance_id": "ins_test", "timestamp": at.UnixMilli(),
+	return updatedAt(sub, email, username, at, at)
+}
+
+// updatedAt is updated with the event's time (timestamp) and the
+// account's (data.updated_at) apart.
+func updatedAt(sub, email, username string, eventAt, accountAt time.Time) string {
+	b, _ := json.Marshal(map[string]any{"object": "event", "type": "user.updated", "instance_id": "ins_test", "timestamp": eventAt.UnixMilli(),
 		"data": map[string]any{"object": "user", "id": sub, "username": username, "first_name": "First", "last_name": "Last",
 			"primary_email_address_id": "idn_2",
 			"email_addresses": []any{
 				map[string]any{"id": "idn_1", "object": "email_address", "email_address": "secondary@example.com"},
 				map[string]any{"id": "idn_2", "object": "email_address", "email_address": email},
 			},
-			"updated_at": at.UnixMilli()}})
+			"updated_at": accountAt.UnixMilli()}})
 	return string(b)
 }
 
@@ -450,6 +457,46 @@ func TestOutOfOrderPair(t *testing.T) {
 	}
 	if email, _, st := e.row("user_pair"); email != "" || st != "deleted" {
 		t.Errorf("after deleted, then the older updated: %q %q", email, st)
+	}
+}
+
+// TestAccountVersionOrdersUpdates: two user.updated events whose times
+// disagree — the event stamped later (timestamp) carries the older account
+// state (data.updated_at) — leave the newer account state, in either
+// delivery order: the account's own version orders updates, not the
+// event's time.
+func TestAccountVersionOrdersUpdates(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now()
+	// newer: the account as changed last, in an event stamped first.
+	newer := func(sub string) string {
+		return updatedAt(sub, "newer@example.com", "newer", now, now.Add(2*time.Second))
+	}
+	// older: the account as it was before, in an event stamped last.
+	older := func(sub string) string {
+		return updatedAt(sub, "older@example.com", "older", now.Add(3*time.Second), now.Add(time.Second))
+	}
+	for _, tc := range []struct {
+		name string
+		sub  string
+		// order of the deliveries
+		events []func(sub string) string
+	}{
+		{"newer state delivered first", "user_versions_a", []func(string) string{newer, older}},
+		{"newer state delivered last", "user_versions_b", []func(string) string{older, newer}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.user(tc.sub)
+			for i, ev := range tc.events {
+				if status, body := e.deliver(msgID(), ev(tc.sub), now, whsec); status != 200 {
+					t.Fatalf("delivery %d: %d %s", i+1, status, body)
+				}
+			}
+			email, username, _ := e.row(tc.sub)
+			if diff := cmp.Diff([]string{"newer@example.com", "newer"}, []string{email, username}); diff != "" {
+				t.Errorf("email and username (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

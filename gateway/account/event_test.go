@@ -48,6 +48,12 @@ func TestParseEvent(t *testing.T) {
 			want: gateway.AccountEvent{ID: "msg", Type: "user.updated", ClerkUserID: "user_1", Email: "b@example.com", Username: "u1", At: at},
 			ok:   true,
 		},
+		"updated, the account's time before the event's": {
+			body: `{"type":"user.updated","timestamp":1796040005000,"data":{"id":"user_1","username":"u1",
+				"email_addresses":[{"id":"e1","email_address":"a@example.com"}],"updated_at":1796040000000}}`,
+			want: gateway.AccountEvent{ID: "msg", Type: "user.updated", ClerkUserID: "user_1", Email: "a@example.com", Username: "u1", At: at},
+			ok:   true,
+		},
 		"updated, no username, seconds": {
 			body: `{"type":"user.updated","timestamp":1796040000,"data":{"id":"user_1","first_name":"Ada","last_name":"Lovelace",
 				"email_addresses":[{"id":"e1","email_address":"a@example.com"}]}}`,

@@ -2,6 +2,7 @@ package llmproxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devllm"
@@ -429,4 +432,98 @@ func TestSilentBeforeAnyByte(t *testing.T) {
 			t.Errorf("stream %v: %v", stream, c)
 		}
 	}
+}
+
+// TestClientLeavesDuringTheAnswer: a client that leaves while a
+// non-streamed answer is arriving (its headers and part of its body read)
+// is charged its whole reservation, never refunded — the upstream worked
+// on the request, and no usage came: outcome client_gone, and one usage
+// event, of the reservation. (Leaving before the headers: TestReviewFaults.)
+func TestClientLeavesDuringTheAnswer(t *testing.T) {
+	e := newEnv(t, nil, app.Deps{})
+	e.setFault(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"half an ans`)
+		w.(http.Flusher).Flush()
+		hang(r)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/v1/chat/completions", strings.NewReader(hello))
+	req.Header.Set("Authorization", "Bearer "+e.tok)
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	// Leave once the gateway has the headers and reads the body. Nothing
+	// outside the gateway shows that moment (a JSON answer reaches the
+	// client whole or not at all), and leaving a moment early takes the
+	// other path, so look for the relay of JSON answers among this
+	// process's goroutines: the gateway runs in it.
+	waitFor(t, "gateway reading the answer's body", func() bool { return running("llmproxy.relayJSON") })
+	cancel()
+	if err := <-answered; err == nil {
+		t.Fatal("the client that left was answered")
+	}
+	waitFor(t, "settlement", func() bool { return strings.Contains(e.logs.String(), `"msg":"completion"`) })
+	c := e.lastCompletion()
+	if c["outcome"] != "client_gone" || c["usage_source"] != "reservation" {
+		t.Errorf("completion log: %v, want outcome client_gone charged the reservation", c)
+	}
+	promptEstimate, reservedTokens := int64(c["prompt_estimate"].(float64)), int64(c["reserved_tokens"].(float64))
+	reservedUSD, err := quota.ParseUSD(c["reserved_usd"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{quota.RequestsPerMinute: 1, quota.RequestsPerDay: 1, quota.TokensPerDay: reservedTokens,
+		quota.USDPerDay: int64(reservedUSD), quota.USDPerMonth: int64(reservedUSD)}
+	if diff := cmp.Diff(want, e.usage()); diff != "" {
+		t.Errorf("charged (-want +got):\n%s", diff)
+	}
+	// The ledger has one event, of the reservation.
+	var got gateway.UsageFigures
+	waitFor(t, "usage event in the ledger", func() bool {
+		got = e.ledgerTotal()
+		return got.Requests > 0
+	})
+	wantEvent := gateway.UsageFigures{Requests: 1, InputTokens: promptEstimate, OutputTokens: reservedTokens - promptEstimate, CostMicros: int64(reservedUSD)}
+	if diff := cmp.Diff(wantEvent, got); diff != "" {
+		t.Errorf("usage events (-want +got):\n%s", diff)
+	}
+}
+
+// running reports whether a goroutine of this process is in the function
+// named fn (package.Function).
+func running(fn string) bool {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Contains(buf[:n], []byte(fn+"("))
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// ledgerTotal sums the user's usage events in the store, as the ledger
+// drained them (yesterday to tomorrow: a test that runs at midnight too).
+func (e *env) ledgerTotal() gateway.UsageFigures {
+	e.t.Helper()
+	now := time.Now().UTC()
+	days, err := e.store.Usage(context.Background(), e.user, now.AddDate(0, 0, -1), now.AddDate(0, 0, 1))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var total gateway.UsageFigures
+	for _, d := range days {
+		for _, m := range d.Models {
+			total.Add(m.UsageFigures)
+		}
+	}
+	return total
 }

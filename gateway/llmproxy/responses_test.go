@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
@@ -301,5 +304,40 @@ func TestBudgetsHoldAcrossEndpoints(t *testing.T) {
 		request{"/v1/chat/completions", hello}, request{"/v1/responses", `{"model":"gpt-4o-mini","input":"hello there"}`})
 	if admitted != 2 || refused["too_many_concurrent/concurrent_requests"] != 4 {
 		t.Errorf("admitted %d, refused %v; want 2 admitted, 4 too_many_concurrent", admitted, refused)
+	}
+}
+
+// TestResponsesIncompleteStream: a streamed response stopped by
+// max_output_tokens ends with response.incomplete, which ends the stream
+// as response.completed does (even while the upstream keeps the
+// connection): the outcome is complete and the charge is exactly the usage
+// that event reports, in tokens and money.
+func TestResponsesIncompleteStream(t *testing.T) {
+	e := newEnv(t, nil, app.Deps{UpstreamIdleTimeout: 300 * time.Millisecond})
+	const incomplete = "event: response.incomplete\ndata: {\"type\":\"response.incomplete\",\"sequence_number\":2,\"response\":{\"id\":\"resp_6\",\"object\":\"response\"," +
+		"\"status\":\"incomplete\",\"incomplete_details\":{\"reason\":\"max_output_tokens\"},\"usage\":{\"input_tokens\":100,\"input_tokens_details\":{\"cached_tokens\":60}," +
+		"\"output_tokens\":16,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":116}}}\n\n"
+	e.setFault(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_6\",\"usage\":null}}\n\n")
+		io.WriteString(w, "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"sixteen tokens and then\"}\n\n")
+		io.WriteString(w, incomplete)
+		w.(http.Flusher).Flush()
+		hang(r) // the connection stays open: only the last event ends the stream before the idle timeout
+	})
+	// A hundred words: the reservation (their estimate and the 16 output
+	// tokens) is above the usage, which is what must be charged.
+	r := e.post("/v1/responses", `{"model":"gpt-4o-mini","stream":true,"input":"`+strings.Repeat("word ", 100)+`","max_output_tokens":16}`)
+	if r.status != 200 || !strings.HasSuffix(r.body, incomplete) {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if c := e.lastCompletion(); c["outcome"] != "complete" || c["usage_source"] != "upstream" {
+		t.Errorf("completion log: %v, want outcome complete, usage from the upstream", c)
+	}
+	cost := int64(e.price("gpt-4o-mini").Cost(100, 60, 16))
+	want := map[string]int64{quota.RequestsPerMinute: 1, quota.RequestsPerDay: 1, quota.TokensPerDay: 116, quota.USDPerDay: cost, quota.USDPerMonth: cost}
+	if diff := cmp.Diff(want, e.usage()); diff != "" {
+		t.Errorf("charged (-want +got):\n%s", diff)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 	"github.com/signals-sorcery/sas/gateway/postgres"
@@ -117,4 +119,66 @@ func BenchmarkRecordUsage(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/event")
+}
+
+// TestRecordUsageOnce: the ledger may hand the same events over again (a
+// batch drained twice, an event claimed by a second instance); each is
+// stored and summed once, without an error, whether the batch is all
+// repeats or mixes repeats with new events.
+func TestRecordUsageOnce(t *testing.T) {
+	connections(t, func(t *testing.T, db *postgres.DB) {
+		ctx := context.Background()
+		day1 := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+		day2 := day1.AddDate(0, 0, 1)
+		event := func(model string, day time.Time) gateway.UsageEvent {
+			return gateway.UsageEvent{ID: testenv.UUID(), RequestID: "r", ClerkUserID: "user_twice", Model: model, Endpoint: "chat.completions",
+				InputTokens: 100, CachedInputTokens: 10, OutputTokens: 50, CostMicros: 45, Source: "upstream", Outcome: "complete", At: day.Add(10 * time.Hour)}
+		}
+		// sums is a model's figures of n events.
+		sums := func(model string, n int64) gateway.ModelUsage {
+			return gateway.ModelUsage{Model: model, UsageFigures: gateway.UsageFigures{Requests: n, InputTokens: 100 * n, CachedInputTokens: 10 * n, OutputTokens: 50 * n, CostMicros: 45 * n}}
+		}
+		first := []gateway.UsageEvent{event("gpt-4o-mini", day1), event("gpt-4o", day1), event("gpt-4o-mini", day2)}
+		// mixed repeats one event of first and adds two.
+		mixed := []gateway.UsageEvent{first[1], event("gpt-4o-mini", day1), event("gpt-4o", day2)}
+		afterFirst := []gateway.DayUsage{
+			{Date: day1, Models: []gateway.ModelUsage{sums("gpt-4o", 1), sums("gpt-4o-mini", 1)}},
+			{Date: day2, Models: []gateway.ModelUsage{sums("gpt-4o-mini", 1)}},
+		}
+		afterMixed := []gateway.DayUsage{
+			{Date: day1, Models: []gateway.ModelUsage{sums("gpt-4o", 1), sums("gpt-4o-mini", 2)}},
+			{Date: day2, Models: []gateway.ModelUsage{sums("gpt-4o", 1), sums("gpt-4o-mini", 1)}},
+		}
+		for _, step := range []struct {
+			name    string
+			batch   []gateway.UsageEvent
+			wantNew int
+			want    []gateway.DayUsage
+			events  int
+		}{
+			{"first", first, 3, afterFirst, 3},
+			{"the same batch again", first, 0, afterFirst, 3},
+			{"repeats and new events", mixed, 2, afterMixed, 5},
+			{"that batch again", mixed, 0, afterMixed, 5},
+		} {
+			n, err := db.RecordUsage(ctx, step.batch)
+			if err != nil || n != step.wantNew {
+				t.Fatalf("%s: RecordUsage = %d, %v; want %d new", step.name, n, err, step.wantNew)
+			}
+			got, err := db.Usage(ctx, "user_twice", day1, day2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(step.want, got); diff != "" {
+				t.Errorf("%s: daily sums (-want +got):\n%s", step.name, diff)
+			}
+			var events int
+			if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM usage_events WHERE clerk_user_id = 'user_twice'`).Scan(&events); err != nil {
+				t.Fatal(err)
+			}
+			if events != step.events {
+				t.Errorf("%s: %d events stored, want %d", step.name, events, step.events)
+			}
+		}
+	})
 }
