@@ -6,6 +6,9 @@ package gateway
 
 import (
 	_ "embed"
+	"errors"
+	"io"
+	"net/http"
 	"time"
 
 	"github.com/signals-sorcery/sas/shared/wire"
@@ -133,4 +136,21 @@ type ModelUsage struct {
 type DayUsage struct {
 	Date   time.Time // 00:00 UTC
 	Models []ModelUsage
+}
+
+// MaxWebhookBytes bounds a webhook body: Stripe's and Clerk's events are a
+// few KB.
+const MaxWebhookBytes = 256 << 10
+
+// ReadWebhook reads a webhook's body. Errors: payload_too_large over
+// MaxWebhookBytes, bad_request when it cannot be read.
+func ReadWebhook(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxWebhookBytes))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return nil, wire.Errorf(wire.CodePayloadTooLarge, "The webhook body is over %d KiB.", MaxWebhookBytes>>10)
+	}
+	if err != nil {
+		return nil, wire.Wrap(wire.CodeBadRequest, "The webhook body could not be read.", err)
+	}
+	return body, nil
 }

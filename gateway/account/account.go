@@ -154,9 +154,6 @@ func (s *Service) deleteAtClerk(ctx context.Context, clerkUserID string) error {
 	}
 }
 
-// MaxWebhookBytes bounds a webhook body (Clerk's user events are a few KB).
-const MaxWebhookBytes = 256 << 10
-
 // Webhook verifies and applies one Clerk webhook delivery. Forged, stale
 // (over 5 minutes), malformed or replayed-with-a-new-body deliveries are
 // bad_request; a duplicate delivery, an unknown type or an unknown user is
@@ -169,12 +166,9 @@ func (s *Service) Webhook(r *http.Request) error {
 	if s.webhook == nil {
 		return wire.Errorf(wire.CodeNotFound, "Clerk webhooks are not configured (CLERK_WEBHOOK_SECRET).")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxWebhookBytes))
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return wire.Errorf(wire.CodePayloadTooLarge, "The webhook body is over %d KiB.", MaxWebhookBytes>>10)
-	}
+	body, err := gateway.ReadWebhook(r)
 	if err != nil {
-		return wire.Wrap(wire.CodeBadRequest, "The webhook body could not be read.", err)
+		return err
 	}
 	if err := s.webhook.Verify(body, r.Header); err != nil {
 		return wire.Wrap(wire.CodeBadRequest, "The webhook signature is missing, stale or wrong.", err)

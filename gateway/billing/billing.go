@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -189,9 +188,6 @@ func gone(err error) bool {
 	return ok && (se.Code == stripe.ErrorCodeResourceMissing || se.HTTPStatusCode == http.StatusNotFound)
 }
 
-// MaxWebhookBytes bounds a webhook body (Stripe's events are a few KB).
-const MaxWebhookBytes = 256 << 10
-
 // Tolerance is how old a webhook's signed timestamp may be.
 const Tolerance = 300 * time.Second
 
@@ -200,9 +196,9 @@ const Tolerance = 300 * time.Second
 // JSON: 400) and outages (503, so that Stripe retries); an event for no
 // known user, a duplicate or an ignored type is recorded and answered 200.
 func (s *Service) Webhook(r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxWebhookBytes))
+	body, err := gateway.ReadWebhook(r)
 	if err != nil {
-		return wire.Wrap(wire.CodeBadRequest, "The webhook body could not be read.", err)
+		return err
 	}
 	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), s.o.WebhookSecret,
 		webhook.ConstructEventOptions{Tolerance: Tolerance, IgnoreAPIVersionMismatch: true})

@@ -203,6 +203,11 @@ func TestWebhookRefusals(t *testing.T) {
 	if s, _ := e.call("POST", "/webhooks/stripe", ""); s != 400 {
 		t.Errorf("no signature: %d", s)
 	}
+	// Over 256 KiB, signed or not: 413, as the README says (it was 400).
+	big := `{"id":"evt_big","type":"charge.refunded","data":{"object":{"pad":"` + strings.Repeat("x", 256<<10) + `"}}}`
+	if s, b := e.raw([]byte(big), now, secret); s != 413 || !strings.Contains(b, `"payload_too_large"`) {
+		t.Errorf("a body over 256 KiB: %d %s", s, b)
+	}
 	if plan, _ := e.plan(tok); plan != "free" {
 		t.Errorf("a refused event changed the plan: %s", plan)
 	}

@@ -30,15 +30,28 @@ type chatAPI struct {
 	passUsage bool
 }
 
-func fromChat(u *openai.Usage) *usage {
-	if u == nil || u.TotalTokens <= 0 {
+// checked is what an upstream reported, made safe to charge: a negative
+// figure is no report at all (nil: the reservation is charged), none at
+// all likewise, and cached tokens are at most the input they are part of.
+// Usage is input like any other: a charge that lowers a counter, or cached
+// tokens billed at the cheaper price beyond the input, would let an
+// upstream's bug (or a lax provider) undo a budget.
+func checked(input, cached, output int) *usage {
+	if input < 0 || cached < 0 || output < 0 || input+output <= 0 {
 		return nil
 	}
-	out := &usage{input: int64(u.PromptTokens), output: int64(u.CompletionTokens)}
-	if u.PromptTokensDetails != nil {
-		out.cached = int64(u.PromptTokensDetails.CachedTokens)
+	return &usage{input: int64(input), cached: int64(min(cached, input)), output: int64(output)}
+}
+
+func fromChat(u *openai.Usage) *usage {
+	if u == nil {
+		return nil
 	}
-	return out
+	cached := 0
+	if u.PromptTokensDetails != nil {
+		cached = u.PromptTokensDetails.CachedTokens
+	}
+	return checked(u.PromptTokens, cached, u.CompletionTokens)
 }
 
 func (chatAPI) usage(body []byte) *usage {
@@ -71,14 +84,14 @@ func (a chatAPI) event(data []byte) (*usage, outcome, bool, error) {
 type responsesAPI struct{}
 
 func fromResponses(u *openai.ResponseUsage) *usage {
-	if u == nil || u.InputTokens+u.OutputTokens <= 0 {
+	if u == nil {
 		return nil
 	}
-	out := &usage{input: int64(u.InputTokens), output: int64(u.OutputTokens)}
+	cached := 0
 	if u.InputTokensDetails != nil {
-		out.cached = int64(u.InputTokensDetails.CachedTokens)
+		cached = u.InputTokensDetails.CachedTokens
 	}
-	return out
+	return checked(u.InputTokens, cached, u.OutputTokens)
 }
 
 func (responsesAPI) usage(body []byte) *usage {

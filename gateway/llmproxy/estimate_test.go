@@ -310,3 +310,36 @@ func TestEstimateResponses(t *testing.T) {
 		t.Errorf("an image over the cap: %v", err)
 	}
 }
+
+// BenchmarkParseHostile is what refusing a hostile prompt costs: a body
+// just under 1 MiB whose text is one piece (a separator run, or Chinese
+// without punctuation) or many pieces just over LongPiece, on free's and
+// pro's input limits.
+func BenchmarkParseHostile(b *testing.B) {
+	enc := tokenizer.O200k()
+	han := []rune("的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下")
+	var cjk strings.Builder
+	for i := 0; cjk.Len() < 1000000; i++ {
+		cjk.WriteRune(han[(i*7)%len(han)])
+	}
+	for _, tc := range []struct{ name, text string }{
+		{"one-piece", strings.Repeat("=", 1000000)},
+		{"chinese", cjk.String()},
+		{"long-pieces", strings.Repeat(strings.Repeat("=", 300)+"x", 3300)},
+	} {
+		body := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":` + quote(tc.text) + `}]}`)
+		for _, planName := range []string{"free", "pro"} {
+			plan := quota.BuiltIn()[planName]
+			plan.Models = []string{"gpt-4o"}
+			u := gateway.User{ClerkUserID: "user_bench", Plan: planName}
+			b.Run(tc.name+"/"+planName, func(b *testing.B) {
+				b.SetBytes(int64(len(body)))
+				for b.Loop() {
+					if _, err := parseChat(body, nil, u, plan, enc); wire.ErrorCode(err) != wire.CodePromptTooLarge {
+						b.Fatalf("%v, want prompt_too_large", err)
+					}
+				}
+			})
+		}
+	}
+}

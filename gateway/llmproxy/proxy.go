@@ -142,18 +142,20 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 	}
 	return p.metered(w, r, u, plan, call{
 		path: "/chat/completions", endpoint: "chat.completions", api: chatAPI{passUsage: req.clientWantsUsage},
-		body: req.body(), model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap,
+		body: req.body(), model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap + req.extraOutput,
 	})
 }
 
 // call is one upstream request, ready to send.
 type call struct {
-	path                    string
-	endpoint                string // for the ledger: chat.completions, responses
-	api                     api
-	body                    []byte
-	model                   string
-	stream                  bool
+	path     string
+	endpoint string // for the ledger: chat.completions, responses
+	api      api
+	body     []byte
+	model    string
+	stream   bool
+	// promptTokens is the input estimate; outputCap the output tokens
+	// reserved: the cap sent upstream, plus a prediction's tokens.
 	promptTokens, outputCap int64
 }
 
@@ -277,6 +279,14 @@ func (t *tab) settle(out outcome) {
 		if u := out.usage; u != nil {
 			in, cached, outTokens = u.input, u.cached, u.output
 			s.Tokens, s.Cost, source = in+outTokens, t.price.Cost(in, cached, outTokens), "upstream"
+			if s.Tokens > res.Tokens || s.Cost > res.Cost {
+				// Charged as reported (the contract's rule), but someone
+				// should know: the estimate missed, or the upstream
+				// reports more than it should.
+				t.p.o.Metrics.OverReservation(t.c.endpoint, t.c.model)
+				t.log.Warn("usage above the reservation", "reserved_tokens", res.Tokens, "tokens", s.Tokens,
+					"reserved_usd", res.Cost.String(), "usd", s.Cost.String(), "prompt_estimate", t.c.promptTokens, "input_tokens", in)
+			}
 		} else {
 			in, outTokens = t.c.promptTokens, t.c.outputCap
 			s.Tokens, s.Cost, source = res.Tokens, res.Cost, "reservation"

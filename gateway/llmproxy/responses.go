@@ -1,7 +1,6 @@
 package llmproxy
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 
@@ -29,11 +28,23 @@ func (p *Proxy) Responses(w http.ResponseWriter, r *http.Request, u gateway.User
 // responsesRequest is a client's Responses API request, kept as raw fields
 // like chatRequest.
 type responsesRequest struct {
-	fields                  map[string]json.RawMessage
+	fields                  object
 	model                   string
 	stream                  bool
 	promptTokens, outputCap int64
 }
+
+// responsesKeys are the body's keys the gateway reads, owns or refuses,
+// and those OpenAI documents that cost nothing as input; every other key
+// is counted as its JSON text. responsesInputKeys are billed as input.
+var (
+	responsesKeys = keys("model", "input", "instructions", "stream", "stream_options", "max_output_tokens", "max_tool_calls",
+		"tools", "tool_choice", "parallel_tool_calls", "text", "reasoning", "include", "truncation",
+		"temperature", "top_p", "top_logprobs",
+		"store", "metadata", "user", "service_tier", "safety_identifier", "prompt_cache_key",
+		"previous_response_id", "conversation", "prompt", "background")
+	responsesInputKeys = keys("input", "instructions", "tools", "tool_choice", "text")
+)
 
 // statefulFields need state stored at OpenAI — earlier responses, a
 // conversation, a prompt template, a response that runs on after the
@@ -54,11 +65,14 @@ func parseResponses(body []byte, readErr error, u gateway.User, plan quota.Plan,
 	if req.fields, err = readObject(body, readErr); err != nil {
 		return req, err
 	}
+	if err := responsesKeys.check(req.fields, ""); err != nil {
+		return req, err
+	}
 	if req.model, err = modelOf(req.fields, u.Plan, plan); err != nil {
 		return req, err
 	}
 	for _, name := range statefulFields {
-		if _, ok := present(req.fields, name); ok {
+		if _, ok := req.fields.present(name); ok {
 			return req, wire.Errorf(wire.CodeBadRequest, "%q is not accepted: it needs state stored at OpenAI, which this gateway never keeps; send the whole input instead.", name)
 		}
 	}
@@ -68,13 +82,23 @@ func parseResponses(body []byte, readErr error, u gateway.User, plan quota.Plan,
 	if req.stream, err = boolField(req.fields, "stream"); err != nil {
 		return req, err
 	}
+	if raw, ok := req.fields.present("stream_options"); ok {
+		if err := checkObject(raw, streamOptionKeys, `"stream_options"`); err != nil {
+			return req, err
+		}
+	}
 	if err := functionToolsOnly(req.fields); err != nil {
 		return req, err
 	}
 	if req.outputCap, err = clampOutput(req.fields, plan, "max_output_tokens"); err != nil {
 		return req, err
 	}
-	ownFields(req.fields, u, plan)
+	if err := toolChoice(req.fields, false); err != nil {
+		return req, err
+	}
+	if err := ownFields(req.fields, u, plan); err != nil {
+		return req, err
+	}
 	if req.promptTokens, err = estimateResponses(enc, req.model, req.fields, plan.MaxInputTokens); err != nil {
 		return req, err
 	}
@@ -82,23 +106,29 @@ func parseResponses(body []byte, readErr error, u gateway.User, plan quota.Plan,
 }
 
 // functionToolsOnly refuses tools other than functions, naming the type.
-func functionToolsOnly(fields map[string]json.RawMessage) error {
-	raw, ok := present(fields, "tools")
+func functionToolsOnly(fields object) error {
+	raw, ok := fields.present("tools")
 	if !ok {
 		return nil
 	}
-	var tools []struct {
-		Type *string `json:"type"`
-	}
-	if err := json.Unmarshal(raw, &tools); err != nil {
+	tools, ok := asArray(raw)
+	if !ok {
 		return wire.Errorf(wire.CodeBadRequest, "\"tools\" must be an array of tool objects.")
 	}
-	for _, t := range tools {
+	for i, t := range tools {
+		tool, ok := asObject(t)
+		if !ok {
+			return wire.Errorf(wire.CodeBadRequest, "\"tools\" must be an array of tool objects.")
+		}
+		if err := functionKeys.check(tool, index(`"tools"`, i)); err != nil {
+			return err
+		}
+		typ, ok := asString(tool["type"])
 		switch {
-		case t.Type == nil:
+		case !ok:
 			return wire.Errorf(wire.CodeBadRequest, "Every tool needs a \"type\".")
-		case *t.Type != "function":
-			return wire.Errorf(wire.CodeBadRequest, "Tools of type %q are not accepted: only \"function\" tools (their cost is tokens alone).", *t.Type)
+		case typ != "function":
+			return wire.Errorf(wire.CodeBadRequest, "Tools of type %q are not accepted: only \"function\" tools (their cost is tokens alone).", typ)
 		}
 	}
 	return nil

@@ -50,6 +50,7 @@ var (
 	outcomes = setOf("complete", "client_gone", "upstream_cut", "idle_timeout", "malformed", "refused",
 		"upstream_error", "aborted")
 	sources      = setOf("upstream", "reservation", "none")
+	endpoints    = setOf("chat.completions", "responses")
 	dependencies = setOf("postgres", "redis", "issuer")
 )
 

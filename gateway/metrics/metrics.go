@@ -30,6 +30,7 @@ type Metrics struct {
 	usageBacklog     prometheus.Gauge
 	usageLatency     prometheus.Histogram
 	usageErrors      prometheus.Counter
+	overReservation  *prometheus.CounterVec
 	models           models
 }
 
@@ -78,7 +79,11 @@ func New() *Metrics {
 	m.usageErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sas_usage_drain_errors_total", Help: "Failed attempts to move usage events from Redis to Postgres (retried).",
 	})
-	m.reg.MustRegister(m.usageRecorded, m.usageBacklog, m.usageLatency, m.usageErrors)
+	m.overReservation = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sas_settlement_over_reservation_total",
+		Help: "Requests whose reported usage was charged above their reservation (tokens or money), by endpoint and model: an estimate that missed, or an upstream reporting more than it should.",
+	}, []string{"endpoint", "model"})
+	m.reg.MustRegister(m.usageRecorded, m.usageBacklog, m.usageLatency, m.usageErrors, m.overReservation)
 	m.reg.MustRegister(m.requests, m.duration, m.tokenRejections, m.quotaRejections, m.upstreamDuration,
 		m.upstreamTokens, m.spend, m.dependencyErrors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -144,6 +149,13 @@ func (m *Metrics) Upstream(model, outcome string, d time.Duration, tokens int64,
 func (m *Metrics) Spend(model, plan string, usd float64) {
 	if m != nil && usd > 0 {
 		m.spend.WithLabelValues(m.models.label(model), oneOf(plans, plan)).Add(usd)
+	}
+}
+
+// OverReservation records a settlement above its reservation.
+func (m *Metrics) OverReservation(endpoint, model string) {
+	if m != nil {
+		m.overReservation.WithLabelValues(oneOf(endpoints, endpoint), m.models.label(model)).Inc()
 	}
 }
 

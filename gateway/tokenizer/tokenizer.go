@@ -12,8 +12,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/pkoukk/tiktoken-go-loader/assets"
 )
@@ -23,6 +25,9 @@ import (
 type Encoding struct {
 	name  string
 	ranks map[string]uint32
+	// maxToken is the longest token's length in bytes: a piece of n bytes
+	// is at least n/maxToken tokens.
+	maxToken int
 }
 
 // Name is the encoding's name, e.g. o200k_base.
@@ -73,49 +78,77 @@ func load(name string) (*Encoding, error) {
 	e := &Encoding{name: name, ranks: make(map[string]uint32, len(spans))}
 	for _, sp := range spans {
 		e.ranks[s[sp.from:sp.to]] = uint32(sp.rank)
+		e.maxToken = max(e.maxToken, sp.to-sp.from)
 	}
 	return e, nil
 }
 
 // Count returns the number of tokens of s, encoded as ordinary text (a
 // special token's text, such as <|endoftext|>, counts as the text it is,
-// as in the API's messages).
+// as in the API's messages). Invalid UTF-8 counts as U+FFFD, one for each
+// invalid byte, as the reference tokenizer reads it.
 //
 // Splitting is linear in len(s); each piece is merged in O(n log n), so the
 // worst case (a megabyte of one repeated character, a single piece) takes
-// about half a second where a backtracking regexp takes minutes.
+// a second or two where a backtracking regexp takes minutes: use Bound on
+// input that may be hostile.
 func (e *Encoding) Count(s string) int {
-	n := 0
-	p := splitter{s}
-	for i := 0; i < len(s); {
-		end := p.next(i)
-		n += e.pieceTokens(s[i:end])
-		i = end
-	}
-	return n
+	work := math.MaxInt
+	return e.BoundWithin(s, -1, &work)
 }
 
-// LongPiece is the longest piece Bound merges; longer ones are counted as
-// their length in bytes (no token is shorter than a byte). Ordinary text —
-// words, numbers, punctuation, indentation — splits into far shorter pieces;
-// only contrived input (a run of one character) makes longer ones.
+// Bound is BoundWithin with a merge budget of its own, MergeBudget(limit).
+func (e *Encoding) Bound(s string, limit int) int {
+	work := MergeBudget(limit)
+	return e.BoundWithin(s, limit, &work)
+}
+
+// LongPiece is the length above which a piece costs merging work worth
+// budgeting; shorter pieces (all of ordinary prose and code) are always
+// merged.
 const LongPiece = 256
 
-// Bound is an upper bound of Count(s) for budgets: equal to it for text
-// whose pieces are at most LongPiece bytes, above it otherwise, and when
+// MergeBudget is the bytes of long pieces that counting up to limit may
+// merge exactly: 16 bytes a token of the limit — more than any natural
+// text has (English about 4.5, Chinese or Japanese about 2-3) — and at
+// most 256 KiB (about a tenth of a second of CPU), whatever the limit.
+// limit < 0: no limit, the most.
+func MergeBudget(limit int) int {
+	const most = 256 << 10
+	if limit < 0 || limit > most/16 {
+		return most
+	}
+	return 16 * limit
+}
+
+// BoundWithin counts the tokens of s for budgets, with CPU bounded: when
 // limit ≥ 0 it stops as soon as the count is known to exceed limit,
-// returning some number above limit. Its cost is linear in len(s) with a
-// small constant, whatever s is, and bounded by limit: a hostile prompt
-// costs little to refuse.
-func (e *Encoding) Bound(s string, limit int) int {
+// returning some number above it. Long pieces — text without punctuation
+// (Chinese, Japanese, Thai), separator lines, deep indentation — are merged
+// exactly while *work (bytes of long pieces, shared by every call that
+// counts one request) lasts; a long piece beyond it counts as its length in
+// bytes (no token is shorter than a byte), an upper bound. A piece longer
+// than maxToken × (what remains of limit) bytes cannot fit in what
+// remains: it is not merged, and its length ends the count, above limit.
+// So the count is exact as long as it is at most limit and its long pieces
+// fit in the budget.
+func (e *Encoding) BoundWithin(s string, limit int, work *int) int {
+	s = validUTF8(s)
 	n := 0
 	p := splitter{s}
 	for i := 0; i < len(s); {
 		end := p.next(i)
-		if piece := s[i:end]; len(piece) > LongPiece {
-			n += len(piece)
-		} else {
+		piece := s[i:end]
+		switch {
+		case len(piece) <= LongPiece:
 			n += e.pieceTokens(piece)
+		case limit >= 0 && (len(piece)+e.maxToken-1)/e.maxToken > limit-n:
+			return n + len(piece)
+		case len(piece) <= *work:
+			*work -= len(piece)
+			n += e.pieceTokens(piece)
+		default:
+			n += len(piece)
 		}
 		if limit >= 0 && n > limit {
 			return n
@@ -123,6 +156,26 @@ func (e *Encoding) Bound(s string, limit int) int {
 		i = end
 	}
 	return n
+}
+
+// validUTF8 replaces each byte of s that is not part of valid UTF-8 with
+// U+FFFD, as converting s to runes does (the reference tokenizer's
+// reading); valid s is returned as it is, without copying.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return string(b)
 }
 
 // pieceTokens is the number of tokens that byte-pair encoding gives piece.
