@@ -105,6 +105,14 @@ type UsageEvent struct {
 	Outcome                                      string // complete, client_gone, upstream_cut, idle_timeout, refused
 	Stream                                       bool
 	At                                           time.Time // settlement time
+	// Upstream is the name of the upstream that served the request, as
+	// the upstream table names it ("openai"); "" when none did or it is
+	// not known (an event written before upstreams were recorded).
+	Upstream string
+	// Attempts is how many upstreams were tried for the request, failed
+	// attempts included (at most 3); 0 when none was tried or it is not
+	// known.
+	Attempts int
 }
 
 // UsageFigures are the sums of some usage events: GET /v1/usage's day,

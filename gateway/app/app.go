@@ -30,6 +30,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/upstream"
 	"github.com/signals-sorcery/sas/gateway/userbus"
 	"github.com/signals-sorcery/sas/gateway/usercache"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
@@ -177,10 +178,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		return nil, fmt.Errorf("no price for the models of the plans (%s)", strings.Join(missing, ", "))
 	}
 	var proxy httpapi.AIProxy
-	if cfg.OpenAIAPIKey != "" {
+	upstreams := cfg.Upstreams
+	if upstreams == nil && cfg.OpenAIAPIKey != "" {
+		upstreams = upstream.Single(cfg.OpenAIBaseURL, cfg.OpenAIAPIKey, prices, deps.UpstreamHeaderTimeout)
+	}
+	if upstreams != nil {
 		proxy = llmproxy.New(llmproxy.Options{
-			BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey, Plans: plans, Prices: prices, Limiter: g.Limiter,
-			HeaderTimeout: deps.UpstreamHeaderTimeout, IdleTimeout: deps.UpstreamIdleTimeout, Metrics: g.Metrics, Logger: log,
+			Upstreams: upstreams, Plans: plans, Prices: prices, Limiter: g.Limiter,
+			IdleTimeout: deps.UpstreamIdleTimeout, Metrics: g.Metrics, Logger: log,
 		})
 	}
 	var bill httpapi.Billing

@@ -21,6 +21,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/account"
 	"github.com/signals-sorcery/sas/gateway/ledger"
 	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/upstream"
 )
 
 // Defaults of the contract.
@@ -53,11 +54,14 @@ type Config struct {
 	OpenAIBaseURL     string
 	Plans             quota.Plans  // built-in, or read from SAS_PLANS_FILE
 	Prices            quota.Prices // built-in, or read from SAS_PRICES_FILE
-	LogLevel          slog.Level
-	MetricsAddr       string
-	SentryDSN         string // empty: no error reporting
-	Stripe            Stripe
-	Clerk             Clerk
+	// Upstreams is the table of SAS_UPSTREAMS_FILE; nil without it (one
+	// upstream from OpenAIAPIKey and OpenAIBaseURL).
+	Upstreams   *upstream.Table
+	LogLevel    slog.Level
+	MetricsAddr string
+	SentryDSN   string // empty: no error reporting
+	Stripe      Stripe
+	Clerk       Clerk
 	// UsageRetention is how long usage events are kept
 	// (SAS_USAGE_RETENTION_DAYS, default 400 days).
 	UsageRetention time.Duration
@@ -99,6 +103,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("authorized_parties", c.AuthorizedParties),
 		slog.Bool("openai_key_set", c.OpenAIAPIKey != ""),
 		slog.String("openai_base_url", c.OpenAIBaseURL),
+		slog.Any("upstreams", c.upstreamNames()),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.Bool("sentry", c.SentryDSN != ""),
@@ -109,6 +114,13 @@ func (c Config) LogValue() slog.Value {
 		slog.String("usage_stream", c.UsageStream),
 		slog.Duration("usage_retention", c.UsageRetention),
 	)
+}
+
+func (c Config) upstreamNames() []string {
+	if c.Upstreams == nil {
+		return nil
+	}
+	return c.Upstreams.Names()
 }
 
 // Error lists every invalid variable. Its text names variables and what is
@@ -142,6 +154,7 @@ func Load(getenv func(string) string) (Config, error) {
 		UsageStream:       cmp.Or(r.get("SAS_USAGE_STREAM", false), ledger.DefaultStream),
 	}
 	c.Plans, c.Prices = r.plansAndPrices()
+	c.Upstreams = r.upstreams(c.Plans, c.Prices)
 	if c.OpenAIBaseURL == "" {
 		c.OpenAIBaseURL = DefaultOpenAIBaseURL
 	}
@@ -174,6 +187,7 @@ func LoadDev(getenv func(string) string) (Config, error) {
 		Clerk:          r.clerk(),
 	}
 	c.Plans, c.Prices = r.plansAndPrices()
+	c.Upstreams = r.upstreams(c.Plans, c.Prices)
 	c.Issuer = "http://127.0.0.1:" + strconv.Itoa(c.Port) + "/dev/idp"
 	if c.OpenAIBaseURL == "" {
 		c.OpenAIBaseURL = DefaultOpenAIBaseURL
@@ -384,6 +398,20 @@ func (r *reader) plansAndPrices() (quota.Plans, quota.Prices) {
 		r.fail("SAS_PRICES_FILE", "has no price for the models of the plans (%s)", strings.Join(missing, ", "))
 	}
 	return plans, prices
+}
+
+// upstreams reads SAS_UPSTREAMS_FILE, if set: every model of every plan
+// needs an upstream there, and every upstream its key in the environment.
+func (r *reader) upstreams(plans quota.Plans, prices quota.Prices) *upstream.Table {
+	path := r.get("SAS_UPSTREAMS_FILE", false)
+	if path == "" {
+		return nil
+	}
+	t, err := upstream.Load(path, r.getenv, plans, prices)
+	if err != nil {
+		r.problems = append(r.problems, err.Error())
+	}
+	return t
 }
 
 func (r *reader) logLevel(name string) slog.Level {

@@ -46,6 +46,10 @@ type entry struct {
 	Outcome   string `json:"oc"`
 	Stream    bool   `json:"s,omitempty"`
 	At        int64  `json:"at"` // Unix ms
+	// Entries written before upstreams were recorded have neither: they
+	// decode as "" and 0, the event's "not known".
+	Upstream string `json:"up,omitempty"`
+	Attempts int    `json:"try,omitempty"`
 }
 
 // Field is the name of the entry's one field.
@@ -54,7 +58,7 @@ const Field = "e"
 // Encode encodes e as the value of a stream entry's Field.
 func Encode(e gateway.UsageEvent) string {
 	b, _ := json.Marshal(entry{e.ID, e.RequestID, e.ClerkUserID, e.Model, e.Endpoint, e.InputTokens, e.CachedInputTokens,
-		e.OutputTokens, e.CostMicros, e.Source, e.Outcome, e.Stream, e.At.UnixMilli()})
+		e.OutputTokens, e.CostMicros, e.Source, e.Outcome, e.Stream, e.At.UnixMilli(), e.Upstream, e.Attempts})
 	return string(b)
 }
 
@@ -70,5 +74,5 @@ func decode(v map[string]any) (gateway.UsageEvent, error) {
 	}
 	return gateway.UsageEvent{ID: x.ID, RequestID: x.RequestID, ClerkUserID: x.User, Model: x.Model, Endpoint: x.Endpoint,
 		InputTokens: x.Input, CachedInputTokens: x.Cached, OutputTokens: x.Output, CostMicros: x.Cost, Source: x.Source,
-		Outcome: x.Outcome, Stream: x.Stream, At: time.UnixMilli(x.At).UTC()}, nil
+		Outcome: x.Outcome, Stream: x.Stream, At: time.UnixMilli(x.At).UTC(), Upstream: x.Upstream, Attempts: x.Attempts}, nil
 }

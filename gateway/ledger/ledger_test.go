@@ -143,6 +143,35 @@ func TestDrainRecordsEachEventOnce(t *testing.T) {
 	}
 }
 
+// TestDrainRecordsUpstream: the serving upstream and the attempt count
+// reach the usage_events row through the stream, and an entry an older
+// build wrote (without them) lands with "" and 0.
+func TestDrainRecordsUpstream(t *testing.T) {
+	rdb, stream, user := newRedis(t), "sas:usage:test:"+random(), "user_"+random()
+	db := openDB(t, testenv.NewDatabase(t).PoolerURL)
+	ctx := context.Background()
+	failedOver := gateway.UsageEvent{ID: testenv.UUID(), RequestID: "req-new", ClerkUserID: user, Model: "gpt-4o-mini",
+		Endpoint: "chat.completions", InputTokens: 10, OutputTokens: 5, CostMicros: 7, Source: "upstream", Outcome: "complete",
+		At: time.Now(), Upstream: "azure", Attempts: 3}
+	old := fmt.Sprintf(`{"id":%q,"rq":"req-old","u":%q,"m":"gpt-4o-mini","ep":"chat.completions","in":10,"out":5,"c":7,"src":"upstream","oc":"complete","at":%d}`,
+		testenv.UUID(), user, time.Now().UnixMilli())
+	for _, v := range []string{ledger.Encode(failedOver), old} {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []string{ledger.Field, v}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db})
+	testenv.WaitFor(t, "both events", 5*time.Second, func() bool { return count(t, db, user) == 2 })
+	var got string
+	if err := db.Pool().QueryRow(ctx, `SELECT string_agg(request_id || ':' || upstream || ':' || attempts, ',' ORDER BY request_id)
+		FROM usage_events WHERE clerk_user_id = $1`, user).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "req-new:azure:3,req-old::0"; got != want {
+		t.Errorf("request:upstream:attempts rows %q, want %q", got, want)
+	}
+}
+
 // TestDeadConsumersEventsAreClaimed: events another consumer read and never
 // acknowledged (its instance died) are taken over and recorded.
 func TestDeadConsumersEventsAreClaimed(t *testing.T) {

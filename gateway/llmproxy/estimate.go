@@ -165,7 +165,7 @@ func estimateChat(enc *tokenizer.Encoding, model string, fields object, limit in
 		switch {
 		case key == "messages":
 		case key == "tools" || key == "functions":
-			if err := e.definitions(raw, key == "functions", true); err != nil {
+			if err := e.definitions(key, raw, key == "functions"); err != nil {
 				return 0, 0, err
 			}
 		case key == "prediction":
@@ -241,14 +241,14 @@ func (e *estimator) message(msg object, path string) error {
 // its JSON text for long enums. The keys of each tool are checked; chat
 // tools nest the function, the Responses API's (and legacy functions)
 // are flat.
-func (e *estimator) definitions(raw jsontext.Value, flat, chat bool) error {
+func (e *estimator) definitions(key string, raw jsontext.Value, flat bool) error {
 	tools, _ := asArray(raw)
 	for i, t := range tools {
 		tool, ok := asObject(t)
 		if !ok {
 			continue
 		}
-		path := index(`"tools"`, i)
+		path := index(strconv.Quote(key), i)
 		if flat {
 			if err := functionKeys.check(tool, path); err != nil {
 				return err
@@ -431,7 +431,7 @@ func estimateResponses(enc *tokenizer.Encoding, model string, fields object, lim
 		switch {
 		case key == "input" || key == "instructions":
 		case key == "tools":
-			if err := e.definitions(raw, true, false); err != nil {
+			if err := e.definitions(key, raw, true); err != nil {
 				return 0, err
 			}
 		case key == "text":

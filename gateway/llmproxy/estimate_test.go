@@ -151,7 +151,7 @@ func TestEstimateAccuracy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := referenceCount(t, req.body())
+			want := referenceCount(t, encodeObject(req.fields))
 			got := req.promptTokens
 			t.Logf("estimate %d, reference %d (%.1f%%)", got, want, 100*float64(got)/float64(want))
 			if float64(got) < 0.98*float64(want) {

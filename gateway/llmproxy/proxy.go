@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -28,6 +27,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/gateway/tokenizer"
+	"github.com/signals-sorcery/sas/gateway/upstream"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
@@ -40,47 +40,38 @@ type Limiter interface {
 	RenewEvery() time.Duration
 }
 
-// Default upstream timeouts.
-const (
-	// DefaultHeaderTimeout bounds the wait for the upstream's answer to
-	// start. A non-streamed completion answers only when it is complete,
-	// hence minutes.
-	DefaultHeaderTimeout = 3 * time.Minute
-	// DefaultIdleTimeout bounds the silence of an upstream body: between
-	// two stream chunks, or within a non-streamed answer.
-	DefaultIdleTimeout = time.Minute
-)
+// DefaultIdleTimeout bounds the silence of an upstream body: between two
+// stream chunks, or within a non-streamed answer.
+const DefaultIdleTimeout = time.Minute
 
 // Options configure a Proxy.
 type Options struct {
-	BaseURL string // e.g. https://api.openai.com/v1
-	APIKey  string
-	Plans   quota.Plans
+	// Upstreams are where each model is sent, in order (upstream.Single:
+	// OPENAI_API_KEY at OPENAI_BASE_URL).
+	Upstreams *upstream.Table
+	Plans     quota.Plans
 	// Prices must price every model of every plan (config checks it).
 	Prices  quota.Prices
 	Limiter Limiter
 	// Encoding counts prompts (default tokenizer.O200k()).
 	Encoding *tokenizer.Encoding
-	// Transport reaches the upstream (default: a clone of
-	// http.DefaultTransport with HeaderTimeout).
-	Transport     http.RoundTripper
-	HeaderTimeout time.Duration
-	IdleTimeout   time.Duration
-	Metrics       *metrics.Metrics // nil: none
-	Logger        *slog.Logger
+	// Transport reaches the upstreams (default: a clone of
+	// http.DefaultTransport).
+	Transport   http.RoundTripper
+	IdleTimeout time.Duration
+	Metrics     *metrics.Metrics // nil: none
+	Logger      *slog.Logger
 }
 
 // Proxy serves the OpenAI-compatible routes.
 type Proxy struct {
 	o      Options
 	client *http.Client
+	health *upstream.Health
 }
 
 // New returns a Proxy.
 func New(o Options) *Proxy {
-	if o.HeaderTimeout <= 0 {
-		o.HeaderTimeout = DefaultHeaderTimeout
-	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
@@ -92,15 +83,15 @@ func New(o Options) *Proxy {
 	}
 	if o.Transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.ResponseHeaderTimeout = o.HeaderTimeout
 		t.MaxIdleConnsPerHost = 64
 		o.Transport = t
 	}
-	o.BaseURL = strings.TrimSuffix(o.BaseURL, "/")
-	// The proxy serves priced models only (metered refuses the others), so
-	// the price table bounds the metrics' model label.
+	// The proxy serves priced models only (metered refuses the others), and
+	// the table's upstreams only: they bound the metrics' labels.
 	o.Metrics.AllowModels(slices.Collect(maps.Keys(o.Prices))...)
-	return &Proxy{o: o, client: &http.Client{Transport: o.Transport}}
+	o.Metrics.AllowUpstreams(o.Upstreams.Names()...)
+	return &Proxy{o: o, client: &http.Client{Transport: o.Transport},
+		health: upstream.NewHealth(o.Upstreams.Names(), upstream.HealthOptions{OnCircuit: o.Metrics.CircuitOpen})}
 }
 
 func (p *Proxy) plan(u gateway.User) quota.Plan {
@@ -141,8 +132,8 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 		return err
 	}
 	return p.metered(w, r, u, plan, call{
-		path: "/chat/completions", endpoint: "chat.completions", api: chatAPI{passUsage: req.clientWantsUsage},
-		body: req.body(), model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap + req.extraOutput,
+		path: "/chat/completions", endpoint: "chat.completions", serves: upstream.Chat, api: chatAPI{passUsage: req.clientWantsUsage},
+		fields: req.fields, model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap + req.extraOutput,
 	})
 }
 
@@ -150,23 +141,39 @@ func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) err
 type call struct {
 	path     string
 	endpoint string // for the ledger: chat.completions, responses
+	serves   string // the upstream endpoint: upstream.Chat, upstream.Responses
 	api      api
-	body     []byte
-	model    string
-	stream   bool
+	// fields are the request's body, as each route receives it but for
+	// the model's name and the gateway-owned fields (see body).
+	fields object
+	model  string
+	stream bool
 	// promptTokens is the input estimate; outputCap the output tokens
 	// reserved: the cap sent upstream, plus a prediction's tokens.
 	promptTokens, outputCap int64
 }
 
 // metered is the one accounting path of every consuming route: reserve the
-// worst case, send, relay, settle to what the upstream reported.
+// worst case, send (failing over between the model's upstreams before the
+// first byte), relay, settle to what the upstream reported.
 func (p *Proxy) metered(w http.ResponseWriter, r *http.Request, u gateway.User, plan quota.Plan, c call) error {
-	price, ok := p.o.Prices[c.model]
-	if !ok {
+	if _, ok := p.o.Prices[c.model]; !ok {
 		// config refuses to start with an unpriced model: never serve one.
 		return wire.Wrap(wire.CodeUnavailable, "This model is not priced on this gateway.", fmt.Errorf("no price for %q", c.model))
 	}
+	var routes []upstream.Route
+	for _, rt := range p.o.Upstreams.Routes(c.model) {
+		if rt.Upstream.Serves(c.serves) {
+			routes = append(routes, rt)
+		}
+	}
+	if len(routes) == 0 {
+		return wire.Errorf(wire.CodeBadRequest, "Model %q is not served on %s by this gateway.", c.model, "/v1"+c.path)
+	}
+	// One reservation, at the highest price of the routes: whichever
+	// serves, its charge is within it.
+	price := upstream.ReservationPrice(routes)
+	c.promptTokens = price.Estimate(c.promptTokens)
 	res := quota.Reservation{Tokens: c.promptTokens + c.outputCap, Cost: price.Cost(c.promptTokens, 0, c.outputCap)}
 	adm, err := p.o.Limiter.Admit(r.Context(), u.ClerkUserID, plan, res)
 	setRateHeaders(w, adm)
@@ -185,7 +192,7 @@ func (p *Proxy) metered(w http.ResponseWriter, r *http.Request, u gateway.User, 
 	// Settled even if what follows panics: the slot's renewal stops, and
 	// the reservation (no usage known) is charged.
 	defer t.settle(outcome{name: "aborted"})
-	out := p.exchange(w, r, t)
+	out := p.exchange(w, r, t, routes)
 	t.settle(out)
 	return out.err
 }
@@ -207,6 +214,9 @@ type tab struct {
 	log          *slog.Logger
 	stopRenewing func()
 	settled      bool
+	// upstream served the request (""; none did); attempts were made.
+	upstream string
+	attempts int
 }
 
 // keepSlot renews adm's concurrency slot until the returned stop is
@@ -249,6 +259,8 @@ type outcome struct {
 	// reservation), nothing (the client's fault, refused upstream), or
 	// nothing and the day's request back (the upstream could not serve).
 	charge chargeRule
+	// reason is why an attempt failed, for the failover metrics.
+	reason string
 	err    error // what to answer when nothing was written
 }
 
@@ -297,6 +309,7 @@ func (t *tab) settle(out outcome) {
 			ID: t.adm.ID(), RequestID: t.requestID, ClerkUserID: t.user, Model: t.c.model, Endpoint: t.c.endpoint,
 			InputTokens: in, CachedInputTokens: cached, OutputTokens: outTokens, CostMicros: int64(s.Cost),
 			Source: source, Outcome: out.name, Stream: t.c.stream, At: time.Now(),
+			Upstream: t.upstream, Attempts: t.attempts,
 		}
 	}
 	t.p.o.Metrics.Upstream(t.c.model, out.name, time.Since(t.start), s.Tokens, source)
@@ -308,58 +321,194 @@ func (t *tab) settle(out outcome) {
 		// reserved, never less than nothing.
 		t.log.Error("settling the reservation failed; it stays charged", "reserved_tokens", res.Tokens, "err", err)
 	}
-	t.log.Info("completion", "outcome", out.name, "usage_source", source, "prompt_estimate", t.c.promptTokens,
+	t.log.Info("completion", "outcome", out.name, "upstream", t.upstream, "attempts", t.attempts, "usage_source", source, "prompt_estimate", t.c.promptTokens,
 		"reserved_tokens", res.Tokens, "reserved_usd", res.Cost.String(), "tokens", s.Tokens, "usd", s.Cost.String())
 }
 
-// exchange sends t's call upstream and relays the answer.
-func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, t *tab) outcome {
-	c, log := t.c, t.log
+// exchange sends t's call to the first of routes that can serve it and
+// relays the answer. It fails over to the next route — at most
+// upstream.MaxAttempts tried — only while nothing has been sent to the
+// client: when an attempt could not be made (refused, reset, no headers in
+// time), the upstream answered 429, 5xx or 401/403 of our key, or a stream
+// ended before its first byte. An answer the client has begun to receive
+// is never sent again; the client's own fault (400/404/422) is relayed,
+// never failed over.
+func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, t *tab, routes []upstream.Route) outcome {
+	var last outcome
+	var from upstream.Route
+	for _, rt := range routes {
+		if t.attempts == upstream.MaxAttempts {
+			break
+		}
+		name := rt.Upstream.Name
+		done, ok := p.health.Try(name)
+		if len(routes) == 1 {
+			// Rotation needs somewhere else to go: a model's only upstream
+			// is always tried (as before upstream tables existed), and its
+			// health only reported.
+			ok = true
+			if done == nil {
+				done = func(upstream.Result, time.Duration) {}
+			}
+		}
+		if !ok {
+			p.o.Metrics.UpstreamSkipped(name, t.c.model)
+			continue
+		}
+		if t.attempts > 0 {
+			p.o.Metrics.Failover(from.Upstream.Name, name, last.reason)
+			t.log.Warn("failing over", "from", from.Upstream.Name, "to", name, "reason", last.reason)
+		}
+		t.attempts++
+		out, served := p.attempt(w, r, t, rt, done)
+		if served || out.name == "client_gone" {
+			return out
+		}
+		last, from = out, rt
+	}
+	if t.attempts == 0 {
+		return p.unavailable(routes)
+	}
+	return last
+}
+
+// unavailable is the answer when every upstream of a model is out of
+// rotation: 503 upstream_unavailable until the first returns. All is
+// given back but the minute's request.
+func (p *Proxy) unavailable(routes []upstream.Route) outcome {
+	retry := time.Duration(0)
+	for _, rt := range routes {
+		if back := time.Until(p.health.Back(rt.Upstream.Name)); retry == 0 || back < retry {
+			retry = back
+		}
+	}
+	return outcome{name: "upstream_error", charge: chargeNothing, reason: "unavailable", err: &wire.Error{
+		Code: wire.CodeUpstreamUnavailable, RetryAfter: max(1, int((retry+time.Second-1)/time.Second)),
+		Message: "Every AI provider of this model is out of rotation after failures; try again shortly."}}
+}
+
+// attempt sends t's call to one route. served reports that the route
+// answered in a way the client gets (relayed, or refused as the client's
+// fault): no other route may be tried. Otherwise out is the failure, to
+// answer if it is the last.
+func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, t *tab, rt upstream.Route, done func(upstream.Result, time.Duration)) (out outcome, served bool) {
+	c, log, name := t.c, t.log.With("upstream", rt.Upstream.Name), rt.Upstream.Name
 	// The upstream request lives as long as the client's, or until the
 	// upstream body goes silent for IdleTimeout (the idle reader cancels it).
 	uctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	resp, err := p.send(uctx, c, cancel)
+	sent := time.Now()
+	resp, err := p.send(uctx, c, rt, cancel)
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client left before the answer: not the upstream's fault,
 			// and the upstream may have worked on it.
-			return outcome{name: "client_gone", err: errClientGone}
+			done(upstream.Abandoned, 0)
+			t.upstream = name
+			return outcome{name: "client_gone", err: errClientGone}, true
 		}
-		return outcome{name: "upstream_error", charge: chargeNothing, err: err}
+		reason := "unreachable"
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			reason = "timeout"
+		}
+		log.Warn("upstream attempt failed", "reason", reason, "err", err)
+		done(upstream.Failed, 0)
+		p.o.Metrics.UpstreamAttempt(name, c.model, reason, 0)
+		return outcome{name: "upstream_error", charge: chargeNothing, reason: reason, err: err}, false
 	}
 	defer resp.Body.Close() // the idle reader: stops its timer
+	p.o.Metrics.UpstreamAttempt(name, c.model, statusOutcome(resp.StatusCode), time.Since(sent))
 	if resp.StatusCode/100 != 2 {
 		err := upstreamError(resp, log)
-		if clientFault(resp.StatusCode) {
-			return outcome{name: "refused", charge: chargeRequest, err: err}
+		switch s := resp.StatusCode; {
+		case clientFault(s):
+			done(upstream.Served, 0)
+			t.upstream = name
+			return outcome{name: "refused", charge: chargeRequest, err: err}, true
+		case s == 429:
+			done(upstream.Failed, retryAfter(resp))
+			return outcome{name: "upstream_error", charge: chargeNothing, reason: "rate_limited", err: err}, false
+		case s == 401 || s == 403 || s == 500 || s == 502 || s == 503 || s == 504:
+			done(upstream.Failed, 0)
+			return outcome{name: "upstream_error", charge: chargeNothing, reason: statusOutcome(s), err: err}, false
+		default: // an answer, if a strange one: not another provider's to give
+			done(upstream.Served, 0)
+			t.upstream = name
+			return outcome{name: "upstream_error", charge: chargeNothing, err: err}, true
 		}
-		return outcome{name: "upstream_error", charge: chargeNothing, err: err}
 	}
 	if c.stream {
-		return p.relayStream(w, r, resp, t)
+		// The client sees nothing until the stream's first byte: a stream
+		// that ends before it is a failure like no answer at all.
+		if _, err := resp.Body.(*idleReader).peek(); err != nil {
+			if r.Context().Err() != nil {
+				done(upstream.Abandoned, 0)
+				t.upstream = name
+				return outcome{name: "client_gone", err: errClientGone}, true
+			}
+			log.Warn("upstream stream ended before its first byte", "err", err)
+			done(upstream.Failed, 0)
+			out := cutOutcome(r, resp.Body) // idle_timeout or upstream_cut, nothing charged
+			out.reason, out.err = "empty_stream", wire.Wrap(wire.CodeUpstreamError, "The AI provider's answer broke off.", err)
+			return out, false
+		}
 	}
-	return relayJSON(w, r, resp, t)
+	done(upstream.Served, 0)
+	t.upstream, t.price = name, rt.Price
+	if c.stream {
+		return p.relayStream(w, r, resp, t), true
+	}
+	return relayJSON(w, r, resp, t), true
+}
+
+// retryAfter is a 429's Retry-After in seconds, else the default cooling.
+func retryAfter(resp *http.Response) time.Duration {
+	if v, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && v > 0 {
+		return time.Duration(v) * time.Second
+	}
+	return upstream.DefaultCooling
+}
+
+// statusOutcome names an upstream's status for the metrics and logs.
+func statusOutcome(status int) string {
+	switch {
+	case status/100 == 2:
+		return "served"
+	case clientFault(status):
+		return "refused"
+	case status == 429:
+		return "rate_limited"
+	case status == 401 || status == 403:
+		return "auth_failed"
+	case status/100 == 5:
+		return "server_error"
+	}
+	return "other"
 }
 
 var errClientGone = errors.New("the client went away before the answer")
 
-// send posts the request upstream with the gateway's key, the user's
-// headers — their token above all — left behind. The response body it
-// returns is an idle reader that cancels the request (cancel) when the
-// upstream goes silent; closing it stops its timer, so the one Close of the
-// caller ends its whole life.
-func (p *Proxy) send(ctx context.Context, c call, cancel context.CancelFunc) (*http.Response, error) {
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, p.o.BaseURL+c.path, bytes.NewReader(c.body))
+// send posts the request to rt with its key (never the user's token, nor
+// any header of the user's). The response body it returns is an idle
+// reader that cancels the request (cancel) when the upstream goes silent;
+// closing it stops its timer, so the one Close of the caller ends its whole
+// life. No response headers within the upstream's header timeout cancel
+// the request too.
+func (p *Proxy) send(ctx context.Context, c call, rt upstream.Route, cancel context.CancelFunc) (*http.Response, error) {
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, rt.Upstream.BaseURL+c.path, bytes.NewReader(c.body(rt)))
 	if err != nil {
 		return nil, wire.Wrap(wire.CodeUpstreamError, "The AI provider could not be reached.", err)
 	}
-	hr.Header.Set("Authorization", "Bearer "+p.o.APIKey)
+	rt.Upstream.Authorize(hr.Header)
 	hr.Header.Set("Content-Type", "application/json")
 	if c.stream {
 		hr.Header.Set("Accept", "text/event-stream")
 	}
+	headers := time.AfterFunc(rt.Upstream.HeaderTimeout, cancel)
 	resp, err := p.client.Do(hr)
+	if !headers.Stop() && err != nil {
+		err = timeoutError{err}
+	}
 	if err != nil {
 		msg := "The AI provider could not be reached."
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
@@ -371,6 +520,33 @@ func (p *Proxy) send(ctx context.Context, c call, cancel context.CancelFunc) (*h
 	resp.Body = newIdleReader(resp.Body, p.o.IdleTimeout, cancel)
 	return resp, nil
 }
+
+// timeoutError is a request cancelled by the header timeout.
+type timeoutError struct{ error }
+
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+func (e timeoutError) Unwrap() error { return e.error }
+
+// body is the request as rt receives it: the model under the upstream's
+// name, and the gateway-owned fields only to the kinds that take them.
+func (c call) body(rt upstream.Route) []byte {
+	if rt.Model == c.model && rt.Upstream.OwnsFields() {
+		return encodeObject(c.fields)
+	}
+	f := maps.Clone(c.fields)
+	f["model"] = quoted(rt.Model)
+	if !rt.Upstream.OwnsFields() {
+		for _, k := range ownedFields {
+			delete(f, k)
+		}
+	}
+	return encodeObject(f)
+}
+
+// ownedFields are the fields the gateway sets for the upstreams that take
+// them (OpenAI, Azure).
+var ownedFields = []string{"store", "safety_identifier", "prompt_cache_key", "service_tier"}
 
 // clientFault reports whether an upstream status blames the request
 // itself: it counts as a request, but costs no tokens.
@@ -398,14 +574,14 @@ func upstreamError(resp *http.Response, log *slog.Logger) error {
 		// client's request).
 		return &statusError{status: s, err: &wire.Error{Code: wire.CodeBadRequest, Message: msg, Err: cause}}
 	case s == 401 || s == 403:
-		log.Error("the upstream refused the gateway's OpenAI key: rotate OPENAI_API_KEY", "status", s)
+		log.Error("the upstream refused the gateway's key: rotate it", "status", s)
 		return wire.Wrap(wire.CodeUpstreamError, "The AI provider refused the gateway's credentials.", cause)
 	case s == 429:
 		retry := 5
 		if v, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && v > 0 {
 			retry = v
 		}
-		log.Warn("the upstream is rate-limiting the gateway's organisation", "retry_after", retry)
+		log.Warn("the upstream is rate-limiting the gateway", "retry_after", retry)
 		return &wire.Error{Code: wire.CodeUnavailable, Message: "The AI provider is over capacity for this service; try again shortly.", RetryAfter: retry, Err: cause}
 	default:
 		return wire.Wrap(wire.CodeUpstreamError, "The AI provider failed.", cause)

@@ -66,6 +66,7 @@ type idleReader struct {
 	timer *time.Timer
 	fired atomic.Bool
 	read  atomic.Int64 // bytes read
+	buf   []byte       // peeked, not yet read
 }
 
 func newIdleReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *idleReader {
@@ -77,7 +78,31 @@ func newIdleReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc)
 	return r
 }
 
+// peek reads the body's first bytes (bounded by the idle timeout like any
+// read) and keeps them for the next Read: whether the upstream sends
+// anything at all is known before the client is sent anything.
+func (r *idleReader) peek() ([]byte, error) {
+	if len(r.buf) > 0 {
+		return r.buf, nil
+	}
+	b := make([]byte, 4096)
+	n, err := r.Read(b)
+	r.buf = b[:n]
+	if n > 0 {
+		return r.buf, nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return nil, err
+}
+
 func (r *idleReader) Read(p []byte) (int, error) {
+	if len(r.buf) > 0 {
+		n := copy(p, r.buf)
+		r.buf = r.buf[n:]
+		return n, nil
+	}
 	r.timer.Reset(r.d)
 	n, err := r.ReadCloser.Read(p)
 	r.timer.Reset(r.d)

@@ -279,6 +279,3 @@ func promptCacheKey(clerkUserID, key string) string {
 	sum := sha256.Sum256([]byte("sas prompt_cache_key v1\x00" + clerkUserID + "\x00" + key))
 	return "sas_" + hex.EncodeToString(sum[:16])
 }
-
-// body is the request to send upstream.
-func (r chatRequest) body() []byte { return encodeObject(r.fields) }

@@ -124,7 +124,7 @@ func TestForwardedNeverExceedsTheReservation(t *testing.T) {
 			continue
 		}
 		admitted++
-		sent := req.body()
+		sent := encodeObject(req.fields)
 		again, err := parseChat(sent, nil, freeUser, plan, enc)
 		if err != nil || again.promptTokens > req.promptTokens {
 			t.Fatalf("body %d: the forwarded body estimates to %d (%v), above the %d reserved\n%s", i, again.promptTokens, err, req.promptTokens, sent)
@@ -234,4 +234,21 @@ func randomChat(rng *rand.Rand) string {
 		top += fmt.Sprintf(`,"%s":%s`, key([]string{"store", "n", "tools", "x_future", "prediction"}[rng.IntN(5)]), words())
 	}
 	return `{"model":"gpt-4o","messages":[` + strings.Join(msgs, ",") + `]` + top + `}`
+}
+
+// TestNoInputLimitCountsLongPiecesExactly: a plan without max_input_tokens
+// still counts text in long pieces exactly (within the merge budget), not
+// as its bytes.
+func TestNoInputLimitCountsLongPiecesExactly(t *testing.T) {
+	plan, enc := quota.BuiltIn()["pro"], tokenizer.O200k()
+	plan.MaxInputTokens = 0
+	text := strings.Repeat("的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下", 100) // one piece of 9,600 bytes
+	req, err := parseChat([]byte(`{"model":"gpt-4o","messages":[{"role":"user","content":`+quote(text)+`}]}`), nil, freeUser, plan, enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 to prime the reply, 3 for the message, its role, its text.
+	if want := int64(3 + 3 + enc.Count("user") + enc.Count(text)); req.promptTokens != want {
+		t.Errorf("estimate %d, want the exact %d (its bytes: %d)", req.promptTokens, want, len(text))
+	}
 }

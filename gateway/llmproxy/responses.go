@@ -7,6 +7,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/gateway/tokenizer"
+	"github.com/signals-sorcery/sas/gateway/upstream"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
@@ -20,8 +21,8 @@ func (p *Proxy) Responses(w http.ResponseWriter, r *http.Request, u gateway.User
 		return err
 	}
 	return p.metered(w, r, u, plan, call{
-		path: "/responses", endpoint: "responses", api: responsesAPI{},
-		body: encodeObject(req.fields), model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap,
+		path: "/responses", endpoint: "responses", serves: upstream.Responses, api: responsesAPI{},
+		fields: req.fields, model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap,
 	})
 }
 

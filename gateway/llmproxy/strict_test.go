@@ -77,6 +77,11 @@ func TestHostileBodies(t *testing.T) {
 			`{"model":"gpt-4o-mini","input":[{"role":"user","content":"hi","CONTENT":"` + book + `"}]}`, `"input"[0]."CONTENT"`},
 		{"Responses: a duplicate instructions", "/v1/responses", responses(`,"instructions":"a","instructions":"b"`), `"instructions" appears twice`},
 		{"Responses: a case-variant text format", "/v1/responses", responses(`,"text":{"Format":{"type":"text"}}`), `"text"."Format"`},
+		{"Responses: a case-variant function call", "/v1/responses",
+			`{"model":"gpt-4o-mini","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}","Arguments":"` + book + `"}]}`,
+			`"input"[0]."Arguments"`},
+		{"a case-variant legacy function", "/v1/chat/completions",
+			chat(`,"functions":[{"name":"f","Description":"` + book + `"}]`), `"functions"[0]."Description"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.post(tc.path, tc.body)

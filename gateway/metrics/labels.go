@@ -49,8 +49,10 @@ var (
 		"usd_per_month", "concurrent_requests", "max_input_tokens")
 	outcomes = setOf("complete", "client_gone", "upstream_cut", "idle_timeout", "malformed", "refused",
 		"upstream_error", "aborted")
-	sources      = setOf("upstream", "reservation", "none")
-	endpoints    = setOf("chat.completions", "responses")
+	sources          = setOf("upstream", "reservation", "none")
+	endpoints        = setOf("chat.completions", "responses")
+	upstreamOutcomes = setOf("served", "refused", "rate_limited", "auth_failed", "server_error", "other",
+		"timeout", "unreachable", "empty_stream", "skipped")
 	dependencies = setOf("postgres", "redis", "issuer")
 )
 

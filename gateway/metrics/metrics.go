@@ -31,7 +31,12 @@ type Metrics struct {
 	usageLatency     prometheus.Histogram
 	usageErrors      prometheus.Counter
 	overReservation  *prometheus.CounterVec
+	upstreamRequests *prometheus.CounterVec
+	failovers        *prometheus.CounterVec
+	circuitOpen      *prometheus.GaugeVec
+	upstreamLatency  *prometheus.HistogramVec
 	models           models
+	upstreams        models
 }
 
 // New returns Metrics registered on a fresh registry, Go runtime and
@@ -83,7 +88,22 @@ func New() *Metrics {
 		Name: "sas_settlement_over_reservation_total",
 		Help: "Requests whose reported usage was charged above their reservation (tokens or money), by endpoint and model: an estimate that missed, or an upstream reporting more than it should.",
 	}, []string{"endpoint", "model"})
-	m.reg.MustRegister(m.usageRecorded, m.usageBacklog, m.usageLatency, m.usageErrors, m.overReservation)
+	m.upstreamRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sas_upstream_requests_total",
+		Help: "Attempts at an upstream, by upstream, model and outcome (served, refused, rate_limited, auth_failed, server_error, other, timeout, unreachable, empty_stream, skipped: out of rotation).",
+	}, []string{"upstream", "model", "outcome"})
+	m.failovers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sas_upstream_failovers_total", Help: "Requests moved from one upstream to the next before their first byte, by the reason the first failed.",
+	}, []string{"from", "to", "reason"})
+	m.circuitOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sas_upstream_circuit_open", Help: "1 while an upstream's circuit breaker is open or half-open on this instance (skipped but for one probe).",
+	}, []string{"upstream"})
+	m.upstreamLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "sas_upstream_latency_seconds", Help: "Time from sending a request to an upstream to its response headers.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 180},
+	}, []string{"upstream"})
+	m.reg.MustRegister(m.usageRecorded, m.usageBacklog, m.usageLatency, m.usageErrors, m.overReservation,
+		m.upstreamRequests, m.failovers, m.circuitOpen, m.upstreamLatency)
 	m.reg.MustRegister(m.requests, m.duration, m.tokenRejections, m.quotaRejections, m.upstreamDuration,
 		m.upstreamTokens, m.spend, m.dependencyErrors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -150,6 +170,58 @@ func (m *Metrics) Spend(model, plan string, usd float64) {
 	if m != nil && usd > 0 {
 		m.spend.WithLabelValues(m.models.label(model), oneOf(plans, plan)).Add(usd)
 	}
+}
+
+// AllowUpstreams adds upstream names to the values the upstream labels may
+// take (the configured table's).
+func (m *Metrics) AllowUpstreams(names ...string) {
+	if m == nil {
+		return
+	}
+	m.upstreams.allow(names)
+	for _, n := range names {
+		m.circuitOpen.WithLabelValues(n).Set(0)
+	}
+}
+
+// UpstreamAttempt records one attempt at an upstream: its outcome and, for
+// an answer, the time to its headers (0: none).
+func (m *Metrics) UpstreamAttempt(upstream, model, outcome string, headers time.Duration) {
+	if m == nil {
+		return
+	}
+	upstream = m.upstreams.label(upstream)
+	m.upstreamRequests.WithLabelValues(upstream, m.models.label(model), oneOf(upstreamOutcomes, outcome)).Inc()
+	if headers > 0 {
+		m.upstreamLatency.WithLabelValues(upstream).Observe(headers.Seconds())
+	}
+}
+
+// UpstreamSkipped records an upstream passed over: cooling or its circuit
+// open.
+func (m *Metrics) UpstreamSkipped(upstream, model string) {
+	if m != nil {
+		m.upstreamRequests.WithLabelValues(m.upstreams.label(upstream), m.models.label(model), "skipped").Inc()
+	}
+}
+
+// Failover records a request moved from one upstream to the next.
+func (m *Metrics) Failover(from, to, reason string) {
+	if m != nil {
+		m.failovers.WithLabelValues(m.upstreams.label(from), m.upstreams.label(to), oneOf(upstreamOutcomes, reason)).Inc()
+	}
+}
+
+// CircuitOpen sets an upstream's circuit state.
+func (m *Metrics) CircuitOpen(upstream string, open bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if open {
+		v = 1
+	}
+	m.circuitOpen.WithLabelValues(m.upstreams.label(upstream)).Set(v)
 }
 
 // OverReservation records a settlement above its reservation.

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,9 +18,10 @@ import (
 const recordUsageSQL = `
 WITH ins AS (
     INSERT INTO usage_events (event_id, request_id, clerk_user_id, model, endpoint, input_tokens,
-        cached_input_tokens, output_tokens, cost_micros, source, outcome, stream, at)
+        cached_input_tokens, output_tokens, cost_micros, source, outcome, stream, at, upstream, attempts)
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
-        $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[], $12::bool[], $13::timestamptz[])
+        $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[], $12::bool[], $13::timestamptz[],
+        $14::text[], $15::int4[])
     ON CONFLICT (event_id) DO NOTHING
     RETURNING clerk_user_id, (at AT TIME ZONE 'UTC')::date AS day, model, input_tokens,
         cached_input_tokens, output_tokens, cost_micros
@@ -52,17 +54,22 @@ func (db *DB) RecordUsage(ctx context.Context, events []gateway.UsageEvent) (int
 		input, cached, output, cost                                = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		streams                                                    = make([]bool, n)
 		at                                                         = make([]time.Time, n)
+		upstreams                                                  = make([]string, n)
+		attempts                                                   = make([]int32, n)
 	)
 	for i, e := range events {
 		ids[i], requests[i], users[i], models[i], endpoints[i] = e.ID, e.RequestID, e.ClerkUserID, e.Model, e.Endpoint
 		input[i], cached[i], output[i], cost[i] = e.InputTokens, e.CachedInputTokens, e.OutputTokens, e.CostMicros
 		sources[i], outcomes[i], streams[i], at[i] = e.Source, e.Outcome, e.Stream, e.At
+		// Clamped: a nonsensical count must not make Postgres refuse the
+		// event, and with it the record of what it cost.
+		upstreams[i], attempts[i] = e.Upstream, int32(min(max(e.Attempts, 0), math.MaxInt32))
 	}
 	ctx, cancel := db.bound(ctx)
 	defer cancel()
 	var inserted int
 	err := db.pool.QueryRow(ctx, recordUsageSQL, ids, requests, users, models, endpoints, input, cached, output, cost,
-		sources, outcomes, streams, at).Scan(&inserted)
+		sources, outcomes, streams, at, upstreams, attempts).Scan(&inserted)
 	return inserted, classify(err)
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
@@ -179,6 +180,47 @@ func TestRecordUsageOnce(t *testing.T) {
 			if events != step.events {
 				t.Errorf("%s: %d events stored, want %d", step.name, events, step.events)
 			}
+		}
+	})
+}
+
+// TestRecordUsageUpstream: RecordUsage stores each event's upstream and
+// attempt count in its row; an event that names none stores "" and 0, as
+// do the rows written before the columns existed (an insert that leaves
+// them out).
+func TestRecordUsageUpstream(t *testing.T) {
+	connections(t, func(t *testing.T, db *postgres.DB) {
+		ctx := context.Background()
+		event := func(request, upstream string, attempts int) gateway.UsageEvent {
+			return gateway.UsageEvent{ID: testenv.UUID(), RequestID: request, ClerkUserID: "user_upstream", Model: "gpt-4o-mini",
+				Endpoint: "chat.completions", InputTokens: 100, OutputTokens: 50, CostMicros: 45, Source: "upstream", Outcome: "complete",
+				At: time.Now(), Upstream: upstream, Attempts: attempts}
+		}
+		batch := []gateway.UsageEvent{event("r1", "openai", 1), event("r2", "azure", 3), event("r3", "", 0)}
+		if n, err := db.RecordUsage(ctx, batch); err != nil || n != 3 {
+			t.Fatalf("RecordUsage = %d, %v; want 3 new", n, err)
+		}
+		if _, err := db.Pool().Exec(ctx, `INSERT INTO usage_events (event_id, request_id, clerk_user_id, model, endpoint,
+			input_tokens, cached_input_tokens, output_tokens, cost_micros, source, outcome, stream, at)
+			VALUES (gen_random_uuid(), 'r4', 'user_upstream', 'gpt-4o-mini', 'chat.completions', 1, 0, 1, 1, 'upstream', 'complete', false, now())`); err != nil {
+			t.Fatal(err)
+		}
+		type row struct {
+			Request, Upstream string
+			Attempts          int
+		}
+		rows, err := db.Pool().Query(ctx, `SELECT request_id, upstream, attempts FROM usage_events
+			WHERE clerk_user_id = 'user_upstream' ORDER BY request_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []row{{"r1", "openai", 1}, {"r2", "azure", 3}, {"r3", "", 0}, {"r4", "", 0}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("usage_events rows (-want +got):\n%s", diff)
 		}
 	})
 }

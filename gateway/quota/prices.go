@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -15,6 +16,9 @@ type Price struct {
 	Input       Micros `json:"input"`
 	CachedInput Micros `json:"cached_input"`
 	Output      Micros `json:"output"`
+	// EstimateMargin multiplies the prompt estimate of a model that is not
+	// tokenized with o200k_base (0 or 1: none).
+	EstimateMargin float64 `json:"estimate_margin,omitempty"`
 }
 
 // Prices maps a model name to its price.
@@ -51,38 +55,9 @@ func LoadPrices(path string) (Prices, error) {
 	var problems []string
 	prices := Prices{}
 	for model, msg := range raw {
-		var fields map[string]json.RawMessage
-		_ = json.Unmarshal(msg, &fields)
-		for _, f := range []string{"input", "cached_input", "output"} {
-			if _, ok := fields[f]; !ok {
-				problems = append(problems, fmt.Sprintf("%s: %s is missing", model, f))
-			}
-		}
-		d := json.NewDecoder(bytes.NewReader(msg))
-		d.DisallowUnknownFields()
-		var in struct{ Input, CachedInput, Output json.Number }
-		if err := d.Decode(&struct {
-			Input       *json.Number `json:"input"`
-			CachedInput *json.Number `json:"cached_input"`
-			Output      *json.Number `json:"output"`
-		}{&in.Input, &in.CachedInput, &in.Output}); err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", model, err))
-			continue
-		}
-		var p Price
-		for _, f := range []struct {
-			name string
-			raw  json.Number
-			dst  *Micros
-		}{{"input", in.Input, &p.Input}, {"cached_input", in.CachedInput, &p.CachedInput}, {"output", in.Output, &p.Output}} {
-			if f.raw == "" {
-				continue // reported as missing
-			}
-			v, err := ParseUSD(string(f.raw))
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %s %v", model, f.name, err))
-			}
-			*f.dst = v
+		p, errs := ParsePrice(msg)
+		for _, e := range errs {
+			problems = append(problems, model+": "+e)
 		}
 		prices[model] = p
 	}
@@ -94,6 +69,63 @@ func LoadPrices(path string) (Prices, error) {
 		return nil, errors.New("SAS_PRICES_FILE " + path + ": " + strings.Join(problems, "; "))
 	}
 	return prices, nil
+}
+
+// ParsePrice reads one price: input, cached_input and output in dollars per
+// million tokens, and an optional estimate_margin (default 1, from 1 to
+// 10). It returns every problem found, each naming the field.
+func ParsePrice(msg json.RawMessage) (Price, []string) {
+	var problems []string
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(msg, &fields)
+	for _, f := range []string{"input", "cached_input", "output"} {
+		if _, ok := fields[f]; !ok {
+			problems = append(problems, f+" is missing")
+		}
+	}
+	d := json.NewDecoder(bytes.NewReader(msg))
+	d.DisallowUnknownFields()
+	var in struct{ Input, CachedInput, Output, Margin json.Number }
+	if err := d.Decode(&struct {
+		Input       *json.Number `json:"input"`
+		CachedInput *json.Number `json:"cached_input"`
+		Output      *json.Number `json:"output"`
+		Margin      *json.Number `json:"estimate_margin"`
+	}{&in.Input, &in.CachedInput, &in.Output, &in.Margin}); err != nil {
+		return Price{}, append(problems, err.Error())
+	}
+	var p Price
+	for _, f := range []struct {
+		name string
+		raw  json.Number
+		dst  *Micros
+	}{{"input", in.Input, &p.Input}, {"cached_input", in.CachedInput, &p.CachedInput}, {"output", in.Output, &p.Output}} {
+		if f.raw == "" {
+			continue // reported as missing
+		}
+		v, err := ParseUSD(string(f.raw))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s %v", f.name, err))
+		}
+		*f.dst = v
+	}
+	if in.Margin != "" {
+		m, err := in.Margin.Float64()
+		if err != nil || m < 1 || m > 10 {
+			problems = append(problems, "estimate_margin must be a number from 1 to 10")
+		}
+		p.EstimateMargin = m
+	}
+	return p, problems
+}
+
+// Estimate is a prompt estimate made with o200k_base, raised by the
+// model's estimate_margin (for models tokenized otherwise).
+func (p Price) Estimate(tokens int64) int64 {
+	if p.EstimateMargin <= 1 {
+		return tokens
+	}
+	return int64(math.Ceil(float64(tokens) * p.EstimateMargin))
 }
 
 // Unpriced lists the models of plans that prices lacks ("free: gpt-4o"),

@@ -28,7 +28,10 @@ const (
 	CodePromptTooLarge    = "prompt_too_large"
 	CodeInternal          = "internal_error"
 	CodeUpstreamError     = "upstream_error"
-	CodeUnavailable       = "unavailable"
+	// CodeUpstreamUnavailable: every upstream of the model is out of
+	// rotation (cooling after a 429, circuit open), so none was tried.
+	CodeUpstreamUnavailable = "upstream_unavailable"
+	CodeUnavailable         = "unavailable"
 	// Sidecar-only codes.
 	CodeNotSignedIn        = "not_signed_in"
 	CodeGatewayUnreachable = "gateway_unreachable"
@@ -67,7 +70,7 @@ func HTTPStatus(code string) int {
 		return 499 // nginx's "client closed request": nobody reads it
 	case CodeUpstreamError, CodeGatewayUnreachable, CodeResponseTooLarge:
 		return http.StatusBadGateway
-	case CodeUnavailable:
+	case CodeUnavailable, CodeUpstreamUnavailable:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
