@@ -1,7 +1,8 @@
 // Package devstack is the whole stack on one machine, as `sas-gateway dev`
 // serves it: the gateway; the dev identity provider at /dev/idp, its
-// trusted issuer; the built-in dev model at /dev/openai unless an OpenAI
-// key is configured; a stand-in for Clerk's Backend API user deletion (on
+// trusted issuer; two built-in dev models at /dev/upstreams (dev-a, then
+// dev-b, with a switch that makes either fail) unless an OpenAI key or an
+// upstream table is configured; a stand-in for Clerk's Backend API user deletion (on
 // the identity provider) unless CLERK_SECRET_KEY is set; users in
 // PostgreSQL from DATABASE_URL, else in memory;
 // Redis from REDIS_URL, else in process (miniredis, so the real Redis
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -22,7 +24,6 @@ import (
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devidp"
-	"github.com/signals-sorcery/sas/gateway/devllm"
 	"github.com/signals-sorcery/sas/gateway/memstore"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 )
@@ -86,13 +87,18 @@ func (s *Stack) build(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	s.Model = "OpenAI at " + cfg.OpenAIBaseURL
-	var model *devllm.Model
-	if cfg.OpenAIAPIKey == "" {
-		// The built-in dev model, with a key of its own so that the
-		// proxy's real code path runs.
-		cfg.OpenAIAPIKey, cfg.OpenAIBaseURL = "sk-dev-"+rand.Text(), o.BaseURL+"/dev/openai/v1"
-		model = devllm.New(devllm.Options{APIKey: cfg.OpenAIAPIKey})
-		s.Model = "built-in dev model at " + cfg.OpenAIBaseURL + " (set OPENAI_API_KEY for OpenAI)"
+	var dev devUpstreams
+	switch {
+	case cfg.Upstreams != nil:
+		s.Model = "the upstreams of SAS_UPSTREAMS_FILE (" + strings.Join(cfg.Upstreams.Names(), ", ") + ")"
+	case cfg.OpenAIAPIKey == "":
+		// Two built-in dev models, dev-a then dev-b for every model, each
+		// with a switch that makes it fail: a failover can be watched.
+		if dev, cfg.Upstreams, err = newDevUpstreams(o.BaseURL, cfg.Plans, cfg.Prices); err != nil {
+			return err
+		}
+		s.Model = "built-in dev models dev-a, then dev-b, at " + o.BaseURL + "/dev/upstreams (make one fail: curl -X POST " +
+			o.BaseURL + "/dev/upstreams/dev-a/fail; set OPENAI_API_KEY for OpenAI)"
 	}
 	deps := app.Deps{Now: o.Now}
 	if cfg.DatabaseURL != "" {
@@ -124,8 +130,8 @@ func (s *Stack) build(ctx context.Context, o Options) (err error) {
 	s.closers = append(s.closers, s.Gateway.Close)
 	r := s.Gateway.API.Router()
 	r.Mount("/dev/idp", http.StripPrefix("/dev/idp", s.IdP.Handler()))
-	if model != nil {
-		r.Mount("/dev/openai", http.StripPrefix("/dev/openai", model.Handler()))
+	if dev != nil {
+		dev.routes(r)
 	}
 	s.Handler = s.Gateway.Handler
 	return nil

@@ -2,6 +2,7 @@ package devstack_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -58,8 +59,71 @@ func TestStack(t *testing.T) {
 			t.Errorf("%s: %d %s", path, resp.StatusCode, b)
 		}
 	}
-	if !strings.Contains(s.Model, base+"/dev/openai/v1") || !strings.Contains(s.Users, "in memory") || !strings.Contains(s.Redis, "in-process") {
+	if !strings.Contains(s.Model, base+"/dev/upstreams") || !strings.Contains(s.Users, "in memory") || !strings.Contains(s.Redis, "in-process") {
 		t.Errorf("the stack says: %q, %q, %q", s.Model, s.Users, s.Redis)
+	}
+}
+
+// TestDevFailover: the dev stack's two upstreams and their switch, as the
+// README shows a newcomer: dev-a told to fail, a completion is served by
+// dev-b; dev-a recovered, by dev-a again.
+func TestDevFailover(t *testing.T) {
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	s, err := devstack.New(context.Background(), devstack.Options{Config: devConfig(t, nil), BaseURL: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = s.Handler
+	srv.Start()
+	defer func() {
+		srv.Close()
+		s.Close()
+	}()
+	tok, err := s.IdP.Sign(s.IdP.Claims("user_dev_failover", config.DevAudience, "dev@example.com", "Dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	requests := func() (a, b float64) {
+		t.Helper()
+		_, body := call("GET", "/dev/upstreams", "")
+		var st map[string]struct{ Requests float64 }
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		return st["dev-a"].Requests, st["dev-b"].Requests
+	}
+	const chat = `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+	if status, body := call("POST", "/dev/upstreams/dev-a/fail", ""); status != 200 || !strings.Contains(body, `"failing":503`) {
+		t.Fatalf("fail dev-a: %d %s", status, body)
+	}
+	if status, body := call("POST", "/v1/chat/completions", chat); status != 200 {
+		t.Fatalf("with dev-a failing: %d %s", status, body)
+	}
+	if a, b := requests(); a != 1 || b != 1 {
+		t.Errorf("dev-a %v requests, dev-b %v; want 1 each (a failover)", a, b)
+	}
+	call("POST", "/dev/upstreams/dev-a/recover", "")
+	if status, body := call("POST", "/v1/responses", `{"model":"gpt-4o-mini","input":"hi"}`); status != 200 {
+		t.Fatalf("dev-a recovered: %d %s", status, body)
+	}
+	if a, b := requests(); a != 2 || b != 1 {
+		t.Errorf("dev-a %v requests, dev-b %v; want 2 and 1", a, b)
+	}
+	if status, _ := call("POST", "/dev/upstreams/dev-c/fail", ""); status != 400 {
+		t.Errorf("an unknown dev upstream: %d", status)
 	}
 }
 

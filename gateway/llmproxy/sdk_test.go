@@ -20,8 +20,21 @@ import (
 // The official clients, unchanged, configured with baseURL = <gateway>/v1
 // and the user's ID token as API key.
 
-func TestGoOpenAIClient(t *testing.T) {
-	e := newEnv(t, nil, app.Deps{})
+// sdkEnvs runs f against a gateway with one upstream, and against one
+// whose first upstream refuses every connection: the SDKs see no
+// difference through a failover.
+func sdkEnvs(t *testing.T, f func(t *testing.T, e *env)) {
+	t.Run("one upstream", func(t *testing.T) { f(t, newEnv(t, nil, app.Deps{})) })
+	t.Run("through a failover", func(t *testing.T) {
+		a, b := newFakeUpstream(t, "a"), newFakeUpstream(t, "b")
+		a.url = refusedURL(t)
+		f(t, failoverEnv(t, []*fakeUpstream{a, b}, nil))
+	})
+}
+
+func TestGoOpenAIClient(t *testing.T) { sdkEnvs(t, testGoOpenAIClient) }
+
+func testGoOpenAIClient(t *testing.T, e *env) {
 	cfg := openai.DefaultConfig(e.tok)
 	cfg.BaseURL = e.url + "/v1"
 	c := openai.NewClientWithConfig(cfg)
@@ -104,7 +117,9 @@ func TestGoOpenAIClient(t *testing.T) {
 	}
 }
 
-func TestNodeOpenAISDK(t *testing.T) {
+func TestNodeOpenAISDK(t *testing.T) { sdkEnvs(t, testNodeOpenAISDK) }
+
+func testNodeOpenAISDK(t *testing.T, e *env) {
 	dir, _ := filepath.Abs("testdata/sdk")
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -113,7 +128,6 @@ func TestNodeOpenAISDK(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openai", "package.json")); err != nil {
 		t.Fatalf("the openai npm package is not installed in %s: run scripts/test (it runs npm ci there)", dir)
 	}
-	e := newEnv(t, nil, app.Deps{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "sdk.mjs")
