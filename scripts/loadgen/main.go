@@ -40,6 +40,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/devllm"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/upstream"
 )
 
 func main() {
@@ -66,7 +67,7 @@ func run() error {
 	flag.IntVar(&o.users, "users", 1000, "distinct users (tokens) the requests rotate through")
 	flag.IntVar(&o.rounds, "rounds", 2, "alternating rounds per target")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "stop after this many requests in all")
-	only := flag.String("only", "", "run one section only: me, proxy, usage, memory or ab")
+	only := flag.String("only", "", "run one section only: me, proxy (with failover), usage, memory or ab")
 	baselineBin := flag.String("baseline-bin", "", "a previous sas-gateway build for the A/B section (-only ab)")
 	gatewayBin := flag.String("gateway-bin", "", "sas-gateway binary for the memory section (skipped without it)")
 	memDuration := flag.Duration("memory-duration", 2*time.Minute, "length of the sustained-load memory run")
@@ -265,6 +266,109 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 	fmt.Printf("| dev model directly (baseline) | %.3f | %.3f |\n", ms(p50(lat[0])), ms(lat[0][len(lat[0])*99/100]))
 	fmt.Printf("| through the gateway | %.3f | %.3f |\n", ms(p50(lat[1])), ms(lat[1][len(lat[1])*99/100]))
 	fmt.Printf("\nadded time to first byte at p50: %.3f ms\n", ms(p50(lat[1])-p50(lat[0])))
+	return failoverBench(ctx, cfg, log, client, tokens, direct, key)
+}
+
+// failoverBench is what a failover costs: non-streamed completions, one at
+// a time, through a gateway whose first upstream refuses every connection
+// (so each is served by the second), beside the same requests through a
+// gateway with the one upstream. After 5 refusals the first upstream's
+// circuit opens and it is skipped, so each failing gateway serves only its
+// first 4 requests here: fresh gateways, 4 requests each, alternating with
+// the baseline's.
+func failoverBench(ctx context.Context, cfg config.Config, log *slog.Logger, client *http.Client, tokens []string, direct, key string) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	refused := "http://" + ln.Addr().String() + "/v1"
+	ln.Close()
+	table := func(urls ...string) (*upstream.Table, error) {
+		var defs, routes []string
+		for i, u := range urls {
+			defs = append(defs, fmt.Sprintf(`"u%d":{"kind":"openai","base_url":%q,"key_env":"KEY"}`, i, u))
+			routes = append(routes, fmt.Sprintf(`{"upstream":"u%d"}`, i))
+		}
+		r := "[" + strings.Join(routes, ",") + "]"
+		return upstream.Parse([]byte(`{"upstreams":{`+strings.Join(defs, ",")+`},"models":{"gpt-4o-mini":`+r+`,"gpt-4o":`+r+`}}`),
+			func(string) string { return key }, cfg.Plans, quota.BuiltInPrices())
+	}
+	gateway := func(urls ...string) (string, func(), error) {
+		t, err := table(urls...)
+		if err != nil {
+			return "", nil, err
+		}
+		c := cfg
+		c.Upstreams = t
+		gw, err := app.New(ctx, c, log, app.Deps{NoLedger: true})
+		if err != nil {
+			return "", nil, err
+		}
+		return serve(gw.Handler), gw.Close, nil
+	}
+	one, closeOne, err := gateway(direct + "/v1")
+	if err != nil {
+		return err
+	}
+	defer closeOne()
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a short prompt for the benchmark"}]}`
+	call := func(base string, tok string) (time.Duration, error) {
+		t := target{url: base + "/v1/chat/completions", body: body}
+		t0 := time.Now()
+		resp, err := client.Do(t.request(tok))
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return 0, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return time.Since(t0), nil
+	}
+	for range 20 { // warm-up
+		if _, err := call(one, tokens[0]); err != nil {
+			return err
+		}
+	}
+	var lat [2][]time.Duration
+	for g := range 60 {
+		failing, closeFailing, err := gateway(refused, direct+"/v1")
+		if err != nil {
+			return err
+		}
+		for i := range 4 { // the token and user caches warmed, as the baseline's are
+			t := target{url: failing + "/v1/me"}
+			if resp, err := client.Do(t.request(tokens[(g*4+i)%len(tokens)])); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+		for i := range 4 {
+			tok := tokens[(g*4+i)%len(tokens)]
+			d0, err := call(one, tok)
+			if err != nil {
+				return err
+			}
+			d1, err := call(failing, tok)
+			if err != nil {
+				closeFailing()
+				return err
+			}
+			lat[0], lat[1] = append(lat[0], d0), append(lat[1], d1)
+		}
+		closeFailing()
+	}
+	for j := range lat {
+		slices.Sort(lat[j])
+	}
+	p50 := func(l []time.Duration) time.Duration { return l[len(l)/2] }
+	fmt.Printf("\nfailover: non-streamed completions one at a time, %d each, alternating:\n\n", len(lat[0]))
+	fmt.Println("| path | p50 ms | p99 ms |")
+	fmt.Println("|---|---:|---:|")
+	fmt.Printf("| one upstream, served at the first try (baseline) | %.3f | %.3f |\n", ms(p50(lat[0])), ms(lat[0][len(lat[0])*99/100]))
+	fmt.Printf("| first upstream refuses the connection, the second serves | %.3f | %.3f |\n", ms(p50(lat[1])), ms(lat[1][len(lat[1])*99/100]))
+	fmt.Printf("\nadded by one failover at p50: %.3f ms\n", ms(p50(lat[1])-p50(lat[0])))
 	return nil
 }
 
