@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devllm"
@@ -337,6 +338,12 @@ func TestSettledAtTheServingPrice(t *testing.T) {
 	// Charged at b's: 1000 × 0.015 + 100 × 0.06 = 21 µ$.
 	if u := e.usage(); u[quota.USDPerDay] != 21 || u[quota.TokensPerDay] != 1100 {
 		t.Errorf("charged %v, want 21 µ$ and 1100 tokens", u)
+	}
+	// One usage event, naming the serving upstream and the attempts.
+	var events []gateway.UsageEvent
+	waitFor(t, "the usage event in the ledger", func() bool { events = e.store.UsageEvents(e.user); return len(events) > 0 })
+	if len(events) != 1 || events[0].Upstream != "b" || events[0].Attempts != 2 || events[0].CostMicros != 21 {
+		t.Errorf("usage events %+v, want one from b after 2 attempts, 21 µ$", events)
 	}
 }
 

@@ -134,6 +134,22 @@ func (s *Store) RecordUsage(_ context.Context, events []gateway.UsageEvent) (int
 	return n, nil
 }
 
+// UsageEvents are a user's usage events as recorded, oldest first: the
+// rows of Postgres's usage_events, which an operator reads with SQL (see
+// docs/operations.md).
+func (s *Store) UsageEvents(clerkUserID string) []gateway.UsageEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []gateway.UsageEvent
+	for _, e := range s.usage {
+		if e.ClerkUserID == clerkUserID {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b gateway.UsageEvent) int { return a.At.Compare(b.At) })
+	return out
+}
+
 // PruneUsage deletes the events older than before.
 func (s *Store) PruneUsage(_ context.Context, before time.Time, _ int) (int64, error) {
 	s.mu.Lock()
