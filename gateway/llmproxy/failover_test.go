@@ -109,7 +109,7 @@ func failoverEnv(t *testing.T, ups []*fakeUpstream, modify func(string) string) 
 var failures = map[string]http.HandlerFunc{
 	"429": func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, `{"error":{"message":"rate limited"}}`, 429)
+		http.Error(w, `{"error":{"message":"rate limited"}}`, http.StatusTooManyRequests)
 	},
 	"500": statusHandler(500), "502": statusHandler(502), "503": statusHandler(503), "504": statusHandler(504),
 	"401": statusHandler(401), "403": statusHandler(403),
@@ -280,7 +280,7 @@ func TestEveryUpstreamOut(t *testing.T) {
 	for _, u := range []*fakeUpstream{c, d} {
 		u.setFault(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "120")
-			http.Error(w, `{"error":{"message":"slow down"}}`, 429)
+			http.Error(w, `{"error":{"message":"slow down"}}`, http.StatusTooManyRequests)
 		})
 	}
 	e = failoverEnv(t, []*fakeUpstream{c, d}, nil)
