@@ -269,8 +269,6 @@ func TestVerifyIssuerDown(t *testing.T) {
 	}
 }
 
-// BenchmarkVerify measures a full verification (signature, claims) and a
-// repeated token served from the verified-token cache.
 // TestVerifyFailingIssuerIsNotHammered: while the first key load fails,
 // junk tokens do not each trigger a fetch; a retry happens after the backoff.
 func TestVerifyFailingIssuerIsNotHammered(t *testing.T) {
@@ -301,6 +299,8 @@ func TestVerifyFailingIssuerIsNotHammered(t *testing.T) {
 	}
 }
 
+// BenchmarkVerify measures a full verification (signature, claims) and a
+// repeated token served from the verified-token cache.
 func BenchmarkVerify(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		iss := testenv.NewIssuer(b, alg, nil)

@@ -87,12 +87,14 @@ ORDER BY day, model`, clerkUserID, from.Format(time.DateOnly), to.Format(time.Da
 	if err != nil {
 		return nil, classify(err)
 	}
+	// Deferred, so that even a panic gives the connection back to the pool
+	// (whose Close would otherwise wait for it forever).
+	defer rows.Close()
 	var days []gateway.DayUsage
 	for rows.Next() {
 		var day time.Time
 		var m gateway.ModelUsage
 		if err := rows.Scan(&day, &m.Model, &m.Requests, &m.InputTokens, &m.CachedInputTokens, &m.OutputTokens, &m.CostMicros); err != nil {
-			rows.Close()
 			return nil, classify(err)
 		}
 		if len(days) == 0 || !days[len(days)-1].Date.Equal(day) {

@@ -5,6 +5,7 @@ package localapi_test
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +14,35 @@ import (
 
 	"github.com/signals-sorcery/sas/sidecar/localapi"
 )
+
+// TestDefaultSocketPath: the socket goes in the per-user runtime directory
+// when there is one and the path fits, else in the user's cache directory.
+func TestDefaultSocketPath(t *testing.T) {
+	cache := filepath.Join("/home/ada", ".cache")
+	if runtime.GOOS == "darwin" {
+		cache = filepath.Join("/home/ada", "Library", "Caches")
+	}
+	long := "/" + strings.Repeat("x", localapi.MaxSocketPath)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"runtime directory", map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000", "HOME": "/home/ada"}, "/run/user/1000/sas/sidecar-work.sock"},
+		{"no runtime directory", map[string]string{"HOME": "/home/ada"}, cache + "/sas/sidecar-work.sock"},
+		{"runtime directory too long", map[string]string{"XDG_RUNTIME_DIR": long, "HOME": "/home/ada"}, cache + "/sas/sidecar-work.sock"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := localapi.DefaultSocketPath(func(k string) string { return tc.env[k] }, "work")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("DefaultSocketPath (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
 
 // TestDefaultSocketPathFallback: when neither the runtime directory nor the
 // cache directory fits in a socket path, the socket goes in a fresh private

