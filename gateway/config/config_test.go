@@ -239,3 +239,113 @@ func TestClerkLifecycleVariables(t *testing.T) {
 		t.Errorf("a Clerk secret in the log: %s", b.String())
 	}
 }
+
+// TestUpstreamsFileProblems: a bad SAS_UPSTREAMS_FILE is reported with
+// every other bad variable in one message, which names each of the
+// table's problems and none of the keys its upstreams read.
+func TestUpstreamsFileProblems(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "upstreams.json")
+	table := `{"upstreams":{
+	   "openai": {"kind":"openai","base_url":"http://api.openai.com/v1","key_env":"OPENAI_API_KEY"},
+	   "azure":  {"kind":"azure","base_url":"https://r.openai.azure.com/openai/v1","key_env":"AZURE_OPENAI_API_KEY"},
+	   "groq":   {"kind":"groq","base_url":"https://api.groq.com/openai/v1","key_env":"GROQ_API_KEY"}},
+	 "models":{"gpt-4o-mini":[{"upstream":"openai"},{"upstream":"azure"},{"upstream":"groq"}]}}`
+	if err := os.WriteFile(path, []byte(table), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := valid()
+	env["PORT"] = "80a"
+	env["LOG_LEVEL"] = "loud"
+	env["OPENAI_API_KEY"] = "sk-SECRET-openai"
+	env["GROQ_API_KEY"] = "gsk_SECRET_groq"
+	env["SAS_UPSTREAMS_FILE"] = path
+	_, err := config.Load(getenv(env))
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want *config.Error", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"PORT", "LOG_LEVEL", "SAS_UPSTREAMS_FILE " + path,
+		"upstream openai: base_url must be https",
+		"upstream azure: the environment variable AZURE_OPENAI_API_KEY (key_env) is not set",
+		"upstream groq: kind must be openai, azure or openai-compatible",
+		"model gpt-4o of plan pro has no upstream",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the message does not say %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "SECRET") || strings.Contains(msg, "\n") {
+		t.Errorf("the message holds a key or spans lines: %q", msg)
+	}
+
+	env = valid()
+	env["SAS_UPSTREAMS_FILE"] = filepath.Join(t.TempDir(), "absent.json")
+	if _, err := config.Load(getenv(env)); err == nil || !strings.Contains(err.Error(), "SAS_UPSTREAMS_FILE") {
+		t.Errorf("a missing file: %v", err)
+	}
+	if _, err := config.LoadDev(getenv(env)); err == nil || !strings.Contains(err.Error(), "SAS_UPSTREAMS_FILE") {
+		t.Errorf("dev with a missing file: %v", err)
+	}
+}
+
+// TestUpstreamsFile: a good SAS_UPSTREAMS_FILE becomes Config.Upstreams,
+// priced by SAS_PRICES_FILE; the log line names the upstreams, never their
+// keys. Without the variable there is no table (one upstream from
+// OPENAI_API_KEY, built by the app).
+func TestUpstreamsFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	env := valid()
+	env["OPENAI_API_KEY"] = "sk-SECRET-openai"
+	env["AZURE_OPENAI_API_KEY"] = "SECRET-azure-123"
+	env["SAS_PRICES_FILE"] = write("prices.json", `{"gpt-4o-mini":{"input":0.2,"cached_input":0.1,"output":0.8},"gpt-4o":{"input":3,"cached_input":1.5,"output":12}}`)
+	env["SAS_UPSTREAMS_FILE"] = write("upstreams.json", `{"upstreams":{
+	   "openai": {"kind":"openai","base_url":"https://api.openai.com/v1","key_env":"OPENAI_API_KEY"},
+	   "azure":  {"kind":"azure","base_url":"https://r.openai.azure.com/openai/v1","key_env":"AZURE_OPENAI_API_KEY"}},
+	 "models":{"gpt-4o-mini":[{"upstream":"openai"},{"upstream":"azure","model":"mini-deployment"}],
+	           "gpt-4o":[{"upstream":"azure","model":"4o-deployment"}]}}`)
+	c, err := config.Load(getenv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Upstreams == nil {
+		t.Fatal("no upstream table")
+	}
+	if diff := cmp.Diff([]string{"azure", "openai"}, c.Upstreams.Names()); diff != "" {
+		t.Errorf("Names (-want +got):\n%s", diff)
+	}
+	var got []string
+	for _, r := range c.Upstreams.Routes("gpt-4o-mini") {
+		got = append(got, r.Upstream.Name+" "+r.Model+" "+r.Price.Output.String())
+	}
+	if diff := cmp.Diff([]string{"openai gpt-4o-mini 0.8", "azure mini-deployment 0.8"}, got); diff != "" {
+		t.Errorf("gpt-4o-mini routes (-want +got):\n%s", diff)
+	}
+
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "config", c)
+	if !strings.Contains(b.String(), `"upstreams":["azure","openai"]`) {
+		t.Errorf("the log line does not name the upstreams: %s", b.String())
+	}
+	if strings.Contains(b.String(), "SECRET") {
+		t.Errorf("the log line holds a key: %s", b.String())
+	}
+
+	dev, err := config.LoadDev(getenv(env))
+	if err != nil || dev.Upstreams == nil {
+		t.Errorf("dev: %v, %v", dev.Upstreams, err)
+	}
+
+	delete(env, "SAS_UPSTREAMS_FILE")
+	if c, err := config.Load(getenv(env)); err != nil || c.Upstreams != nil {
+		t.Errorf("without SAS_UPSTREAMS_FILE: %v, %v", c.Upstreams, err)
+	}
+}

@@ -55,7 +55,8 @@ type state struct {
 // HealthOptions configure a Health.
 type HealthOptions struct {
 	// OnCircuit is told when an upstream's circuit opens (true) and when
-	// it closes again (false), for the metrics.
+	// it closes again (false), for the metrics. It is called under the
+	// breaker's lock: it must not call back into the Health.
 	OnCircuit func(upstream string, open bool)
 }
 
@@ -95,8 +96,8 @@ var (
 )
 
 // Try asks whether upstream may be tried now. When it may, done must be
-// called once with the attempt's result; retryAfter is a 429's
-// Retry-After (0: DefaultCooling), used only with Failed after a 429.
+// called once with the attempt's result; cool, with Failed, keeps the
+// upstream out of rotation that long (a 429's Retry-After; 0: not at all).
 func (h *Health) Try(upstream string) (done func(r Result, cool time.Duration), ok bool) {
 	s := h.states[upstream]
 	if s == nil {
@@ -139,6 +140,9 @@ func (h *Health) Back(upstream string) time.Time {
 	if s == nil {
 		return time.Time{}
 	}
+	// The breaker's state first, without h.mu: the breaker calls
+	// OnStateChange, which takes h.mu, under its own lock.
+	open := s.breaker.State() == gobreaker.StateOpen
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
@@ -146,7 +150,7 @@ func (h *Health) Back(upstream string) time.Time {
 	if now.Before(s.coolUntil) {
 		back = s.coolUntil
 	}
-	if s.breaker.State() == gobreaker.StateOpen && s.openUntil.After(back) {
+	if open && s.openUntil.After(back) {
 		back = s.openUntil
 	}
 	return back

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -209,6 +210,9 @@ func parse(data []byte, getenv func(string) string, plans quota.Plans, prices qu
 		switch {
 		case c.KeyEnv == "":
 			fail("upstream %s: key_env is missing (the environment variable that holds its key)", name)
+		case !envName.MatchString(c.KeyEnv):
+			// Not quoted: an operator may have pasted the key itself here.
+			fail("upstream %s: key_env must be the name of an environment variable (such as OPENAI_API_KEY), not the key", name)
 		case strings.TrimSpace(getenv(c.KeyEnv)) == "":
 			fail("upstream %s: the environment variable %s (key_env) is not set", name, c.KeyEnv)
 		default:
@@ -255,6 +259,10 @@ func parse(data []byte, getenv func(string) string, plans quota.Plans, prices qu
 	}
 	return t, problems
 }
+
+// envName is an environment variable's name as operators write them;
+// every provider's key has a lower-case letter or a dash.
+var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
 
 // checkBaseURL accepts https URLs, and http on loopback (a local server).
 func checkBaseURL(s string) error {
