@@ -54,10 +54,7 @@ type Options struct {
 	Prices  quota.Prices
 	Limiter Limiter
 	// Encoding counts prompts (default tokenizer.O200k()).
-	Encoding *tokenizer.Encoding
-	// Transport reaches the upstreams (default: a clone of
-	// http.DefaultTransport).
-	Transport   http.RoundTripper
+	Encoding    *tokenizer.Encoding
 	IdleTimeout time.Duration
 	Metrics     *metrics.Metrics // nil: none
 	Logger      *slog.Logger
@@ -65,9 +62,11 @@ type Options struct {
 
 // Proxy serves the OpenAI-compatible routes.
 type Proxy struct {
-	o      Options
-	client *http.Client
-	health *upstream.Health
+	o Options
+	// clients reach each upstream: a connection pool of its own, and its
+	// header timeout as the transport's.
+	clients map[string]*http.Client
+	health  *upstream.Health
 }
 
 // New returns a Proxy.
@@ -81,17 +80,19 @@ func New(o Options) *Proxy {
 	if o.Encoding == nil {
 		o.Encoding = tokenizer.O200k()
 	}
-	if o.Transport == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = 64
-		o.Transport = t
-	}
 	// The proxy serves priced models only (metered refuses the others), and
 	// the table's upstreams only: they bound the metrics' labels.
 	o.Metrics.AllowModels(slices.Collect(maps.Keys(o.Prices))...)
 	o.Metrics.AllowUpstreams(o.Upstreams.Names()...)
-	return &Proxy{o: o, client: &http.Client{Transport: o.Transport},
+	p := &Proxy{o: o, clients: map[string]*http.Client{},
 		health: upstream.NewHealth(o.Upstreams.Names(), upstream.HealthOptions{OnCircuit: o.Metrics.CircuitOpen})}
+	for _, u := range o.Upstreams.Upstreams() {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = u.HeaderTimeout
+		t.MaxIdleConnsPerHost = 64
+		p.clients[u.Name] = &http.Client{Transport: t}
+	}
+	return p
 }
 
 func (p *Proxy) plan(u gateway.User) quota.Plan {
@@ -161,11 +162,9 @@ func (p *Proxy) metered(w http.ResponseWriter, r *http.Request, u gateway.User, 
 		// config refuses to start with an unpriced model: never serve one.
 		return wire.Wrap(wire.CodeUnavailable, "This model is not priced on this gateway.", fmt.Errorf("no price for %q", c.model))
 	}
-	var routes []upstream.Route
-	for _, rt := range p.o.Upstreams.Routes(c.model) {
-		if rt.Upstream.Serves(c.serves) {
-			routes = append(routes, rt)
-		}
+	routes := p.o.Upstreams.Routes(c.model)
+	if slices.ContainsFunc(routes, func(rt upstream.Route) bool { return !rt.Upstream.Serves(c.serves) }) {
+		routes = slices.DeleteFunc(slices.Clone(routes), func(rt upstream.Route) bool { return !rt.Upstream.Serves(c.serves) })
 	}
 	if len(routes) == 0 {
 		return wire.Errorf(wire.CodeBadRequest, "Model %q is not served on %s by this gateway.", c.model, "/v1"+c.path)
@@ -492,8 +491,8 @@ var errClientGone = errors.New("the client went away before the answer")
 // any header of the user's). The response body it returns is an idle
 // reader that cancels the request (cancel) when the upstream goes silent;
 // closing it stops its timer, so the one Close of the caller ends its whole
-// life. No response headers within the upstream's header timeout cancel
-// the request too.
+// life. No response headers within the upstream's header timeout fail the
+// request (its transport's ResponseHeaderTimeout).
 func (p *Proxy) send(ctx context.Context, c call, rt upstream.Route, cancel context.CancelFunc) (*http.Response, error) {
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, rt.Upstream.BaseURL+c.path, bytes.NewReader(c.body(rt)))
 	if err != nil {
@@ -504,11 +503,7 @@ func (p *Proxy) send(ctx context.Context, c call, rt upstream.Route, cancel cont
 	if c.stream {
 		hr.Header.Set("Accept", "text/event-stream")
 	}
-	headers := time.AfterFunc(rt.Upstream.HeaderTimeout, cancel)
-	resp, err := p.client.Do(hr)
-	if !headers.Stop() && err != nil {
-		err = timeoutError{err}
-	}
+	resp, err := p.clients[rt.Upstream.Name].Do(hr)
 	if err != nil {
 		msg := "The AI provider could not be reached."
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
@@ -520,13 +515,6 @@ func (p *Proxy) send(ctx context.Context, c call, rt upstream.Route, cancel cont
 	resp.Body = newIdleReader(resp.Body, p.o.IdleTimeout, cancel)
 	return resp, nil
 }
-
-// timeoutError is a request cancelled by the header timeout.
-type timeoutError struct{ error }
-
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
-func (e timeoutError) Unwrap() error { return e.error }
 
 // body is the request as rt receives it: the model under the upstream's
 // name, and the gateway-owned fields only to the kinds that take them.

@@ -128,6 +128,15 @@ func (t *Table) Routes(model string) []Route {
 	return t.models[model]
 }
 
+// Upstreams are the table's upstreams, by name.
+func (t *Table) Upstreams() []*Upstream {
+	out := make([]*Upstream, 0, len(t.upstreams))
+	for _, name := range t.Names() {
+		out = append(out, t.upstreams[name])
+	}
+	return out
+}
+
 // Names are the upstreams' names, sorted.
 func (t *Table) Names() []string { return slices.Sorted(maps.Keys(t.upstreams)) }
 

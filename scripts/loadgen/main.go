@@ -67,7 +67,7 @@ func run() error {
 	flag.IntVar(&o.users, "users", 1000, "distinct users (tokens) the requests rotate through")
 	flag.IntVar(&o.rounds, "rounds", 2, "alternating rounds per target")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "stop after this many requests in all")
-	only := flag.String("only", "", "run one section only: me, proxy (with failover), usage, memory or ab")
+	only := flag.String("only", "", "run one section only: me, proxy (with failover), failover, usage, memory or ab")
 	baselineBin := flag.String("baseline-bin", "", "a previous sas-gateway build for the A/B section (-only ab)")
 	gatewayBin := flag.String("gateway-bin", "", "sas-gateway binary for the memory section (skipped without it)")
 	memDuration := flag.Duration("memory-duration", 2*time.Minute, "length of the sustained-load memory run")
@@ -139,6 +139,10 @@ func run() error {
 	switch *only {
 	case "proxy":
 		return proxyBench(ctx, o, cfg, log, client, tokens, &budget)
+	case "failover":
+		const key = "sk-bench"
+		direct := serve(devllm.New(devllm.Options{APIKey: key, ChunkDelay: -1}).Handler())
+		return failoverBench(ctx, cfg, log, client, tokens, direct, key)
 	case "memory":
 		return memory()
 	case "usage":
@@ -337,11 +341,13 @@ func failoverBench(ctx context.Context, cfg config.Config, log *slog.Logger, cli
 		if err != nil {
 			return err
 		}
-		for i := range 4 { // the token and user caches warmed, as the baseline's are
-			t := target{url: failing + "/v1/me"}
-			if resp, err := client.Do(t.request(tokens[(g*4+i)%len(tokens)])); err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+		for i := range 4 { // both gateways' token and user caches warmed
+			for _, base := range []string{one, failing} {
+				t := target{url: base + "/v1/me"}
+				if resp, err := client.Do(t.request(tokens[(g*4+i)%len(tokens)])); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
 			}
 		}
 		for i := range 4 {
