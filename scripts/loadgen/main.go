@@ -142,6 +142,7 @@ func run() error {
 	case "failover":
 		const key = "sk-bench"
 		direct := serve(devllm.New(devllm.Options{APIKey: key, ChunkDelay: -1}).Handler())
+		cfg.Plans = benchPlans()
 		return failoverBench(ctx, cfg, log, client, tokens, direct, key)
 	case "memory":
 		return memory()
@@ -179,12 +180,7 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 	const key = "sk-bench"
 	model := devllm.New(devllm.Options{APIKey: key, ChunkDelay: -1})
 	direct := serve(model.Handler())
-	plans := quota.BuiltIn()
-	free := plans["free"]
-	free.RequestsPerMinute, free.RequestsPerDay, free.TokensPerDay = 1<<40, 1<<40, 1<<50
-	free.ConcurrentRequests, free.USDPerDay, free.USDPerMonth = 0, 0, 0
-	plans["free"] = free
-	cfg.OpenAIAPIKey, cfg.OpenAIBaseURL, cfg.Plans = key, direct+"/v1", plans
+	cfg.OpenAIAPIKey, cfg.OpenAIBaseURL, cfg.Plans = key, direct+"/v1", benchPlans()
 	gw, err := app.New(ctx, cfg, log, app.Deps{})
 	if err != nil {
 		return err
@@ -271,6 +267,16 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 	fmt.Printf("| through the gateway | %.3f | %.3f |\n", ms(p50(lat[1])), ms(lat[1][len(lat[1])*99/100]))
 	fmt.Printf("\nadded time to first byte at p50: %.3f ms\n", ms(p50(lat[1])-p50(lat[0])))
 	return failoverBench(ctx, cfg, log, client, tokens, direct, key)
+}
+
+// benchPlans are the built-in plans with limits out of the way of a load.
+func benchPlans() quota.Plans {
+	plans := quota.BuiltIn()
+	free := plans["free"]
+	free.RequestsPerMinute, free.RequestsPerDay, free.TokensPerDay = 1<<40, 1<<40, 1<<50
+	free.ConcurrentRequests, free.USDPerDay, free.USDPerMonth = 0, 0, 0
+	plans["free"] = free
+	return plans
 }
 
 // failoverBench is what a failover costs: non-streamed completions, one at
