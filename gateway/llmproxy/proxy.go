@@ -320,7 +320,7 @@ func (t *tab) settle(out outcome) {
 		// reserved, never less than nothing.
 		t.log.Error("settling the reservation failed; it stays charged", "reserved_tokens", res.Tokens, "err", err)
 	}
-	t.log.Info("completion", "outcome", out.name, "upstream", t.upstream, "attempts", t.attempts, "usage_source", source, "prompt_estimate", t.c.promptTokens,
+	t.log.Info("completion", "outcome", out.name, "attempts", t.attempts, "usage_source", source, "prompt_estimate", t.c.promptTokens,
 		"reserved_tokens", res.Tokens, "reserved_usd", res.Cost.String(), "tokens", s.Tokens, "usd", s.Cost.String())
 }
 
@@ -403,7 +403,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, t *tab, rt upstr
 			// The client left before the answer: not the upstream's fault,
 			// and the upstream may have worked on it.
 			done(upstream.Abandoned, 0)
-			t.upstream = name
+			t.upstream, t.log = name, log
 			return outcome{name: "client_gone", err: errClientGone}, true
 		}
 		reason := "unreachable"
@@ -422,7 +422,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, t *tab, rt upstr
 		switch s := resp.StatusCode; {
 		case clientFault(s):
 			done(upstream.Served, 0)
-			t.upstream = name
+			t.upstream, t.log = name, log
 			return outcome{name: "refused", charge: chargeRequest, err: err}, true
 		case s == 429:
 			done(upstream.Failed, retryAfter(resp))
@@ -432,7 +432,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, t *tab, rt upstr
 			return outcome{name: "upstream_error", charge: chargeNothing, reason: statusOutcome(s), err: err}, false
 		default: // an answer, if a strange one: not another provider's to give
 			done(upstream.Served, 0)
-			t.upstream = name
+			t.upstream, t.log = name, log
 			return outcome{name: "upstream_error", charge: chargeNothing, err: err}, true
 		}
 	}
@@ -442,7 +442,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, t *tab, rt upstr
 		if _, err := resp.Body.(*idleReader).peek(); err != nil {
 			if r.Context().Err() != nil {
 				done(upstream.Abandoned, 0)
-				t.upstream = name
+				t.upstream, t.log = name, log
 				return outcome{name: "client_gone", err: errClientGone}, true
 			}
 			log.Warn("upstream stream ended before its first byte", "err", err)
@@ -453,7 +453,9 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, t *tab, rt upstr
 		}
 	}
 	done(upstream.Served, 0)
-	t.upstream, t.price = name, rt.Price
+	// From here on the answer is this upstream's: what the relay logs
+	// (a malformed event, a cut) names it.
+	t.upstream, t.price, t.log = name, rt.Price, log
 	if c.stream {
 		return p.relayStream(w, r, resp, t), true
 	}
