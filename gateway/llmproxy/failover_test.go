@@ -461,3 +461,20 @@ func TestBudgetsHoldWhileFailingOver(t *testing.T) {
 		t.Errorf("charged %v, want 2 requests", u)
 	}
 }
+
+// TestEstimateMargin: a model priced with an estimate_margin (one not
+// tokenized with o200k_base) reserves its prompt estimate times the
+// margin.
+func TestEstimateMargin(t *testing.T) {
+	a := newFakeUpstream(t, "a")
+	e := failoverEnv(t, []*fakeUpstream{a}, func(s string) string {
+		return strings.Replace(s, `{"upstream":"a"}`, `{"upstream":"a","price":{"input":0.15,"cached_input":0.075,"output":0.6,"estimate_margin":2}}`, 1)
+	})
+	if r := e.post("/v1/chat/completions", hello); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	// "hello there" is 9 tokens by o200k_base; free's output cap 1024.
+	if c := e.lastCompletion(); c["prompt_estimate"] != float64(18) || c["reserved_tokens"] != float64(18+1024) {
+		t.Errorf("completion %v, want a prompt estimate of 2 × 9", c)
+	}
+}
