@@ -269,7 +269,8 @@ func TestEveryUpstreamOut(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	e.gw.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, want := range []string{`sas_upstream_circuit_open{upstream="a"} 1`, `sas_upstream_circuit_open{upstream="b"} 1`} {
+	for _, want := range []string{`sas_upstream_circuit_open{upstream="a"} 1`, `sas_upstream_circuit_open{upstream="b"} 1`,
+		`sas_upstream_requests_total{model="gpt-4o-mini",outcome="skipped",upstream="a"} 1`} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
@@ -293,6 +294,19 @@ func TestEveryUpstreamOut(t *testing.T) {
 	if c.hits.Load() != 1 || d.hits.Load() != 1 {
 		t.Errorf("hits %d, %d; want 1 each (cooling after)", c.hits.Load(), d.hits.Load())
 	}
+}
+
+// TestUnreachableUpstreamsOpenTheirCircuits: connections refused count as
+// failures for the breaker like 5xx answers: after five requests both
+// circuits are open and none is tried.
+func TestUnreachableUpstreamsOpenTheirCircuits(t *testing.T) {
+	a, b := newFakeUpstream(t, "a"), newFakeUpstream(t, "b")
+	a.url, b.url = refusedURL(t), refusedURL(t)
+	e := failoverEnv(t, []*fakeUpstream{a, b}, nil)
+	for range upstream.TripAfter {
+		wantError(t, e.post("/v1/chat/completions", hello), 502, wire.CodeUpstreamError)
+	}
+	wantError(t, e.post("/v1/chat/completions", hello), 503, wire.CodeUpstreamUnavailable)
 }
 
 // TestAtMostThreeAttempts: four failing upstreams cost three attempts.

@@ -319,6 +319,14 @@ func TestUnavailable(t *testing.T) {
 	if err := db.Ping(ctx); wire.ErrorCode(err) != wire.CodeUnavailable {
 		t.Errorf("Ping = %v, want unavailable", err)
 	}
+	// The usage reads too (the operator's report and GET /v1/usage).
+	now := time.Now()
+	if _, err := db.UsageByUser(ctx, now.AddDate(0, 0, -1), now, ""); wire.ErrorCode(err) != wire.CodeUnavailable {
+		t.Errorf("UsageByUser = %v, want unavailable", err)
+	}
+	if _, err := db.Usage(ctx, "user_1", now.AddDate(0, 0, -1), now); wire.ErrorCode(err) != wire.CodeUnavailable {
+		t.Errorf("Usage = %v, want unavailable", err)
+	}
 	proxy.Restore()
 	if _, err := db.UpsertUser(ctx, id); err != nil {
 		t.Fatalf("after restore: %v", err)
