@@ -252,3 +252,22 @@ func TestNoInputLimitCountsLongPiecesExactly(t *testing.T) {
 		t.Errorf("estimate %d, want the exact %d (its bytes: %d)", req.promptTokens, want, len(text))
 	}
 }
+
+// TestToolRecipe: function definitions by OpenAI's cookbook
+// (num_tokens_for_tools): 12 in all, 7 per function and its
+// "name:description", 3 when it has properties, per property 3 and its
+// "name:type:description", per enum value 3 and its text, less 3 once per
+// enum.
+func TestToolRecipe(t *testing.T) {
+	enc := tokenizer.O200k()
+	e := newEstimator(enc, "gpt-4o", 0)
+	raw := `[{"type":"function","function":{"name":"play","description":"Play a note.","parameters":{"type":"object",
+		"properties":{"key":{"type":"string","description":"The key.","enum":["C","D#"]},"bars":{"type":"integer"}}}}}]`
+	c := func(s string) int64 { return int64(enc.Count(s)) }
+	want := 12 + 7 + c("play:Play a note") + 3 +
+		3 + c("key:string:The key") - 3 + (3 + c("C")) + (3 + c("D#")) +
+		3 + c("bars:integer:")
+	if got := e.recipe([]byte(raw), false); got != want {
+		t.Errorf("recipe = %d, want %d", got, want)
+	}
+}
