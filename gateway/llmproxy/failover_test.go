@@ -309,6 +309,19 @@ func TestUnreachableUpstreamsOpenTheirCircuits(t *testing.T) {
 	wantError(t, e.post("/v1/chat/completions", hello), 503, wire.CodeUpstreamUnavailable)
 }
 
+// TestUpstreamErrorWithoutAnErrorObject: a failing upstream whose JSON
+// body has no "error" object is an upstream error like any other.
+func TestUpstreamErrorWithoutAnErrorObject(t *testing.T) {
+	a := newFakeUpstream(t, "a")
+	a.setFault(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, `{"detail":"internal"}`)
+	})
+	e := failoverEnv(t, []*fakeUpstream{a}, nil)
+	wantError(t, e.post("/v1/chat/completions", hello), 502, wire.CodeUpstreamError)
+}
+
 // TestAtMostThreeAttempts: four failing upstreams cost three attempts.
 func TestAtMostThreeAttempts(t *testing.T) {
 	var ups []*fakeUpstream

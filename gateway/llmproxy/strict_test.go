@@ -60,6 +60,7 @@ func TestHostileBodies(t *testing.T) {
 		{"a hosted tool_choice", "/v1/chat/completions", chat(`,"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[]}}`), `"allowed_tools"`},
 		{"a tool_choice word", "/v1/chat/completions", chat(`,"tool_choice":"web_search"`), `"tool_choice"`},
 		{"a case-variant prediction", "/v1/chat/completions", chat(`,"prediction":{"type":"content","Content":"x"}`), `"prediction"."Content"`},
+		{"a case-variant response_format", "/v1/chat/completions", chat(`,"response_format":{"Type":"json_object"}`), `"response_format"."Type"`},
 
 		{"Responses: a file behind TYPE", "/v1/responses",
 			`{"model":"gpt-4o-mini","input":[{"role":"user","content":[{"type":"input_file","file_id":"file-1","TYPE":"input_text"}]}]}`,
