@@ -153,10 +153,11 @@ func (d *Daemon) Status(ctx context.Context) (wire.SidecarStatus, error) {
 }
 
 // observe records st and notifies authChanged when who is signed in
-// changed.
+// changed, their email or name included (a refresh may bring a new one:
+// the app must not keep showing the old).
 func (d *Daemon) observe(st wire.SidecarStatus) {
 	d.lastMu.Lock()
-	changed := st.SignedIn != d.last.SignedIn || userID(st) != userID(d.last)
+	changed := st.SignedIn != d.last.SignedIn || userOf(st) != userOf(d.last)
 	d.last = st
 	d.lastMu.Unlock()
 	if changed {
@@ -164,11 +165,11 @@ func (d *Daemon) observe(st wire.SidecarStatus) {
 	}
 }
 
-func userID(st wire.SidecarStatus) string {
+func userOf(st wire.SidecarStatus) wire.SidecarUser {
 	if st.User == nil {
-		return ""
+		return wire.SidecarUser{}
 	}
-	return st.User.ID
+	return *st.User
 }
 
 // Watch re-reads the store every WatchInterval until ctx ends, so changes

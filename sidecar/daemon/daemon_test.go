@@ -20,6 +20,7 @@ import (
 	"github.com/signals-sorcery/sas/sidecar/daemon"
 	"github.com/signals-sorcery/sas/sidecar/internal/e2etest"
 	"github.com/signals-sorcery/sas/sidecar/internal/stacktest"
+	"github.com/signals-sorcery/sas/sidecar/internal/tempdir"
 	"github.com/signals-sorcery/sas/sidecar/profile"
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
@@ -47,7 +48,7 @@ func newFixture(t *testing.T, opts ...func(*daemon.Options)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, stack: stacktest.Start(t), browser: stacktest.NewBrowser(), logs: &e2etest.Buffer{}}
 	f.settings = f.stack.Settings(t)
-	f.store = tokens.NewFileStore(t.TempDir(), "local")
+	f.store = tokens.NewFileStore(tempdir.New(t), "local")
 	o := daemon.Options{
 		Session:       f.stack.Session(t, f.settings, f.store),
 		Browser:       f.browser,

@@ -2,7 +2,14 @@ import { EventEmitter } from "node:events";
 
 export interface SpawnOptions {
   /** Path to the sas-sidecar binary (electron-builder extraResources). */
-  binaryPath: string;
+  binaryPath?: string;
+  /**
+   * Instead of binaryPath: the directory holding the binary, e.g.
+   * process.resourcesPath; the file is sidecarBinaryName({ platform }).
+   */
+  binaryDir?: string;
+  /** process.platform unless given (tests): "win32" picks sas-sidecar.exe. */
+  platform?: NodeJS.Platform;
   /** prod (default), dev or local. */
   profile?: "prod" | "dev" | "local";
   /** The sidecar's environment (default: process.env). */
@@ -12,6 +19,18 @@ export interface SpawnOptions {
   /** Receives the sidecar's stderr log lines (JSON). */
   logger?: ((line: string) => void) | { log(line: string): void };
 }
+
+export interface BinaryNameOptions {
+  /** Default process.platform. */
+  platform?: NodeJS.Platform;
+  /** Default process.arch (ignored on darwin: the release binary is universal). */
+  arch?: NodeJS.Architecture;
+  /** The platform-suffixed release asset name, e.g. "sas-sidecar-windows-arm64.exe". */
+  release?: boolean;
+}
+
+/** "sas-sidecar.exe" on win32, else "sas-sidecar"; see BinaryNameOptions.release. */
+export function sidecarBinaryName(options?: BinaryNameOptions): string;
 
 export interface User {
   id: string;
@@ -67,6 +86,7 @@ export class SasSidecarError extends Error {
 
 export class SasSidecar extends EventEmitter {
   static spawn(options: SpawnOptions): Promise<SasSidecar>;
+  /** A Unix socket path, or a named pipe (\\.\pipe\…) on Windows; null when none is served. */
   readonly socketPath: string | null;
   readonly version: string;
   readonly pid: number | undefined;

@@ -1,13 +1,15 @@
 // @ts-check
 // Client for sas-sidecar, for Electron's main process (or any Node.js
 // program). It spawns `sas-sidecar serve --stdio`, speaks its JSON-RPC on
-// stdin/stdout, and calls the gateway through the sidecar's Unix socket.
+// stdin/stdout, and calls the gateway through the sidecar's Unix socket (a
+// named pipe on Windows).
 // The sidecar attaches the user's token to every gateway call: no token ever
 // reaches this process, let alone a renderer. Zero dependencies.
 
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import http from "node:http";
+import path from "node:path";
 import readline from "node:readline";
 import { Readable } from "node:stream";
 
@@ -29,6 +31,29 @@ export class SasSidecarError extends Error {
 
 const READY_TIMEOUT_MS = 10_000;
 
+/** Go's names for Node's process.platform and process.arch values. */
+const GOOS = { win32: "windows", darwin: "darwin", linux: "linux" };
+const GOARCH = { x64: "amd64", arm64: "arm64" };
+
+/**
+ * The sidecar binary's file name on platform: "sas-sidecar.exe" on Windows,
+ * else "sas-sidecar" (the names in scripts/build-sidecar's per-platform
+ * folders, dist/<os>-<arch>/). With release: true, the platform-suffixed
+ * name of the release assets: "sas-sidecar-windows-amd64.exe",
+ * "sas-sidecar-linux-arm64", "sas-sidecar-darwin-universal" (both Mac
+ * architectures in one file).
+ * @param {import("./index.d.ts").BinaryNameOptions} [options]
+ * @returns {string}
+ */
+export function sidecarBinaryName({ platform = process.platform, arch = process.arch, release = false } = {}) {
+  const exe = platform === "win32" ? ".exe" : "";
+  if (!release) return `sas-sidecar${exe}`;
+  const os = GOOS[/** @type {keyof typeof GOOS} */ (platform)];
+  const cpu = platform === "darwin" ? "universal" : GOARCH[/** @type {keyof typeof GOARCH} */ (arch)];
+  if (!os || !cpu) throw new SasSidecarError(`no sas-sidecar release for ${platform}/${arch}`, { code: "unsupported_platform" });
+  return `sas-sidecar-${os}-${cpu}${exe}`;
+}
+
 /** The notifications the sidecar sends, re-emitted as events. */
 const NOTIFICATIONS = new Set(["authChanged", "loginStarted"]);
 
@@ -38,8 +63,9 @@ export class SasSidecar extends EventEmitter {
    * @param {import("./index.d.ts").SpawnOptions} options
    * @returns {Promise<SasSidecar>}
    */
-  static spawn({ binaryPath, profile, env, args = [], logger } = /** @type {any} */ ({})) {
-    if (!binaryPath) throw new TypeError("binaryPath is required");
+  static spawn({ binaryPath, binaryDir, platform, profile, env, args = [], logger } = /** @type {any} */ ({})) {
+    if (!binaryPath && binaryDir) binaryPath = path.join(binaryDir, sidecarBinaryName({ platform }));
+    if (!binaryPath) throw new TypeError("binaryPath or binaryDir is required");
     const argv = ["serve", "--stdio", ...(profile ? ["--profile", profile] : []), ...args];
     const child = spawn(binaryPath, argv, { env: env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
     const sidecar = new SasSidecar(child, logger);
@@ -137,7 +163,12 @@ export class SasSidecar extends EventEmitter {
     child.stdin.on("error", () => {}); // a dead sidecar: reported through "exit"
   }
 
-  /** The Unix socket the sidecar serves (null on Windows: use request()). */
+  /**
+   * The local API's address from the ready notification: a Unix socket
+   * path, or on Windows a named pipe (\\.\pipe\sas-sidecar-<profile>-<SID>);
+   * null when the sidecar could not serve it (its log says why): use
+   * request().
+   */
   get socketPath() {
     return this.#socketPath;
   }
@@ -227,7 +258,8 @@ export class SasSidecar extends EventEmitter {
   }
 
   /**
-   * A gateway call through the sidecar's socket, answered as a WHATWG
+   * A gateway call through the sidecar's socket (or named pipe: Node's
+   * socketPath takes either), answered as a WHATWG
    * Response whose body streams (server-sent events arrive as they come).
    * Aborting init.signal cancels the call all the way to the upstream.
    * @param {string} path e.g. "/v1/chat/completions"
@@ -236,7 +268,7 @@ export class SasSidecar extends EventEmitter {
    */
   fetch(path, init = {}) {
     const socketPath = this.#socketPath;
-    if (!socketPath) return Promise.reject(new SasSidecarError("the sidecar serves no socket on this OS: use request()", { code: "no_socket" }));
+    if (!socketPath) return Promise.reject(new SasSidecarError("the sidecar serves no socket (its log says why): use request()", { code: "no_socket" }));
     return new Promise((resolve, reject) => {
       const req = http.request(
         { socketPath, path, method: init.method ?? "GET", headers: { host: "sas", ...(init.headers ?? {}) }, signal: init.signal },

@@ -1,12 +1,14 @@
-// Package localapi is the sidecar's local HTTP API on a Unix socket: the
-// Electron main process (or curl --unix-socket) calls /sidecar/status,
-// /sidecar/login, /sidecar/logout, and any /v1/… path, which is proxied to
-// the gateway with the user's token attached and streamed back.
+// Package localapi is the sidecar's local HTTP API on a Unix socket (a
+// named pipe on Windows): the Electron main process (or curl
+// --unix-socket) calls /sidecar/status, /sidecar/login, /sidecar/logout,
+// and any /v1/… path, which is proxied to the gateway with the user's token
+// attached and streamed back. One handler serves both transports.
 //
 // Only the user who runs the sidecar may talk to it: the socket is 0600 in
-// a 0700 directory, every connection's peer uid is checked, and requests
-// that carry Origin or Referer — a browser page trying its luck — are
-// refused, as Tailscale's LocalAPI does.
+// a 0700 directory and every connection's peer uid is checked (on Windows
+// the pipe's DACL grants the user alone, and remote clients are rejected),
+// and requests that carry Origin or Referer — a browser page trying its
+// luck — are refused, as Tailscale's LocalAPI does.
 package localapi
 
 import (
@@ -22,6 +24,9 @@ import (
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/daemon"
 )
+
+// ErrInUse means another live sidecar serves the socket (or the pipe).
+var ErrInUse = errors.New("another sas-sidecar is already serving")
 
 // Handler serves the local API of d.
 func Handler(d *daemon.Daemon, log *slog.Logger) http.Handler {

@@ -1,3 +1,5 @@
+//go:build unix
+
 package localapi_test
 
 import (
@@ -11,14 +13,8 @@ import (
 	"syscall"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/signals-sorcery/sas/sidecar/localapi"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
 
 // TestPeerOfAnotherUserIsRefused: a process of another uid that reaches the
 // socket (here the directory and socket are opened up on purpose) gets its

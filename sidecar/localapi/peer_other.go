@@ -1,4 +1,4 @@
-//go:build !linux && !darwin
+//go:build !linux && !darwin && !windows
 
 package localapi
 
@@ -7,9 +7,9 @@ import (
 	"net"
 )
 
-// peerUID is not available here (Windows has no peer credentials on
-// AF_UNIX sockets; the other BSDs are not release targets): connections
-// are refused rather than trusted. See README, "Windows".
+// peerUID is not available here (the other BSDs are not release targets):
+// connections are refused rather than trusted. Windows serves a named pipe
+// instead (pipe_windows.go).
 func peerUID(net.Conn) (int, error) {
 	return -1, errors.New("peer credentials are not supported on this OS")
 }

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package localapi
 
 import (
@@ -57,9 +59,6 @@ func userCacheDir(getenv func(string) string) (string, error) {
 	}
 	return os.UserCacheDir()
 }
-
-// ErrInUse means another live sidecar serves the socket.
-var ErrInUse = errors.New("another sas-sidecar is already serving")
 
 // Listen prepares path's directory (created 0700; an existing one must
 // belong to this user, not be a symlink, and be closed to others), takes a

@@ -260,7 +260,7 @@ func complete(ctx context.Context, o Options, prov Provider, cfg oauth2.Config, 
 		// The OpenID default: the profile at the userinfo endpoint, not in
 		// the ID token. Shown to the user; the gateway still needs the
 		// claims in the ID token (docs/operations.md says how).
-		id = completeIdentity(ctx, o.HTTPClient, prov, tok.AccessToken, id)
+		id = CompleteIdentity(ctx, o.HTTPClient, prov, tok.AccessToken, id)
 	}
 	res := Result{Tokens: set, Identity: id, Provider: prov}
 	// Store before the browser is told "signed in".
@@ -275,11 +275,12 @@ func complete(ctx context.Context, o Options, prov Provider, cfg oauth2.Config, 
 // ErrNoIDToken means a token response carried no ID token.
 var ErrNoIDToken = errors.New("the provider returned no ID token (is the openid scope granted?)")
 
-// completeIdentity fills the email and name that the ID token lacks from the
-// provider's userinfo endpoint (best effort: on any failure, id as it is).
+// CompleteIdentity fills the email and name that the ID token lacks from the
+// provider's userinfo endpoint, with the access token of the same token
+// response (best effort, bounded to 10 s: on any failure, id as it is).
 // The answer is used only if it is about the same subject (OpenID Connect
-// Core §5.3.2).
-func completeIdentity(ctx context.Context, client *http.Client, prov Provider, accessToken string, id Identity) Identity {
+// Core §5.3.2). Sign-in and refresh both call it.
+func CompleteIdentity(ctx context.Context, client *http.Client, prov Provider, accessToken string, id Identity) Identity {
 	if prov.UserinfoEndpoint == "" || accessToken == "" {
 		return id
 	}

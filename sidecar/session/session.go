@@ -5,6 +5,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,19 +107,30 @@ func (s *Session) SignIn(ctx context.Context, o login.Options) (login.Result, er
 		o.AppRedirect = st.AppRedirectURI
 	}
 	o.HTTPClient, o.Now = s.o.HTTPClient, s.o.Now
-	o.Save = func(ctx context.Context, r login.Result) error { return s.save(ctx, r.Tokens) }
+	o.Save = func(ctx context.Context, r login.Result) error { return s.save(ctx, r) }
 	return login.Run(ctx, o)
 }
 
-// save stores the tokens of a completed sign-in, under the refresh lock so
-// that a refresh in another process cannot overwrite them.
-func (s *Session) save(ctx context.Context, set tokens.Set) error {
+// save stores the tokens of a completed sign-in and the profile it learnt
+// (from userinfo when the ID token lacks it), under the refresh lock so
+// that a refresh in another process cannot overwrite them. The profile
+// goes first: a reader that sees the new ID token (signed in) finds its
+// profile beside it, and the old token's user is not shown the new one's
+// (the profile names its subject).
+func (s *Session) save(ctx context.Context, r login.Result) error {
 	unlock, err := tokens.Lock(ctx, s.o.LockDir, s.o.Settings.Profile)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	return s.o.Store.Save(ctx, set)
+	if err := s.o.Store.SaveProfile(ctx, profileOf(r.Identity)); err != nil {
+		return err
+	}
+	return s.o.Store.Save(ctx, r.Tokens)
+}
+
+func profileOf(id login.Identity) tokens.Profile {
+	return tokens.Profile{Subject: id.Subject, Email: id.Email, Username: id.Username}
 }
 
 // Token returns a stored ID token valid for at least RefreshMargin,
@@ -208,7 +220,7 @@ func (s *Session) refresh(ctx context.Context, set tokens.Set) (tokens.Set, erro
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = set.RefreshToken // the provider does not rotate
 	}
-	next, _, err := login.VerifyTokens(ctx, s.o.HTTPClient, prov, s.o.Settings.ClientID, s.o.Now, tok, "")
+	next, id, err := login.VerifyTokens(ctx, s.o.HTTPClient, prov, s.o.Settings.ClientID, s.o.Now, tok, "")
 	if errors.Is(err, login.ErrNoIDToken) {
 		err = errors.New("the provider's answer to a refresh has no ID token, and the gateway needs a fresh one: configure the provider to return an ID token when a refresh token is used (docs/operations.md), then run sas-login login")
 	}
@@ -228,7 +240,32 @@ func (s *Session) refresh(ctx context.Context, set tokens.Set) (tokens.Set, erro
 	if err != nil {
 		return tokens.Set{}, fmt.Errorf("store the refreshed session: %w", err)
 	}
+	if id.Email == "" || id.Username == "" {
+		s.refreshProfile(ctx, prov, tok.AccessToken, id)
+	}
 	return next, nil
+}
+
+// refreshProfile keeps the stored profile current after a refresh whose
+// new ID token lacks the email or name: it reads userinfo again with the
+// new access token, as sign-in did, so a change made at the provider shows
+// as it would in the claims of a token that carries them. What userinfo
+// does not say (it failed, or is silent) is kept from the stored profile
+// when that one is the same subject's. Best effort, and bounded (10 s,
+// only for providers that keep the profile out of the ID token): the
+// tokens are stored already, and a profile that could not be written
+// leaves the old one, which status shows only for its own subject.
+func (s *Session) refreshProfile(ctx context.Context, prov login.Provider, accessToken string, id login.Identity) {
+	p := profileOf(login.CompleteIdentity(ctx, s.o.HTTPClient, prov, accessToken, id))
+	stored, err := s.o.Store.LoadProfile(ctx)
+	if err == nil && stored.Subject == p.Subject {
+		p.Email = cmp.Or(p.Email, stored.Email)
+		p.Username = cmp.Or(p.Username, stored.Username)
+		if p == stored {
+			return
+		}
+	}
+	_ = s.o.Store.SaveProfile(ctx, p)
 }
 
 func (s *Session) provider(ctx context.Context) (login.Provider, error) {
@@ -246,8 +283,10 @@ func (s *Session) provider(ctx context.Context) (login.Provider, error) {
 }
 
 // Status reports who is signed in, from the stored ID token (verified when
-// it was stored). Signed in means: a token that is still valid, or a
-// refresh token to get one. It does not refresh and makes no network call.
+// it was stored), completed by the stored profile of the same subject when
+// the token lacks the email or name. Signed in means: a token that is
+// still valid, or a refresh token to get one. It does not refresh and makes
+// no network call.
 func (s *Session) Status(ctx context.Context) (wire.SidecarStatus, error) {
 	set, err := s.load(ctx)
 	if errors.Is(err, ErrNotSignedIn) {
@@ -260,6 +299,19 @@ func (s *Session) Status(ctx context.Context) (wire.SidecarStatus, error) {
 		return wire.SidecarStatus{}, nil
 	}
 	u := UserOf(set.IDToken)
+	if u.Email == "" || u.Username == "" {
+		// A provider may serve the profile only at userinfo: sign-in kept
+		// what it read there.
+		p, err := s.o.Store.LoadProfile(ctx)
+		switch {
+		case err == nil && p.Subject != "" && p.Subject == u.ID:
+			u.Email = cmp.Or(u.Email, p.Email)
+			u.Username = cmp.Or(u.Username, p.Username)
+		case errors.Is(err, tokens.ErrUnavailable):
+			return wire.SidecarStatus{}, err
+		}
+		// None, damaged, or another subject's: the token's claims alone.
+	}
 	exp := set.Expiry().UTC()
 	return wire.SidecarStatus{SignedIn: true, User: &u, ExpiresAt: &exp}, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/signals-sorcery/sas/gateway/devidp"
 	"github.com/signals-sorcery/sas/sidecar/internal/stacktest"
+	"github.com/signals-sorcery/sas/sidecar/internal/tempdir"
 	"github.com/signals-sorcery/sas/sidecar/login"
 	"github.com/signals-sorcery/sas/sidecar/profile"
 	"github.com/signals-sorcery/sas/sidecar/session"
@@ -37,7 +38,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clock: stacktest.NewClock(time.Now()), dir: t.TempDir()}
+	f := &fixture{t: t, clock: stacktest.NewClock(time.Now()), dir: tempdir.New(t)}
 	srv := httptest.NewUnstartedServer(nil)
 	p, err := devidp.New(devidp.Options{Issuer: "http://" + srv.Listener.Addr().String(), AutoApprove: true, Now: f.clock.Now})
 	if err != nil {

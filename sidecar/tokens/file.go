@@ -11,14 +11,16 @@ import (
 	"time"
 )
 
-// FileStore keeps a Set in a 0600 JSON file in a 0700 directory: for
-// headless machines without a keyring, chosen explicitly with
-// --token-store file, never as a silent fallback.
-type FileStore struct{ path string }
+// FileStore keeps a Set in a 0600 JSON file in a 0700 directory, and the
+// user's Profile in another beside it: for headless machines without a
+// keyring, chosen explicitly with --token-store file, never as a silent
+// fallback.
+type FileStore struct{ path, profilePath string }
 
 // NewFileStore returns the store of profile under dir (see Dir).
 func NewFileStore(dir, profile string) *FileStore {
-	return &FileStore{path: filepath.Join(dir, "tokens-"+profile+".json")}
+	return &FileStore{path: filepath.Join(dir, "tokens-"+profile+".json"),
+		profilePath: filepath.Join(dir, "profile-"+profile+".json")}
 }
 
 // Dir returns the per-user directory of sas-login and the sidecar
@@ -64,17 +66,43 @@ func (f *FileStore) Load(context.Context) (Set, error) {
 	return Set{IDToken: s.IDToken, RefreshToken: s.RefreshToken}, nil
 }
 
-// Save implements Store: write a temp file with mode 0600 and rename it over
-// the old one, so a reader never sees half a file.
+// Save implements Store.
 func (f *FileStore) Save(_ context.Context, s Set) error {
 	b, err := json.Marshal(fileSet{IDToken: s.IDToken, RefreshToken: s.RefreshToken, Expiry: s.Expiry().UTC()})
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+	return writeFile(f.path, b)
+}
+
+// LoadProfile implements Store.
+func (f *FileStore) LoadProfile(context.Context) (Profile, error) {
+	b, err := os.ReadFile(f.profilePath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Profile{}, ErrNotFound
+	}
+	if err != nil {
+		return Profile{}, err
+	}
+	return decodeProfile(string(b))
+}
+
+// SaveProfile implements Store.
+func (f *FileStore) SaveProfile(_ context.Context, p Profile) error {
+	b, err := json.Marshal(p)
+	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(f.path), ".tokens-*")
+	return writeFile(f.profilePath, b)
+}
+
+// writeFile writes a temp file with mode 0600 and renames it over path, so
+// a reader never sees half a file.
+func writeFile(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tokens-*")
 	if err != nil {
 		return err
 	}
@@ -94,13 +122,16 @@ func (f *FileStore) Save(_ context.Context, s Set) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), f.path)
+	return os.Rename(tmp.Name(), path)
 }
 
-// Delete implements Store.
+// Delete implements Store. The tokens go first: without them nobody is
+// signed in, whatever a deletion cut short leaves.
 func (f *FileStore) Delete(context.Context) error {
-	if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	for _, p := range []string{f.path, f.profilePath} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }

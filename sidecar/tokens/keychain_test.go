@@ -1,3 +1,8 @@
+// The Keychain store is macOS's, and its stand-in for /usr/bin/security is
+// a bash script, which Windows cannot run: these tests run on Unix only.
+
+//go:build !windows
+
 package tokens_test
 
 import (
@@ -10,6 +15,7 @@ import (
 
 	"github.com/zalando/go-keyring"
 
+	"github.com/signals-sorcery/sas/sidecar/internal/tempdir"
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
@@ -45,7 +51,7 @@ esac
 
 func fakeKeychain(t *testing.T) (tokens.Keychain, string) {
 	t.Helper()
-	dir := t.TempDir()
+	dir := tempdir.New(t)
 	bin := filepath.Join(dir, "security")
 	if err := os.WriteFile(bin, []byte(fakeSecurity), 0o755); err != nil {
 		t.Fatal(err)

@@ -15,11 +15,12 @@ import (
 )
 
 // Keyring item names (contract, "Token storage"): service sas-<profile>,
-// one account per value.
+// one account per value. AccountProfile holds the user's Profile as JSON.
 const (
 	AccountIDToken      = "id_token"
 	AccountRefreshToken = "refresh_token"
 	AccountExpiry       = "expiry"
+	AccountProfile      = "profile"
 )
 
 // MaxItemBytes is the largest value stored as one keyring item: Windows'
@@ -272,9 +273,38 @@ func (k *KeyringStore) deleteValue(ctx context.Context, account string) error {
 	return k.del(ctx, account)
 }
 
-// Delete implements Store.
+// LoadProfile implements Store.
+func (k *KeyringStore) LoadProfile(ctx context.Context) (Profile, error) {
+	v, err := k.readValue(ctx, AccountProfile)
+	if err != nil {
+		return Profile{}, err
+	}
+	return decodeProfile(v)
+}
+
+// SaveProfile implements Store.
+func (k *KeyringStore) SaveProfile(ctx context.Context, p Profile) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return k.writeValue(ctx, AccountProfile, string(b))
+}
+
+// decodeProfile reads a stored profile; one without a subject belongs to
+// nobody.
+func decodeProfile(v string) (Profile, error) {
+	var p Profile
+	if err := json.Unmarshal([]byte(v), &p); err != nil || p.Subject == "" {
+		return Profile{}, errors.New("the stored user profile is damaged: sign in again")
+	}
+	return p, nil
+}
+
+// Delete implements Store. The ID token goes first: without it nobody is
+// signed in, whatever a deletion cut short leaves.
 func (k *KeyringStore) Delete(ctx context.Context) error {
-	for _, a := range []string{AccountIDToken, AccountRefreshToken} {
+	for _, a := range []string{AccountIDToken, AccountRefreshToken, AccountProfile} {
 		if err := k.deleteValue(ctx, a); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/zalando/go-keyring"
 
+	"github.com/signals-sorcery/sas/sidecar/internal/keyringtest"
+	"github.com/signals-sorcery/sas/sidecar/internal/tempdir"
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
@@ -62,8 +65,75 @@ func roundTrip(t *testing.T, s tokens.Store) {
 	}
 }
 
+// TestStoresKeepProfile: every store keeps the user's profile as its own
+// item beside the tokens (keyring account "profile", file
+// profile-<profile>.json), replaces it whole, and Delete removes it with
+// the rest.
+func TestStoresKeepProfile(t *testing.T) {
+	stores := map[string]func(t *testing.T) (tokens.Store, func() bool){
+		"file": func(t *testing.T) (tokens.Store, func() bool) {
+			dir := tempdir.New(t)
+			return tokens.NewFileStore(dir, "local"), func() bool {
+				_, err := os.Stat(filepath.Join(dir, "profile-local.json"))
+				return err == nil
+			}
+		},
+		"keyring": func(t *testing.T) (tokens.Store, func() bool) {
+			kr := &fakeKeyring{items: map[string]string{}, limit: 2560}
+			return tokens.NewKeyringStore("prod", kr), func() bool {
+				kr.mu.Lock()
+				defer kr.mu.Unlock()
+				_, ok := kr.items["sas-prod/profile"]
+				return ok
+			}
+		},
+		"secret service": func(t *testing.T) (tokens.Store, func() bool) {
+			keyringtest.Require(t)
+			name := "test-" + strings.ReplaceAll(t.Name(), "/", "-")
+			s := tokens.NewKeyringStore(name, nil)
+			t.Cleanup(func() { _ = s.Delete(context.Background()) })
+			return s, func() bool {
+				_, err := keyring.Get("sas-"+name, tokens.AccountProfile)
+				return err == nil
+			}
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s, hasItem := open(t)
+			if _, err := s.LoadProfile(ctx); !errors.Is(err, tokens.ErrNotFound) {
+				t.Fatalf("LoadProfile of an empty store: %v, want ErrNotFound", err)
+			}
+			if err := s.Save(ctx, sample(300)); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []tokens.Profile{
+				{Subject: "user_a", Email: "a@example.com", Username: "Al"},
+				{Subject: "user_b", Email: "b@example.com"}, // replaced whole: no name left from user_a
+			} {
+				if err := s.SaveProfile(ctx, want); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := s.LoadProfile(ctx); err != nil || got != want {
+					t.Fatalf("LoadProfile = %+v, %v; want %+v", got, err, want)
+				}
+			}
+			if !hasItem() {
+				t.Fatal("no profile item under its name")
+			}
+			if err := s.Delete(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.LoadProfile(ctx); !errors.Is(err, tokens.ErrNotFound) || hasItem() {
+				t.Errorf("after Delete: LoadProfile %v, item left %v", err, hasItem())
+			}
+		})
+	}
+}
+
 func TestFileStore(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "sas")
+	dir := filepath.Join(tempdir.New(t), "sas")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +143,9 @@ func TestFileStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(filepath.Join(dir, "tokens-local.json"))
-	if err != nil || fi.Mode().Perm() != 0o600 {
+	// Windows has no mode bits (Go reports 0666): the file is private by
+	// the ACL it inherits from the user's %AppData%.
+	if err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600) {
 		t.Errorf("token file mode = %v (%v), want 0600", fi.Mode().Perm(), err)
 	}
 	// The file's expiry is the token's, written for people; a file whose
@@ -99,17 +171,25 @@ func TestFileStore(t *testing.T) {
 }
 
 func TestDirIsPrivate(t *testing.T) {
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("HOME", t.TempDir())
-	if err := os.MkdirAll(filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "sas"), 0o777); err != nil {
+	config := tempdir.New(t)
+	t.Setenv("XDG_CONFIG_HOME", config)
+	t.Setenv("APPDATA", config) // the config dir on Windows
+	t.Setenv("HOME", tempdir.New(t))
+	if err := os.MkdirAll(filepath.Join(config, "sas"), 0o777); err != nil {
 		t.Fatal(err)
 	}
 	dir, err := tokens.Dir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("dir mode = %v (%v), want 0700", fi.Mode().Perm(), err)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Windows has no mode bits (Go reports 0777): %AppData%'s ACL makes
+	// the directory the user's own.
+	if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o700 {
+		t.Errorf("dir mode = %v, want 0700", fi.Mode().Perm())
 	}
 }
 
@@ -257,9 +337,7 @@ func TestKeyringStoreTimeout(t *testing.T) {
 // Service that scripts/test starts (gnome-keyring in a private D-Bus
 // session).
 func TestKeyringStoreSecretService(t *testing.T) {
-	if os.Getenv("TEST_SECRET_SERVICE") == "" {
-		t.Fatal("TEST_SECRET_SERVICE is not set: run scripts/test, which starts gnome-keyring's Secret Service in a private D-Bus session")
-	}
+	keyringtest.Require(t)
 	profile := "test-" + strings.ReplaceAll(t.Name(), "/", "-")
 	roundTrip(t, tokens.NewKeyringStore(profile, nil))
 	// The items are really in the Secret Service under the contract's names.
@@ -275,7 +353,7 @@ func TestKeyringStoreSecretService(t *testing.T) {
 
 // TestLockExcludes: the refresh lock admits one holder at a time.
 func TestLockExcludes(t *testing.T) {
-	dir := t.TempDir()
+	dir := tempdir.New(t)
 	var inside, maxInside atomic.Int32
 	var wg sync.WaitGroup
 	for range 8 {

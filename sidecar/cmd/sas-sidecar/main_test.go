@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/signals-sorcery/sas/sidecar/internal/e2etest"
+	"github.com/signals-sorcery/sas/sidecar/internal/tempdir"
 )
 
 // The real binaries: sas-sidecar serve --stdio against `sas-gateway dev`
@@ -85,14 +87,30 @@ type sidecar struct {
 }
 
 func home(t *testing.T, gateway string) (string, []string) {
-	h, err := os.MkdirTemp("/tmp", "sas-e2e-") // short: socket paths have a length limit
-	if err != nil {
-		t.Fatal(err)
+	var h string
+	if runtime.GOOS == "windows" {
+		h = tempdir.New(t) // no socket path to keep short there: a named pipe
+	} else {
+		var err error
+		h, err = os.MkdirTemp("/tmp", "sas-e2e-") // short: socket paths have a length limit
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(h) })
 	}
-	t.Cleanup(func() { os.RemoveAll(h) })
 	return h, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h, "XDG_CONFIG_HOME=" + filepath.Join(h, "config"),
+		"APPDATA=" + filepath.Join(h, "AppData"), // the config dir on Windows
 		"XDG_RUNTIME_DIR=" + filepath.Join(h, "run"), "SAS_PROFILE=local", "SAS_ISSUER=" + gateway + "/dev/idp",
 		"SAS_GATEWAY_URL=" + gateway, "SAS_TOKEN_STORE=file", "SAS_REDIRECT_PORT=" + freePort(t)}
+}
+
+// configDir is the sidecar's directory under home h: the XDG config dir
+// home gives it, %AppData% on Windows.
+func configDir(h string) string {
+	if runtime.GOOS == "windows" {
+		return filepath.Join(h, "AppData", "sas")
+	}
+	return filepath.Join(h, "config", "sas")
 }
 
 func startSidecar(t *testing.T, h string, env []string, args ...string) *sidecar {
@@ -381,7 +399,7 @@ func TestSidecarEndToEnd(t *testing.T) {
 
 func storedToken(t *testing.T, h string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(h, "config", "sas", "tokens-local.json"))
+	b, err := os.ReadFile(filepath.Join(configDir(h), "tokens-local.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +419,7 @@ func TestRefreshOn401(t *testing.T) {
 	if r := result(t, s.login()); r["signedIn"] != true {
 		t.Fatal("not signed in")
 	}
-	path := filepath.Join(h, "config", "sas", "tokens-local.json")
+	path := filepath.Join(configDir(h), "tokens-local.json")
 	b, _ := os.ReadFile(path)
 	var f map[string]any
 	_ = json.Unmarshal(b, &f)

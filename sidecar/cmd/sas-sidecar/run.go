@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"time"
 
 	"github.com/signals-sorcery/sas/shared/buildinfo"
@@ -29,7 +28,8 @@ Usage:
 serve answers JSON-RPC 2.0 on stdin/stdout with --stdio (one JSON object a
 line: status, login, completeLogin, logout, request; notifications ready,
 authChanged, loginStarted) and HTTP on a Unix socket (default
-$XDG_RUNTIME_DIR/sas/sidecar-<profile>.sock): GET /sidecar/status,
+$XDG_RUNTIME_DIR/sas/sidecar-<profile>.sock; on Windows the named pipe
+\\.\pipe\sas-sidecar-<profile>-<user SID>): GET /sidecar/status,
 POST /sidecar/login, POST /sidecar/completeLogin, POST /sidecar/logout, and
 /v1/… proxied to the gateway.
 With --stdio it exits when stdin closes. Logs go to stderr.
@@ -69,7 +69,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	stdio := fs.Bool("stdio", false, "answer JSON-RPC on stdin/stdout, and exit when stdin closes")
-	socketPath := fs.String("socket", "", "Unix socket path (default per profile under $XDG_RUNTIME_DIR or the temp dir)")
+	socketPath := fs.String("socket", "", "Unix socket path, or named pipe on Windows (default per profile: $XDG_RUNTIME_DIR/sas/…, \\\\.\\pipe\\sas-sidecar-<profile>-<SID>)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	var pf profile.Flags
 	pf.Register(fs)
@@ -104,26 +104,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// The socket (not on Windows, where peer credentials cannot be checked:
-	// the app uses the stdio channel there).
+	// The socket (on Windows the named pipe: one handler, either listener).
 	var srv *http.Server
 	socket := ""
-	if runtime.GOOS != "windows" {
-		ln, path, err := listenSocket(*socketPath, getenv, settings.Profile, log)
-		switch {
-		case err != nil && !*stdio:
-			return err // the socket is all there is to serve
-		case err != nil:
-			// The app still has stdio: serve it, and say why there is no
-			// socket (ready says "socket": null).
-			log.Warn("the local socket cannot be served; serving stdio only", "err", err)
-		default:
-			socket = path
-			srv = &http.Server{Handler: localapi.Handler(d, log), ReadHeaderTimeout: 10 * time.Second,
-				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-			go func() { _ = srv.Serve(ln) }()
-			defer ln.Close() // removes the socket file
-		}
+	ln, path, err := listenSocket(*socketPath, getenv, settings.Profile, log)
+	switch {
+	case err != nil && !*stdio:
+		return err // the socket is all there is to serve
+	case err != nil:
+		// The app still has stdio: serve it, and say why there is no
+		// socket (ready says "socket": null).
+		log.Warn("the local socket cannot be served; serving stdio only", "err", err)
+	default:
+		socket = path
+		srv = &http.Server{Handler: localapi.Handler(d, log), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() { _ = srv.Serve(ln) }()
+		defer ln.Close() // removes the socket file, frees the pipe name
 	}
 	go d.Watch(ctx)
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,10 +17,18 @@ import (
 	"time"
 )
 
+// BinDirEnv names a directory of binaries built beforehand (name, or
+// name.exe on Windows), used instead of building: a test binary running
+// under Wine (scripts/test-windows) has no Go toolchain to build with.
+const BinDirEnv = "SAS_E2E_BIN_DIR"
+
 // Build builds each name → package into a temp dir for TestMain and
 // returns the binaries' paths and a cleanup; it exits the test binary on a
-// build failure.
+// build failure. With BinDirEnv set it only finds them there.
 func Build(pkgs map[string]string) (map[string]string, func()) {
+	if dir := os.Getenv(BinDirEnv); dir != "" {
+		return prebuilt(dir, pkgs), func() {}
+	}
 	dir, err := os.MkdirTemp("", "sas-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -27,7 +36,7 @@ func Build(pkgs map[string]string) (map[string]string, func()) {
 	}
 	bins := map[string]string{}
 	for name, pkg := range pkgs {
-		bins[name] = filepath.Join(dir, name)
+		bins[name] = filepath.Join(dir, exeName(name))
 		cmd := exec.Command("go", "build", "-o", bins[name], pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -36,6 +45,30 @@ func Build(pkgs map[string]string) (map[string]string, func()) {
 		}
 	}
 	return bins, func() { os.RemoveAll(dir) }
+}
+
+// prebuilt returns the paths of pkgs' binaries in dir, exiting the test
+// binary if one is missing.
+func prebuilt(dir string, pkgs map[string]string) map[string]string {
+	bins := map[string]string{}
+	for name := range pkgs {
+		p := filepath.Join(dir, exeName(name))
+		if _, err := os.Stat(p); err != nil {
+			fmt.Fprintf(os.Stderr, "%s=%s: %v\n", BinDirEnv, dir, err)
+			os.Exit(1)
+		}
+		bins[name] = p
+	}
+	return bins
+}
+
+// exeName is name as an executable's file name: Windows runs only files
+// with an executable extension.
+func exeName(name string) string {
+	if runtime.GOOS == "windows" {
+		return name + ".exe"
+	}
+	return name
 }
 
 // FreePort returns a TCP port free on 127.0.0.1 right now.

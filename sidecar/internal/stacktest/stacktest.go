@@ -19,6 +19,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devstack"
 	"github.com/signals-sorcery/sas/sidecar/internal/e2etest"
+	"github.com/signals-sorcery/sas/sidecar/internal/tempdir"
 	"github.com/signals-sorcery/sas/sidecar/profile"
 	"github.com/signals-sorcery/sas/sidecar/session"
 	"github.com/signals-sorcery/sas/sidecar/tokens"
@@ -47,6 +48,8 @@ type Stack struct {
 	Refreshes atomic.Int64
 	// Down makes the gateway's /v1/ routes answer 503 while set.
 	Down atomic.Bool
+	// Userinfo makes the provider keep the profile out of its ID tokens.
+	Userinfo Userinfo
 }
 
 // Start serves the dev stack (auto-approving sign-ins, users in memory,
@@ -65,6 +68,7 @@ func Start(t testing.TB) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	idp := s.Userinfo.wrap(stack.IdP, stack.Handler)
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/dev/idp/oauth/token" {
 			_ = r.ParseForm()
@@ -76,7 +80,7 @@ func Start(t testing.TB) *Stack {
 			http.Error(w, "down for the test", http.StatusServiceUnavailable)
 			return
 		}
-		stack.Handler.ServeHTTP(w, r)
+		idp.ServeHTTP(w, r)
 	})
 	srv.Start()
 	t.Cleanup(func() {
@@ -104,7 +108,7 @@ func (s *Stack) Settings(t testing.TB) profile.Settings {
 // (nil: a token file in a temp dir) and its refresh lock in a temp dir.
 func (s *Stack) Session(t testing.TB, settings profile.Settings, store tokens.Store) *session.Session {
 	t.Helper()
-	dir := t.TempDir()
+	dir := tempdir.New(t)
 	if store == nil {
 		store = tokens.NewFileStore(dir, settings.Profile)
 	}
