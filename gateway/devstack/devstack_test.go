@@ -29,10 +29,10 @@ func devConfig(t *testing.T, env map[string]string) config.Config {
 	return cfg
 }
 
-// TestStack: the in-memory stack serves the gateway, the provider's
-// discovery at the issuer it trusts, and the dev model, and leaves nothing
-// running once closed.
-func TestStack(t *testing.T) {
+// startStack serves the in-memory dev stack on 127.0.0.1 until the test
+// ends, and returns it with its base URL.
+func startStack(t *testing.T) (*devstack.Stack, string) {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
 	s, err := devstack.New(context.Background(), devstack.Options{Config: devConfig(t, nil), BaseURL: base})
@@ -41,10 +41,18 @@ func TestStack(t *testing.T) {
 	}
 	srv.Config.Handler = s.Handler
 	srv.Start()
-	defer func() {
+	t.Cleanup(func() {
 		srv.Close()
 		s.Close()
-	}()
+	})
+	return s, base
+}
+
+// TestStack: the in-memory stack serves the gateway, the provider's
+// discovery at the issuer it trusts, and the dev model, and leaves nothing
+// running once closed.
+func TestStack(t *testing.T) {
+	s, base := startStack(t)
 	for path, want := range map[string]string{
 		"/healthz": "",
 		"/dev/idp/.well-known/openid-configuration": `"issuer":"` + base + `/dev/idp"`,
@@ -68,18 +76,7 @@ func TestStack(t *testing.T) {
 // README shows a newcomer: dev-a told to fail, a completion is served by
 // dev-b; dev-a recovered, by dev-a again.
 func TestDevFailover(t *testing.T) {
-	srv := httptest.NewUnstartedServer(nil)
-	base := "http://" + srv.Listener.Addr().String()
-	s, err := devstack.New(context.Background(), devstack.Options{Config: devConfig(t, nil), BaseURL: base})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Config.Handler = s.Handler
-	srv.Start()
-	defer func() {
-		srv.Close()
-		s.Close()
-	}()
+	s, base := startStack(t)
 	tok, err := s.IdP.Sign(s.IdP.Claims("user_dev_failover", config.DevAudience, "dev@example.com", "Dev"))
 	if err != nil {
 		t.Fatal(err)

@@ -457,15 +457,7 @@ func TestBudgetsHoldWhileFailingOver(t *testing.T) {
 	a, b := newFakeUpstream(t, "a"), newFakeUpstream(t, "b")
 	a.setFault(statusHandler(503))
 	g := &gate{open: make(chan struct{})}
-	b.setFault(func(w http.ResponseWriter, r *http.Request) {
-		g.arrived.Add(1)
-		select {
-		case <-g.open:
-		case <-r.Context().Done():
-			return
-		}
-		b.model.Handler().ServeHTTP(w, r)
-	})
+	b.setFault(g.hold(b.model.Handler()))
 	tb := upstreamTable(t, []*fakeUpstream{a, b}, nil)
 	e := newEnv(t, func(c *config.Config) { c.Upstreams, c.Plans = tb, plans }, app.Deps{})
 	urls := []string{e.url}

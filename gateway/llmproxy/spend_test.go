@@ -35,16 +35,21 @@ func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
 
 func (e *env) gated() *gate {
 	g := &gate{open: make(chan struct{})}
-	e.setFault(func(w http.ResponseWriter, r *http.Request) {
+	e.setFault(g.hold(e.model.Handler()))
+	return g
+}
+
+// hold is next, answering only once the gate is open.
+func (g *gate) hold(next http.Handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		g.arrived.Add(1)
 		select {
 		case <-g.open:
 		case <-r.Context().Done():
 			return
 		}
-		e.model.Handler().ServeHTTP(w, r)
-	})
-	return g
+		next.ServeHTTP(w, r)
+	}
 }
 
 // burst sends n copies of body to /v1/chat/completions at once, spread
