@@ -271,3 +271,19 @@ func TestToolRecipe(t *testing.T) {
 		t.Errorf("recipe = %d, want %d", got, want)
 	}
 }
+
+// TestOverTheLimitStopsCounting: once the estimate is over the input
+// limit, later text is not counted at all — a hostile prompt's long pieces
+// cost no merging past the point where it is refused.
+func TestOverTheLimitStopsCounting(t *testing.T) {
+	e := newEstimator(tokenizer.O200k(), "gpt-4o", 10)
+	e.text(strings.Repeat("word ", 20))
+	if !e.over() {
+		t.Fatal("not over the limit")
+	}
+	n, work := e.n, e.work
+	e.text(strings.Repeat("的一是不了人我在有他", 100)) // one long piece
+	if e.n != n || e.work != work {
+		t.Errorf("after the limit: count %d → %d, merge budget %d → %d; want both unchanged", n, e.n, work, e.work)
+	}
+}
