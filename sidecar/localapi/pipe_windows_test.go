@@ -65,9 +65,9 @@ func TestPipeServesHTTP(t *testing.T) {
 	go func() { served <- srv.Serve(ln) }()
 
 	dials := atomic.Int64{}
-	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		dials.Add(1)
-		return dialPipe(path)
+		return DialPipe(ctx, path)
 	}}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -125,7 +125,7 @@ func TestPipeFirstInstance(t *testing.T) {
 		}
 		close(accepted)
 	}()
-	client, err := dialPipe(path)
+	client, err := dialPipe(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestPipeConnUnblocks(t *testing.T) {
 		c, _ := ln.Accept()
 		accepted <- c
 	}()
-	client, err := dialPipe(path)
+	client, err := dialPipe(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

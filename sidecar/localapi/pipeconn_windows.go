@@ -3,6 +3,7 @@
 package localapi
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -227,11 +228,22 @@ func (d *pipeDeadline) stop() bool {
 
 var _ net.Conn = (*pipeConn)(nil)
 
+// DialPipe connects to the local API's named pipe path (as ready announces
+// it) for a Go client on Windows: the counterpart of dialing "unix" to the
+// socket elsewhere, e.g. as an http.Transport's DialContext.
+func DialPipe(ctx context.Context, path string) (net.Conn, error) {
+	c, err := dialPipe(ctx, path)
+	if err != nil {
+		return nil, err // not a nil *pipeConn in a non-nil net.Conn
+	}
+	return c, nil
+}
+
 // dialPipe opens the named pipe path as a client (overlapped, like the
-// server end): for tests and for Go callers of the local API on Windows.
-// While every instance is taken (the server has not yet made the next
-// one) the pipe is busy: it tries again for up to 2 s, as libuv does.
-func dialPipe(path string) (*pipeConn, error) {
+// server end). While every instance is taken (the server has not yet made
+// the next one) the pipe is busy: it tries again for up to 2 s, as libuv
+// does, or until ctx ends.
+func dialPipe(ctx context.Context, path string) (*pipeConn, error) {
 	name, err := windows.UTF16PtrFromString(path)
 	if err != nil {
 		return nil, err
@@ -246,6 +258,10 @@ func dialPipe(path string) (*pipeConn, error) {
 		if !errors.Is(err, windows.ERROR_PIPE_BUSY) || time.Now().After(giveUp) {
 			return nil, &os.PathError{Op: "open", Path: path, Err: err}
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, &os.PathError{Op: "open", Path: path, Err: ctx.Err()}
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -234,10 +233,11 @@ func (s *sidecar) login() map[string]any {
 	return <-done
 }
 
-// unix is an HTTP client for the sidecar's socket.
-func (s *sidecar) unix() *http.Client {
+// localAPI is an HTTP client for the sidecar's local API: the socket from
+// ready (a named pipe on Windows).
+func (s *sidecar) localAPI() *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", s.socket)
+		return dialLocalAPI(ctx, s.socket)
 	}}}
 }
 
@@ -292,8 +292,8 @@ func TestSidecarEndToEnd(t *testing.T) {
 	if me["status"] != float64(200) || body["email"] != "dev@example.com" || me["headers"].(map[string]any)["content-type"] != "application/json" {
 		t.Fatalf("request /v1/me = %v", me)
 	}
-	// And over the socket, as curl --unix-socket would.
-	c := s.unix()
+	// And over the socket.
+	c := s.localAPI()
 	r, err := c.Get("http://sas/v1/me")
 	if err != nil {
 		t.Fatal(err)
@@ -303,12 +303,7 @@ func TestSidecarEndToEnd(t *testing.T) {
 	if r.StatusCode != 200 || !strings.Contains(string(b), `"dev@example.com"`) {
 		t.Fatalf("socket /v1/me = %d %s", r.StatusCode, b)
 	}
-	if curl, err := exec.LookPath("curl"); err == nil {
-		out, err := exec.Command(curl, "-s", "--unix-socket", s.socket, "http://sas/v1/me").Output()
-		if err != nil || !strings.Contains(string(out), "dev@example.com") {
-			t.Errorf("curl --unix-socket: %v %s", err, out)
-		}
-	}
+	checkSocketOS(t, s.socket)
 	r, _ = c.Get("http://sas/sidecar/status")
 	b, _ = io.ReadAll(r.Body)
 	r.Body.Close()
@@ -359,12 +354,6 @@ func TestSidecarEndToEnd(t *testing.T) {
 	} else {
 		r.Body.Close()
 	}
-	if fi, err := os.Stat(s.socket); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("socket mode: %v %v", fi, err)
-	}
-	if fi, err := os.Stat(filepath.Dir(s.socket)); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("socket dir mode: %v %v", fi, err)
-	}
 
 	// Logout clears the store and is announced.
 	if out := result(t, s.call("logout", nil)); out["signedIn"] != false {
@@ -392,7 +381,7 @@ func TestSidecarEndToEnd(t *testing.T) {
 		t.Fatal("still running 2 s after stdin closed")
 	}
 	t.Logf("exit after stdin close: %v", time.Since(start))
-	if _, err := os.Stat(s.socket); !os.IsNotExist(err) {
+	if err := socketGone(s.socket); err != nil {
 		t.Errorf("socket left behind: %v", err)
 	}
 }
@@ -557,9 +546,10 @@ func stdioOnly(t *testing.T, env []string, want string, args ...string) {
 	}
 }
 
-// TestSocketLifecycle: SIGTERM removes the socket within 2 s; a stale
-// socket is cleaned up; a second live sidecar gets no socket (stdio only),
-// or is refused when it serves nothing else.
+// TestSocketLifecycle: a second live sidecar gets no socket (stdio only),
+// or is refused when it serves nothing else; stopping (SIGTERM, or closing
+// stdin on Windows) removes the socket within 2 s; a stale socket is
+// cleaned up.
 func TestSocketLifecycle(t *testing.T) {
 	gw := devStack(t)
 	h, env := home(t, gw)
@@ -575,31 +565,25 @@ func TestSocketLifecycle(t *testing.T) {
 	}
 	stdioOnly(t, env, "another sas-sidecar is already serving")
 	start := time.Now()
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	how := stop(s)
 	select {
 	case <-s.exited:
 	case <-time.After(2 * time.Second):
-		t.Fatal("still running 2 s after SIGTERM")
+		t.Fatalf("still running 2 s after %s", how)
 	}
-	t.Logf("exit after SIGTERM: %v", time.Since(start))
-	if _, err := os.Stat(s.socket); !os.IsNotExist(err) {
-		t.Errorf("socket left behind after SIGTERM: %v", err)
+	t.Logf("exit after %s: %v", how, time.Since(start))
+	if err := socketGone(s.socket); err != nil {
+		t.Errorf("socket left behind after %s: %v", how, err)
 	}
-	// A crashed run leaves its socket: the next one cleans it up.
-	ln, err := net.Listen("unix", s.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	ln.Close() // the file stays, nobody listens: stale
-	if _, err := os.Stat(s.socket); err != nil {
-		t.Fatalf("no stale socket to test with: %v", err)
-	}
+	stale := leaveStaleSocket(t, s.socket)
 	s2 := startSidecar(t, h, env)
+	if s2.socket != s.socket {
+		t.Errorf("next sidecar's socket = %s, want %s", s2.socket, s.socket)
+	}
 	if st := result(t, s2.call("status", nil)); st["signedIn"] != false {
 		t.Errorf("status = %v", st)
 	}
-	if !strings.Contains(s2.stderr.String(), "removing a stale socket") {
+	if stale && !strings.Contains(s2.stderr.String(), "removing a stale socket") {
 		t.Error("stale socket removal not logged")
 	}
 }
@@ -621,7 +605,7 @@ func TestReviewedEdges(t *testing.T) {
 		if strings.Contains(p, "#") {
 			continue // an HTTP client never sends a fragment to the socket
 		}
-		resp, err := s.unix().Get("http://sas" + p)
+		resp, err := s.localAPI().Get("http://sas" + p)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 || resp.StatusCode/100 == 3 {
@@ -663,48 +647,12 @@ func TestReviewedEdges(t *testing.T) {
 	cmd := exec.Command(bin["sas-sidecar"], "serve", "--socket", notes)
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "not a socket") {
+	if err == nil || !strings.Contains(string(out), notASocket) {
 		t.Errorf("--socket on a file: %v %s", err, out)
 	}
-	stdioOnly(t, env, "not a socket", "--socket", notes)
+	stdioOnly(t, env, notASocket, "--socket", notes)
 	if b, _ := os.ReadFile(notes); string(b) != "keep me" {
 		t.Error("the file was replaced")
-	}
-}
-
-// TestSocketDirTakenByAnotherUser: another local user created the socket's
-// directory first (the attack on a predictable name in a shared temp dir):
-// the socket is refused, and stdio keeps serving.
-func TestSocketDirTakenByAnotherUser(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Fatal("this test makes a directory owned by another user: run it as root (scripts/test in CI does)")
-	}
-	gw := devStack(t)
-	h, env := home(t, gw)
-	taken := filepath.Join(h, "taken")
-	if err := os.Mkdir(taken, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(taken, 65534, 65534); err != nil { // nobody
-		t.Fatal(err)
-	}
-	stdioOnly(t, env, "belongs to another user", "--socket", filepath.Join(taken, "sidecar.sock"))
-}
-
-// TestDefaultSocketIsPrivate: without XDG_RUNTIME_DIR the socket goes to the
-// user's own cache directory, never to a fixed name in the shared temp dir.
-func TestDefaultSocketIsPrivate(t *testing.T) {
-	gw := devStack(t)
-	h, env := home(t, gw)
-	var kept []string
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
-			kept = append(kept, kv)
-		}
-	}
-	s := startSidecar(t, h, kept)
-	if want := filepath.Join(h, ".cache", "sas", "sidecar-local.sock"); s.socket != want {
-		t.Errorf("socket = %s, want %s", s.socket, want)
 	}
 }
 
@@ -755,7 +703,7 @@ func TestAppRedirectSignIn(t *testing.T) {
 		body   string
 	}
 	post := func(path, body string) answer {
-		r, err := s.unix().Post("http://sas"+path, "application/json", strings.NewReader(body))
+		r, err := s.localAPI().Post("http://sas"+path, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
