@@ -2,7 +2,9 @@ package tokens
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,7 +157,12 @@ func partName(account, gen string, i int) string {
 func (k *KeyringStore) writeValue(ctx context.Context, account, value string) error {
 	old, _ := k.get(ctx, account)
 	if len(value) > MaxItemBytes {
-		gen := strconv.FormatInt(time.Now().UnixNano(), 36)
+		// Random, not the clock: Windows' clock moves in steps of up to
+		// 15 ms, and two writes in one step shared a generation, so a
+		// reader could join parts of both (seen under Wine).
+		var g [8]byte
+		_, _ = rand.Read(g[:])
+		gen := hex.EncodeToString(g[:])
 		n := 0
 		for i := 0; i*MaxItemBytes < len(value); i++ {
 			n = i + 1
