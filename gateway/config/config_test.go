@@ -107,17 +107,23 @@ func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
 	}
 }
 
-// TestPricesFile: SAS_PRICES_FILE replaces the price table, and a table
-// that leaves a model of a plan unpriced stops the start, naming it.
-func TestPricesFile(t *testing.T) {
+// fileWriter writes files into a temp dir of t's and returns their paths.
+func fileWriter(t *testing.T) func(name, body string) string {
+	t.Helper()
 	dir := t.TempDir()
-	write := func(name, body string) string {
+	return func(name, body string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
+}
+
+// TestPricesFile: SAS_PRICES_FILE replaces the price table, and a table
+// that leaves a model of a plan unpriced stops the start, naming it.
+func TestPricesFile(t *testing.T) {
+	write := fileWriter(t)
 	env := valid()
 	env["SAS_PRICES_FILE"] = write("prices.json", `{"gpt-4o-mini":{"input":0.2,"cached_input":0.1,"output":0.8},"gpt-4o":{"input":3,"cached_input":1.5,"output":12}}`)
 	c, err := config.Load(getenv(env))
@@ -295,14 +301,7 @@ func TestUpstreamsFileProblems(t *testing.T) {
 // keys. Without the variable there is no table (one upstream from
 // OPENAI_API_KEY, built by the app).
 func TestUpstreamsFile(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t)
 	env := valid()
 	env["OPENAI_API_KEY"] = "sk-SECRET-openai"
 	env["AZURE_OPENAI_API_KEY"] = "SECRET-azure-123"
