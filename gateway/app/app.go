@@ -103,6 +103,7 @@ type Deps struct {
 // issuer: they are dialled on first use, so the process starts and reports
 // what is missing through /readyz instead of crash-looping.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*Gateway, error) {
+	m := metrics.New()
 	verifier, err := auth.New(auth.Options{
 		Issuer:            cfg.Issuer,
 		JWKSURL:           cfg.JWKSURL,
@@ -112,11 +113,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		Now:               deps.Now,
 		Logger:            log,
 		NoCache:           deps.NoTokenCache,
+		OnRefresh:         m.JWKSRefreshed,
 	})
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{Store: deps.Store, Redis: deps.Redis}
+	g := &Gateway{Store: deps.Store, Redis: deps.Redis, Metrics: m}
 	if g.Store == nil {
 		if g.DB, err = postgres.Open(ctx, cfg.DatabaseURL); err != nil {
 			return nil, err
@@ -132,13 +134,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 			return nil, err
 		}
 	}
-	g.Metrics = metrics.New()
-	g.Users = usercache.New(g.Store, usercache.Options{TTL: deps.UserTTL, Now: deps.Now, OnStale: func(err error) {
+	g.Users = usercache.New(g.Store, usercache.Options{TTL: deps.UserTTL, Now: deps.Now, OnLookup: m.UserCache, OnStale: func(err error) {
 		// Postgres is down and a known user is served from memory: the
 		// outage shows in the metrics, as a refused request would.
-		g.Metrics.DependencyError("postgres")
+		m.DependencyError("postgres")
 		log.Debug("user served from the cache: the database is unavailable", "err", err)
 	}})
+	m.UserCacheSize(g.Users.Len)
 	var users httpapi.UserStore = g.Users
 	if deps.NoUserCache {
 		users = g.Store

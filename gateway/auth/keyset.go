@@ -36,6 +36,8 @@ type keySet struct {
 	maxAge   time.Duration // keys older than this are refetched (failures keep the old ones)
 	// onKeyRemoved, when set, runs after a fetch that dropped a key we had.
 	onKeyRemoved func()
+	// onFetch, when set, runs after each fetch with its error.
+	onFetch func(err error)
 
 	mu          sync.Mutex
 	keys        []jose.JSONWebKey
@@ -126,6 +128,9 @@ func (s *keySet) refresh(ctx context.Context, initial, respectCooldown bool) err
 	s.mu.Unlock()
 	if removed && s.onKeyRemoved != nil {
 		s.onKeyRemoved()
+	}
+	if s.onFetch != nil {
+		s.onFetch(err)
 	}
 	close(c.done)
 	return err

@@ -65,6 +65,9 @@ type Options struct {
 	Logger            *slog.Logger
 	// NoCache verifies every token in full (for benchmarks).
 	NoCache bool
+	// OnRefresh, when set, is called after each fetch of the key set with
+	// its error or nil (metrics).
+	OnRefresh func(err error)
 }
 
 // Verifier checks bearer tokens. It is safe for concurrent use.
@@ -105,6 +108,7 @@ func New(opts Options) (*Verifier, error) {
 		maxAge:   MaxKeyAge,
 		// A key the issuer withdrew must stop vouching for tokens at once.
 		onKeyRemoved: v.forgetVerified,
+		onFetch:      opts.OnRefresh,
 	}
 	v.verifier = oidc.NewVerifier(opts.Issuer, v.keys, &oidc.Config{
 		SkipClientIDCheck:    true, // several audiences: checked below

@@ -170,7 +170,15 @@ func TestVerifyUnknownKidFlood(t *testing.T) {
 func TestVerifyKeyRotation(t *testing.T) {
 	clk := &testenv.Clock{}
 	iss := testenv.NewIssuer(t, "RS256", clk.Now)
-	v := newVerifier(t, iss, clk, nil)
+	var refreshed atomic.Int64
+	v := newVerifier(t, iss, clk, func(o *auth.Options) {
+		o.OnRefresh = func(err error) {
+			if err != nil {
+				t.Errorf("OnRefresh(%v) for a fetch that worked", err)
+			}
+			refreshed.Add(1)
+		}
+	})
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, iss.Token(t, "user_1", aud, "", "", nil)); err != nil {
 		t.Fatal(err)
@@ -183,6 +191,9 @@ func TestVerifyKeyRotation(t *testing.T) {
 	}
 	if n := iss.JWKSFetches.Load(); n != 2 {
 		t.Fatalf("JWKS fetches = %d, want 2 (initial + refresh)", n)
+	}
+	if n := refreshed.Load(); n != 2 {
+		t.Errorf("OnRefresh called %d times for 2 fetches", n)
 	}
 	// A second rotation within the cooldown is not picked up yet…
 	if err := iss.Rotate(false); err != nil {
@@ -279,7 +290,13 @@ func TestVerifyFailingIssuerIsNotHammered(t *testing.T) {
 		http.Error(w, "boom", http.StatusInternalServerError)
 	}))
 	defer srv.Close()
-	v, err := auth.New(auth.Options{Issuer: "https://clerk.example.com", JWKSURL: srv.URL, Audiences: []string{aud}, Now: clk.Now})
+	var failed atomic.Int64
+	v, err := auth.New(auth.Options{Issuer: "https://clerk.example.com", JWKSURL: srv.URL, Audiences: []string{aud}, Now: clk.Now,
+		OnRefresh: func(err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,6 +313,9 @@ func TestVerifyFailingIssuerIsNotHammered(t *testing.T) {
 	_, _ = v.Verify(context.Background(), junk)
 	if n := fetches.Load(); n != 2 {
 		t.Errorf("%d fetches after the backoff, want 2", n)
+	}
+	if n := failed.Load(); n != 2 {
+		t.Errorf("OnRefresh saw %d failures of 2 failed fetches", n)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
@@ -86,8 +87,10 @@ func clip(s string, n int) string {
 func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
+		ctx, overhead := metrics.StartOverhead(r.Context())
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
+		next.ServeHTTP(ww, r.WithContext(ctx))
+		s.metrics.ObserveOverhead(overhead)
 		status := ww.Status()
 		if status == 0 {
 			status = http.StatusOK

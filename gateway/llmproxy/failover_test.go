@@ -270,7 +270,8 @@ func TestEveryUpstreamOut(t *testing.T) {
 	rec := httptest.NewRecorder()
 	e.gw.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	for _, want := range []string{`sas_upstream_circuit_open{upstream="a"} 1`, `sas_upstream_circuit_open{upstream="b"} 1`,
-		`sas_upstream_requests_total{model="gpt-4o-mini",outcome="skipped",upstream="a"} 1`} {
+		`sas_upstream_requests_total{model="gpt-4o-mini",outcome="skipped",upstream="a"} 1`,
+		`sas_model_unavailable_total{model="gpt-4o-mini"} 1`} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

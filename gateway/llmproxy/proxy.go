@@ -184,6 +184,8 @@ func (p *Proxy) metered(w http.ResponseWriter, r *http.Request, u gateway.User, 
 		}
 		return err
 	}
+	// Admitted: metered, and its overhead observed when it ends.
+	metrics.OverheadFrom(r.Context()).Metered(c.endpoint)
 	log := p.o.Logger.With("user", u.ClerkUserID, "endpoint", c.endpoint, "model", c.model, "stream", c.stream)
 	t := &tab{p: p, r: r, adm: adm, price: price, c: c, plan: u.Plan, user: u.ClerkUserID,
 		requestID: w.Header().Get("X-Request-Id"), start: time.Now(), log: log}
@@ -366,6 +368,7 @@ func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, t *tab, routes 
 		last, from = out, rt
 	}
 	if t.attempts == 0 {
+		p.o.Metrics.ModelUnavailable(t.c.model)
 		return p.unavailable(routes)
 	}
 	return last
@@ -505,7 +508,10 @@ func (p *Proxy) send(ctx context.Context, c call, rt upstream.Route, cancel cont
 	if c.stream {
 		hr.Header.Set("Accept", "text/event-stream")
 	}
+	ov := metrics.OverheadFrom(ctx)
+	sent := time.Now()
 	resp, err := p.clients[rt.Upstream.Name].Do(hr)
+	ov.Waited(time.Since(sent))
 	if err != nil {
 		msg := "The AI provider could not be reached."
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
@@ -514,7 +520,7 @@ func (p *Proxy) send(ctx context.Context, c call, rt upstream.Route, cancel cont
 		// err names the upstream URL, never the key (it is a header).
 		return nil, wire.Wrap(wire.CodeUpstreamError, msg, err)
 	}
-	resp.Body = newIdleReader(resp.Body, p.o.IdleTimeout, cancel)
+	resp.Body = newIdleReader(resp.Body, p.o.IdleTimeout, cancel, ov)
 	return resp, nil
 }
 

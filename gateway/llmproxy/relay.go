@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
@@ -59,9 +60,11 @@ func cutOutcome(r *http.Request, body io.Reader) outcome {
 
 // idleReader cancels the upstream request when a Read has waited longer
 // than d for data: a body that stalls after its headers is bounded too.
-// Close stops the timer; until then it holds the request's context.
+// Close stops the timer; until then it holds the request's context. The
+// time its Reads wait is the request's upstream wait (ov).
 type idleReader struct {
 	io.ReadCloser
+	ov    *metrics.Overhead
 	d     time.Duration
 	timer *time.Timer
 	fired atomic.Bool
@@ -69,8 +72,8 @@ type idleReader struct {
 	buf   []byte       // peeked, not yet read
 }
 
-func newIdleReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *idleReader {
-	r := &idleReader{ReadCloser: rc, d: d}
+func newIdleReader(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc, ov *metrics.Overhead) *idleReader {
+	r := &idleReader{ReadCloser: rc, d: d, ov: ov}
 	r.timer = time.AfterFunc(d, func() {
 		r.fired.Store(true)
 		cancel()
@@ -104,7 +107,9 @@ func (r *idleReader) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	r.timer.Reset(r.d)
+	start := time.Now()
 	n, err := r.ReadCloser.Read(p)
+	r.ov.Waited(time.Since(start))
 	r.timer.Reset(r.d)
 	r.read.Add(int64(n))
 	return n, err

@@ -54,6 +54,7 @@ var (
 	upstreamOutcomes = setOf("served", "refused", "rate_limited", "auth_failed", "server_error", "other",
 		"timeout", "unreachable", "empty_stream", "skipped")
 	dependencies = setOf("postgres", "redis", "issuer")
+	cacheResults = setOf("hit", "miss", "stale")
 )
 
 // method is the label of an HTTP method: one of RFC 9110's, or Other.

@@ -35,6 +35,10 @@ type Metrics struct {
 	failovers        *prometheus.CounterVec
 	circuitOpen      *prometheus.GaugeVec
 	upstreamLatency  *prometheus.HistogramVec
+	modelUnavailable *prometheus.CounterVec
+	overhead         *prometheus.HistogramVec
+	userCache        *prometheus.CounterVec
+	jwksRefreshes    *prometheus.CounterVec
 	models           models
 	upstreams        models
 }
@@ -102,6 +106,24 @@ func New() *Metrics {
 		Name: "sas_upstream_latency_seconds", Help: "Time from sending a request to an upstream to its response headers.",
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 180},
 	}, []string{"upstream"})
+	m.modelUnavailable = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sas_model_unavailable_total",
+		Help: "Requests answered 503 upstream_unavailable: every upstream of the model was out of rotation (circuit open, or cooling after a 429).",
+	}, []string{"model"})
+	m.overhead = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "sas_gateway_overhead_seconds",
+		Help:    "What the gateway itself costs a metered request: its wall time (authentication included) minus the time spent waiting on upstreams, by endpoint.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"endpoint"})
+	m.userCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sas_user_cache_requests_total",
+		Help: "User lookups of authenticated requests, by result: hit (memory), miss (read from Postgres), stale (from memory because Postgres was unavailable).",
+	}, []string{"result"})
+	m.jwksRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sas_jwks_refreshes_total",
+		Help: "Fetches of the token issuer's JWKS (the first load, the hourly refetch, an unknown key id), by outcome: ok, error.",
+	}, []string{"outcome"})
+	m.reg.MustRegister(m.modelUnavailable, m.overhead, m.userCache, m.jwksRefreshes)
 	m.reg.MustRegister(m.usageRecorded, m.usageBacklog, m.usageLatency, m.usageErrors, m.overReservation,
 		m.upstreamRequests, m.failovers, m.circuitOpen, m.upstreamLatency)
 	m.reg.MustRegister(m.requests, m.duration, m.tokenRejections, m.quotaRejections, m.upstreamDuration,
@@ -262,4 +284,42 @@ func (m *Metrics) UsageDrainError() {
 	if m != nil {
 		m.usageErrors.Inc()
 	}
+}
+
+// ModelUnavailable records a request refused because every upstream of
+// its model was out of rotation.
+func (m *Metrics) ModelUnavailable(model string) {
+	if m != nil {
+		m.modelUnavailable.WithLabelValues(m.models.label(model)).Inc()
+	}
+}
+
+// UserCache records the result of a user lookup: "hit", "miss" or
+// "stale".
+func (m *Metrics) UserCache(result string) {
+	if m != nil {
+		m.userCache.WithLabelValues(oneOf(cacheResults, result)).Inc()
+	}
+}
+
+// UserCacheSize reports the number of cached users, read at each scrape.
+func (m *Metrics) UserCacheSize(size func() int) {
+	if m != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sas_user_cache_entries", Help: "Users held in this instance's memory.",
+		}, func() float64 { return float64(size()) }))
+	}
+}
+
+// JWKSRefreshed records a fetch of the issuer's key set; err is its
+// failure, or nil.
+func (m *Metrics) JWKSRefreshed(err error) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.jwksRefreshes.WithLabelValues(outcome).Inc()
 }

@@ -49,13 +49,14 @@ type Store interface {
 // safe for concurrent use. Concurrent misses for one identity share a
 // single store call.
 type Cache struct {
-	next    Store
-	ttl     time.Duration
-	stale   time.Duration
-	onStale func(err error)
-	now     func() time.Time
-	entries *ttlcache.Cache[string, entry]
-	group   singleflight.Group
+	next     Store
+	ttl      time.Duration
+	stale    time.Duration
+	onStale  func(err error)
+	onLookup func(result string)
+	now      func() time.Time
+	entries  *ttlcache.Cache[string, entry]
+	group    singleflight.Group
 	// seq numbers Forget calls, and forgotten holds each user's last one
 	// for a minute (longer than any store read): a read of a user that a
 	// Forget of that user overtook is returned but not cached (it may
@@ -84,8 +85,18 @@ type Options struct {
 	// OnStale is called with the store's error each time a stale user is
 	// served (metrics, logs).
 	OnStale func(err error)
-	Now     func() time.Time
+	// OnLookup is called with the result of each lookup: Hit, Miss or
+	// Stale (metrics).
+	OnLookup func(result string)
+	Now      func() time.Time
 }
+
+// The results of a lookup, for Options.OnLookup.
+const (
+	Hit   = "hit"   // served from memory
+	Miss  = "miss"  // read from the store (whatever it answered)
+	Stale = "stale" // served from memory: the store was unavailable
+)
 
 // New returns a Cache in front of next.
 func New(next Store, opts Options) *Cache {
@@ -104,7 +115,10 @@ func New(next Store, opts Options) *Cache {
 	if opts.OnStale == nil {
 		opts.OnStale = func(error) {}
 	}
-	return &Cache{next: next, ttl: opts.TTL, stale: opts.StaleIfError, onStale: opts.OnStale, now: opts.Now,
+	if opts.OnLookup == nil {
+		opts.OnLookup = func(string) {}
+	}
+	return &Cache{next: next, ttl: opts.TTL, stale: opts.StaleIfError, onStale: opts.OnStale, onLookup: opts.OnLookup, now: opts.Now,
 		entries: ttlcache.New[string, entry](opts.Size, opts.Now), forgotten: ttlcache.New[string, uint64](opts.Size, opts.Now)}
 }
 
@@ -114,6 +128,7 @@ func New(next Store, opts Options) *Cache {
 // instead. Errors are the store's and are never cached.
 func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error) {
 	if e, ok := c.entries.Get(id.Subject); ok && e.epoch == c.epoch.Load() && !id.Changes(e.user) {
+		c.onLookup(Hit)
 		return e.user, nil
 	}
 	// Length-prefixed so that no two identities share a key.
@@ -131,9 +146,11 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 	if err != nil && wire.ErrorCode(err) == wire.CodeUnavailable {
 		if e, expires, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(expires.Add(c.stale-c.ttl)) {
 			c.onStale(err)
+			c.onLookup(Stale)
 			return e.user, nil
 		}
 	}
+	c.onLookup(Miss)
 	return v.(gateway.User), err
 }
 

@@ -3,6 +3,7 @@ package usercache_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,7 +136,10 @@ func TestStaleIfError(t *testing.T) {
 	clk := &testenv.Clock{}
 	s := &store{upsert: echo("pro")}
 	var stale atomic.Int64
-	c := usercache.New(s, usercache.Options{TTL: 5 * time.Second, StaleIfError: time.Minute, Now: clk.Now, OnStale: func(error) { stale.Add(1) }})
+	var mu sync.Mutex
+	var lookups []string
+	c := usercache.New(s, usercache.Options{TTL: 5 * time.Second, StaleIfError: time.Minute, Now: clk.Now, OnStale: func(error) { stale.Add(1) },
+		OnLookup: func(r string) { mu.Lock(); lookups = append(lookups, r); mu.Unlock() }})
 	ctx := context.Background()
 	id := gateway.Identity{Subject: "user_1", Email: "a@b.c", Username: "A"}
 	if _, err := c.UpsertUser(ctx, id); err != nil {
@@ -162,6 +166,17 @@ func TestStaleIfError(t *testing.T) {
 	clk.Advance(6 * time.Second)
 	if _, err := c.UpsertUser(ctx, id); err == nil {
 		t.Error("an internal error was answered from the stale entry")
+	}
+	if _, err := c.UpsertUser(ctx, gateway.Identity{Subject: "user_1"}); err == nil {
+		t.Error("an internal error was answered from the stale entry")
+	}
+	s.upsert = echo("free")
+	_, _ = c.UpsertUser(ctx, id)
+	_, _ = c.UpsertUser(ctx, id)
+	// Each lookup reported once, with what answered it.
+	want := []string{usercache.Miss, usercache.Stale, usercache.Miss, usercache.Miss, usercache.Miss, usercache.Miss, usercache.Miss, usercache.Miss, usercache.Hit}
+	if !slices.Equal(lookups, want) {
+		t.Errorf("lookups reported %v, want %v", lookups, want)
 	}
 }
 
