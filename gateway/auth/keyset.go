@@ -20,6 +20,10 @@ import (
 // (even after a refresh, or while a refresh is cooling down).
 var errUnknownKey = errors.New("unknown signing key")
 
+// errKeysUnavailable means the token names a key we do not have and the
+// issuer's key set could not be fetched to look for it.
+var errKeysUnavailable = errors.New("the issuer's keys cannot be fetched")
+
 // keySet is an oidc.KeySet that caches the issuer's JWKS and refreshes it
 // when a token names an unknown kid, at most once per cooldown.
 //
@@ -167,8 +171,12 @@ func (s *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	if key, ok := s.lookup(kid); ok {
 		return jws.Verify(key)
 	}
-	if err := s.refresh(ctx, false, true); err != nil {
-		return nil, fmt.Errorf("refresh keys: %w", err)
+	if err := s.refresh(ctx, false, true); errors.Is(err, errUnknownKey) {
+		return nil, err // cooling down: an unknown key stays unknown
+	} else if err != nil {
+		// Whether the token is good cannot be known until the issuer
+		// answers: unavailable, not invalid.
+		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, err)
 	}
 	if key, ok := s.lookup(kid); ok {
 		return jws.Verify(key)

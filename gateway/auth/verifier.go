@@ -175,15 +175,15 @@ func (v *Verifier) verify(ctx context.Context, raw string) (gateway.Identity, er
 		return gateway.Identity{}, invalid("malformed", err)
 	}
 	if err := v.keys.load(ctx); err != nil {
-		return gateway.Identity{}, &wire.Error{
-			Code:       wire.CodeUnavailable,
-			Message:    "The token issuer's keys cannot be fetched right now; try again shortly.",
-			RetryAfter: 5,
-			Err:        err,
-		}
+		return gateway.Identity{}, keysUnavailable(err)
 	}
 	tok, err := v.verifier.Verify(ctx, raw)
 	if err != nil {
+		// go-oidc formats the key set's error with %v: its text is all
+		// that is left of it.
+		if strings.Contains(err.Error(), errKeysUnavailable.Error()) {
+			return gateway.Identity{}, keysUnavailable(err)
+		}
 		return gateway.Identity{}, invalid(oidcReason(err), err)
 	}
 	var c claims
@@ -206,6 +206,15 @@ func (v *Verifier) verify(ctx context.Context, raw string) (gateway.Identity, er
 		return gateway.Identity{}, invalid("audience", fmt.Errorf("azp %q not accepted", c.AuthorizedParty))
 	}
 	return gateway.Identity{Subject: tok.Subject, Email: c.Email, Username: c.DisplayUsername(), Expiry: tok.Expiry}, nil
+}
+
+func keysUnavailable(err error) *wire.Error {
+	return &wire.Error{
+		Code:       wire.CodeUnavailable,
+		Message:    "The token issuer's keys cannot be fetched right now; try again shortly.",
+		RetryAfter: 5,
+		Err:        err,
+	}
 }
 
 func invalid(reason string, err error) *wire.Error {

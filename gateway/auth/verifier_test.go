@@ -280,6 +280,48 @@ func TestVerifyIssuerDown(t *testing.T) {
 	}
 }
 
+// TestVerifyIssuerDownAfterRotation (found writing the JWKS alert's
+// runbook): a token signed with a key the gateway has not seen, while the
+// issuer's key set cannot be fetched, is unavailable (503, retry), not an
+// invalid token (401 would sign the user out of the app); within the
+// refresh cooldown the key stays unknown; once the issuer is back and the
+// cooldown over, the token verifies.
+func TestVerifyIssuerDownAfterRotation(t *testing.T) {
+	clk := &testenv.Clock{}
+	iss := testenv.NewIssuer(t, "RS256", clk.Now)
+	var failed atomic.Int64
+	v := newVerifier(t, iss, clk, func(o *auth.Options) {
+		o.OnRefresh = func(err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		}
+	})
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, iss.Token(t, "user_1", aud, "", "", nil)); err != nil {
+		t.Fatal(err)
+	}
+	iss.JWKSDown.Store(true)
+	if err := iss.Rotate(false); err != nil {
+		t.Fatal(err)
+	}
+	tok := iss.Token(t, "user_1", aud, "", "", nil)
+	if _, err := v.Verify(ctx, tok); wire.ErrorCode(err) != wire.CodeUnavailable {
+		t.Fatalf("new key, issuer down: %v, want unavailable", err)
+	}
+	if failed.Load() != 1 {
+		t.Errorf("OnRefresh saw %d failures, want 1", failed.Load())
+	}
+	if _, err := v.Verify(ctx, tok); wire.ErrorCode(err) != wire.CodeInvalidToken {
+		t.Errorf("within the cooldown: %v, want invalid_token (unknown key, no fetch)", err)
+	}
+	iss.JWKSDown.Store(false)
+	clk.Advance(auth.RefreshCooldown + time.Second)
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Errorf("issuer back: %v", err)
+	}
+}
+
 // TestVerifyFailingIssuerIsNotHammered: while the first key load fails,
 // junk tokens do not each trigger a fetch; a retry happens after the backoff.
 func TestVerifyFailingIssuerIsNotHammered(t *testing.T) {

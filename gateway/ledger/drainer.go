@@ -166,6 +166,7 @@ func (d *Drainer) Run(ctx context.Context) {
 		if err == nil && n == 0 {
 			n, err = d.read(ctx, pending, d.o.Block)
 		}
+		d.sample(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
 		case err != nil:
@@ -301,13 +302,18 @@ func (d *Drainer) record(ctx context.Context, msgs []redis.XMessage) error {
 	if err != nil {
 		return fmt.Errorf("acknowledge usage events: %w", err)
 	}
+	return nil
+}
+
+// sample measures the backlog at most every 5 s, whether the drain works
+// or not: during a Postgres outage it is the number that grows.
+func (d *Drainer) sample(ctx context.Context) {
 	if now := d.o.Now(); now.Sub(d.sampled) >= 5*time.Second {
 		d.sampled = now
 		if backlog, err := d.o.Redis.XLen(ctx, d.o.Stream).Result(); err == nil {
 			d.o.Metrics.UsageBacklog(backlog)
 		}
 	}
-	return nil
 }
 
 // oneByOne records events singly, dropping (and logging) each that the

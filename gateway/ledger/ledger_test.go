@@ -217,6 +217,11 @@ func TestPostgresDownThenBack(t *testing.T) {
 	if n := rdb.XLen(context.Background(), stream).Val(); n != 50 {
 		t.Errorf("stream holds %d events during the outage, want 50", n)
 	}
+	// The backlog gauge counts them while no write succeeds (it once
+	// moved only after a successful write, so it stayed at 0 all along).
+	testenv.WaitFor(t, "a backlog gauge of 50", 10*time.Second, func() bool {
+		return strings.Contains(scrape(t, m), "\nsas_usage_stream_backlog 50\n")
+	})
 	proxy.Restore()
 	testenv.WaitFor(t, "the events after the outage", 15*time.Second, func() bool { return count(t, check, user) == 50 })
 	if got := total(t, check, user); got.Requests != 50 {

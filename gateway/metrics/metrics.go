@@ -124,6 +124,18 @@ func New() *Metrics {
 		Help: "Fetches of the token issuer's JWKS (the first load, the hourly refetch, an unknown key id), by outcome: ok, error.",
 	}, []string{"outcome"})
 	m.reg.MustRegister(m.modelUnavailable, m.overhead, m.userCache, m.jwksRefreshes)
+	// The series the alert rules watch with increase() exist from the
+	// start, at 0: Prometheus does not count a series' first sample as an
+	// increase, so a counter born at 1 would hide its first event.
+	for d := range dependencies {
+		m.dependencyErrors.WithLabelValues(d)
+	}
+	for _, o := range []string{"ok", "error"} {
+		m.jwksRefreshes.WithLabelValues(o)
+	}
+	for r := range cacheResults {
+		m.userCache.WithLabelValues(r)
+	}
 	m.reg.MustRegister(m.usageRecorded, m.usageBacklog, m.usageLatency, m.usageErrors, m.overReservation,
 		m.upstreamRequests, m.failovers, m.circuitOpen, m.upstreamLatency)
 	m.reg.MustRegister(m.requests, m.duration, m.tokenRejections, m.quotaRejections, m.upstreamDuration,
@@ -141,8 +153,15 @@ func (m *Metrics) Handler() http.Handler {
 // models (the only ones it serves), so a client naming models cannot add
 // series.
 func (m *Metrics) AllowModels(names ...string) {
-	if m != nil {
-		m.models.allow(names)
+	if m == nil {
+		return
+	}
+	m.models.allow(names)
+	for _, n := range names {
+		m.modelUnavailable.WithLabelValues(n)
+		for e := range endpoints {
+			m.overReservation.WithLabelValues(e, n)
+		}
 	}
 }
 

@@ -78,10 +78,34 @@ func TestModelsOnlyOnceAllowed(t *testing.T) {
 	}
 }
 
+// TestAlertedCountersStartAtZero: the counters the alert rules watch with
+// increase() are exported at 0 before their first event (Prometheus does
+// not count a new series' first sample as an increase: a series born at 1
+// would hide the first failure of each instance).
+func TestAlertedCountersStartAtZero(t *testing.T) {
+	m := metrics.New()
+	m.AllowModels("gpt-4o")
+	got := scrape(t, m)
+	for _, want := range []string{`sas_dependency_errors_total{dependency="postgres"} 0`, `sas_dependency_errors_total{dependency="redis"} 0`,
+		`sas_dependency_errors_total{dependency="issuer"} 0`, `sas_jwks_refreshes_total{outcome="error"} 0`,
+		`sas_user_cache_requests_total{result="stale"} 0`, `sas_model_unavailable_total{model="gpt-4o"} 0`,
+		`sas_settlement_over_reservation_total{endpoint="chat.completions",model="gpt-4o"} 0`,
+		`sas_settlement_over_reservation_total{endpoint="responses",model="gpt-4o"} 0`} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
 // TestNilMetrics: every method is a no-op on nil.
 func TestNilMetrics(t *testing.T) {
 	var m *metrics.Metrics
 	m.AllowModels("x")
+	m.AllowUpstreams("x")
+	m.UserCacheSize(func() int { return 1 })
+	m.UserCache("hit")
+	m.JWKSRefreshed(nil)
+	m.ModelUnavailable("x")
 	m.Request("", "GET", 200, 0)
 	m.Spend("x", "free", 1)
 }

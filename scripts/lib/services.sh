@@ -47,7 +47,7 @@ pg_bin() {
 }
 
 # ensure_packages installs what is missing: PostgreSQL (server binaries),
-# Redis, PgBouncer.
+# Redis, PgBouncer, Prometheus and the rest the tests drive.
 ensure_packages() {
   local want=()
   [ -n "$(pg_bin)" ] || want+=(postgresql)
@@ -64,6 +64,9 @@ ensure_packages() {
   command -v npm >/dev/null || want+=(npm)
   # The real-browser sign-in test drives Debian's Chromium (chromedp).
   command -v chromium >/dev/null || want+=(chromium)
+  # A real Prometheus scrapes the gateway and evaluates the alert rules;
+  # promtool unit-tests them (both from Debian's prometheus package).
+  { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || want+=(prometheus)
   if [ ${#want[@]} -gt 0 ]; then apt_install "${want[@]}"; fi
   PG_BIN=$(pg_bin)
   [ -n "$PG_BIN" ] || die "PostgreSQL server binaries not found after install"

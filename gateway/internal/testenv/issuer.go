@@ -19,6 +19,8 @@ type Issuer struct {
 	JWKSFetches atomic.Int64
 	// DiscoveryFetches counts GETs of the discovery documents.
 	DiscoveryFetches atomic.Int64
+	// JWKSDown makes the key set answer 503, as an issuer in an outage.
+	JWKSDown atomic.Bool
 }
 
 // NewIssuer starts an Issuer signing with alg ("RS256" or "ES256") on the
@@ -39,6 +41,10 @@ func NewIssuer(t testing.TB, alg string, now func() time.Time) *Issuer {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/jwks.json"):
 			iss.JWKSFetches.Add(1)
+			if iss.JWKSDown.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
 		case strings.Contains(r.URL.Path, "/.well-known/"):
 			iss.DiscoveryFetches.Add(1)
 		}
