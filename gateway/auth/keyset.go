@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -47,6 +48,7 @@ type keySet struct {
 	keys        []jose.JSONWebKey
 	loadedAt    time.Time // zero until the first successful load
 	refreshedAt time.Time // last refresh after the initial load; zero if none
+	refreshErr  error     // its error, nil if it worked
 	inflight    *fetchCall
 	// While no key was ever loaded, failures are remembered for
 	// initialBackoff so junk tokens cannot turn an issuer outage into one
@@ -102,8 +104,11 @@ func (s *keySet) refresh(ctx context.Context, initial, respectCooldown bool) err
 		}
 	}
 	if respectCooldown && !s.refreshedAt.IsZero() && s.now().Sub(s.refreshedAt) < s.cooldown {
+		// Cooling down: the last refresh's answer stands — the key is
+		// unknown, or the issuer could not be asked.
+		err := cmp.Or(s.refreshErr, errUnknownKey)
 		s.mu.Unlock()
-		return errUnknownKey
+		return err
 	}
 	c := &fetchCall{done: make(chan struct{})}
 	s.inflight = c
@@ -123,7 +128,7 @@ func (s *keySet) refresh(ctx context.Context, initial, respectCooldown bool) err
 	if !initial {
 		// A failed refresh counts too: retrying at once would hammer an
 		// issuer that is already failing.
-		s.refreshedAt = now
+		s.refreshedAt, s.refreshErr = now, err
 	} else if err != nil {
 		s.initialFailedAt, s.initialErr = now, err
 	}
