@@ -46,6 +46,10 @@ type Row struct {
 // without the label too).
 const sel = `app=~"$app"`
 
+// notDev leaves out the routes only `sas-gateway dev` serves (its
+// identity provider and dev upstreams share the gateway's router).
+const notDev = `route!~"/dev/.*"`
+
 // rate is the per-second rate of a counter over Grafana's rate interval.
 func rate(metric string, matchers ...string) string {
 	return "rate(" + metric + "{" + strings.Join(append([]string{sel}, matchers...), ",") + "}[$__rate_interval])"
@@ -64,7 +68,7 @@ func quantile(q, histogram, by string) string {
 var Rows = []Row{
 	{"Traffic", []Panel{
 		{Title: "Requests by route and status", Unit: "reqps", Width: 12, Targets: []Target{
-			{"sum by (route, status) (" + rate("sas_http_requests_total") + ")", "{{route}} {{status}}"}}},
+			{"sum by (route, status) (" + rate("sas_http_requests_total", notDev) + ")", "{{route}} {{status}}"}}},
 		{Title: "5xx share of requests", Unit: "percentunit", Width: 6,
 			Description: "Answers with a 5xx status over all answers. The SASServerErrorRate alert fires above 2 %.",
 			Targets:     []Target{{"(sum(" + rate("sas_http_requests_total", `status=~"5.."`) + ") or vector(0)) / sum(" + rate("sas_http_requests_total") + ")", "5xx share"}}},
@@ -75,7 +79,7 @@ var Rows = []Row{
 				{quantile("0.99", "sas_gateway_overhead_seconds", "endpoint"), "p99 {{endpoint}}"}}},
 		{Title: "Latency p99 by route", Unit: "s", Width: 12,
 			Description: "Whole requests as clients see them; streams until their last byte.",
-			Targets:     []Target{{quantile("0.99", "sas_http_request_duration_seconds", "route"), "{{route}}"}}},
+			Targets:     []Target{{"histogram_quantile(0.99, sum by (le, route) (" + rate("sas_http_request_duration_seconds_bucket", notDev) + "))", "{{route}}"}}},
 		{Title: "Tokens refused by reason", Unit: "reqps", Width: 12,
 			Description: "expired is normal; signature, issuer or audience rising means a misconfiguration or someone else's tokens.",
 			Targets:     []Target{{"sum by (reason) (" + rate("sas_token_rejections_total") + ")", "{{reason}}"}}},
@@ -181,7 +185,7 @@ func Generate() []byte {
 				"gridPos": obj{"x": x, "y": y, "w": w, "h": panelHeight}}
 			if p.Stat {
 				panel["type"] = "stat"
-				panel["fieldConfig"] = obj{"defaults": obj{"unit": p.Unit, "decimals": 2}, "overrides": []any{}}
+				panel["fieldConfig"] = obj{"defaults": obj{"unit": p.Unit}, "overrides": []any{}}
 				panel["options"] = obj{"reduceOptions": obj{"calcs": []string{"lastNotNull"}, "fields": "", "values": false},
 					"colorMode": "value", "graphMode": "area", "textMode": "auto"}
 			} else {
