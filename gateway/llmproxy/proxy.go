@@ -509,9 +509,9 @@ func (p *Proxy) send(ctx context.Context, c call, rt upstream.Route, cancel cont
 		hr.Header.Set("Accept", "text/event-stream")
 	}
 	ov := metrics.OverheadFrom(ctx)
-	sent := time.Now()
+	waitFrom := time.Now()
 	resp, err := p.clients[rt.Upstream.Name].Do(hr)
-	ov.Waited(time.Since(sent))
+	ov.Waited(time.Since(waitFrom))
 	if err != nil {
 		msg := "The AI provider could not be reached."
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
