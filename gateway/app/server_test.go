@@ -68,4 +68,10 @@ func TestServeMetricsMaxHeaderBytes(t *testing.T) {
 	if got := statusWithHeader(t, url, 2*app.MaxHeaderBytes); got != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("header over the limit: status %d, want 431", got)
 	}
+	// Go's profiler is served here, for the operator over the private
+	// network.
+	pprof := "http://" + ln.Addr().String() + "/debug/pprof/heap?debug=1"
+	if got := statusWithHeader(t, pprof, 16); got != http.StatusOK {
+		t.Errorf("/debug/pprof/heap on the metrics listener: status %d, want 200", got)
+	}
 }

@@ -57,6 +57,9 @@ type options struct {
 	users       int
 	rounds      int
 	maxRequests int64
+	// profile, when set, receives a CPU profile of `sas-gateway serve`
+	// taken during its first measured round (the budget section).
+	profile string
 }
 
 func run() error {
@@ -67,12 +70,17 @@ func run() error {
 	flag.IntVar(&o.users, "users", 1000, "distinct users (tokens) the requests rotate through")
 	flag.IntVar(&o.rounds, "rounds", 2, "alternating rounds per target")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "stop after this many requests in all")
-	only := flag.String("only", "", "run one section only: me, proxy (with failover), failover, usage, memory or ab")
+	flag.StringVar(&o.profile, "gateway-profile", "", "write a CPU profile of `sas-gateway serve` under load (budget section) to this file")
+	only := flag.String("only", "", "run one section only: me, proxy (with failover), failover, usage, memory, budget or ab")
 	baselineBin := flag.String("baseline-bin", "", "a previous sas-gateway build for the A/B section (-only ab)")
 	gatewayBin := flag.String("gateway-bin", "", "sas-gateway binary for the memory section (skipped without it)")
 	memDuration := flag.Duration("memory-duration", 2*time.Minute, "length of the sustained-load memory run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (servers and load) to this file")
+	bareProxy := flag.String("serve-bare-proxy", "", "internal: serve a bare reverse proxy to this upstream (the budget section's own process)")
 	flag.Parse()
+	if *bareProxy != "" {
+		return serveBareProxy(*bareProxy)
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -148,6 +156,11 @@ func run() error {
 		return memory()
 	case "usage":
 		return usageBench(ctx, o, cfg, log, client, tokens, &budget)
+	case "budget":
+		if *gatewayBin == "" {
+			return errors.New("-only budget needs -gateway-bin")
+		}
+		return budgetBench(ctx, *gatewayBin, dbURL, redisURL, issURL, client, tokens, o, &budget)
 	case "ab":
 		if *gatewayBin == "" || *baselineBin == "" {
 			return errors.New("-only ab needs -gateway-bin and -baseline-bin")
@@ -169,6 +182,11 @@ func run() error {
 	}
 	if err := usageBench(ctx, o, cfg, log, client, tokens, &budget); err != nil {
 		return err
+	}
+	if *gatewayBin != "" {
+		if err := budgetBench(ctx, *gatewayBin, dbURL, redisURL, issURL, client, tokens, o, &budget); err != nil {
+			return err
+		}
 	}
 	return memory()
 }
@@ -227,27 +245,11 @@ func proxyBench(ctx context.Context, o options, cfg config.Config, log *slog.Log
 
 	// Time to first byte of a stream, one request at a time, alternating.
 	stream := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"a short prompt"}]}`
-	ttfb := func(t target, tok string) (time.Duration, error) {
-		req := t.request(tok)
-		t0 := time.Now()
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		defer resp.Body.Close()
-		var b [1]byte
-		if _, err := resp.Body.Read(b[:]); err != nil {
-			return 0, err
-		}
-		d := time.Since(t0)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return d, nil
-	}
 	st := []target{{url: direct + "/v1/chat/completions", body: stream, key: key}, {url: viaGateway + "/v1/chat/completions", body: stream}}
 	var lat [2][]time.Duration
 	for i := range 600 {
 		for j, t := range st {
-			d, err := ttfb(t, tokens[i%len(tokens)])
+			d, err := firstByte(client, t, tokens[i%len(tokens)])
 			if err != nil {
 				return err
 			}
@@ -411,6 +413,7 @@ func (t target) request(tok string) *http.Request {
 
 type result struct {
 	rps      float64
+	n        int // requests answered 200
 	p50, p99 time.Duration
 	errors   int64
 }
@@ -461,6 +464,7 @@ func (t target) measure(client *http.Client, tokens []string, workers int, d tim
 	slices.Sort(lat)
 	r := result{errors: errs.Load()}
 	if n := len(lat); n > 0 {
+		r.n = n
 		r.rps = float64(n) / elapsed.Seconds()
 		r.p50 = lat[n*50/100]
 		r.p99 = lat[n*99/100]
@@ -568,19 +572,23 @@ func printTable(targets []target, results [][]result) {
 
 // roundRatios is the median, min and max of a[i]/b[i] over the rounds.
 func roundRatios(a, b []result) string {
+	rs := ratios(a, b)
+	if len(rs) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f%% (%.1f–%.1f%%)", median(rs), slices.Min(rs), slices.Max(rs))
+}
+
+// roundRatioValue is the median of a[i]/b[i] over the rounds, in percent.
+func roundRatioValue(a, b []result) float64 { return median(ratios(a, b)) }
+
+// ratios are a[i]/b[i] in percent, round by round.
+func ratios(a, b []result) []float64 {
 	var rs []float64
 	for i := range min(len(a), len(b)) {
 		if b[i].rps > 0 {
 			rs = append(rs, 100*a[i].rps/b[i].rps)
 		}
 	}
-	if len(rs) == 0 {
-		return "n/a"
-	}
-	slices.Sort(rs)
-	med := rs[len(rs)/2]
-	if len(rs)%2 == 0 {
-		med = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
-	}
-	return fmt.Sprintf("%.1f%% (%.1f–%.1f%%)", med, rs[0], rs[len(rs)-1])
+	return rs
 }

@@ -29,14 +29,16 @@ type servedGateway struct {
 }
 
 // startGateway starts bin serve (GOMEMLIMIT as fly.toml sets it) and waits
-// until it is healthy.
-func startGateway(ctx context.Context, bin, dbURL, redisURL, issuer, upstream, key string, client *http.Client) (*servedGateway, error) {
+// until it is healthy. With asDeployed it logs at fly.toml's level (info:
+// a line per request and per completion, into a file as Fly's log pipe
+// takes them); otherwise warnings only, to this program's stderr.
+func startGateway(ctx context.Context, bin, dbURL, redisURL, issuer, upstream, key string, client *http.Client, asDeployed bool) (*servedGateway, error) {
 	dir, err := os.MkdirTemp("", "sas-bench")
 	if err != nil {
 		return nil, err
 	}
 	plans := filepath.Join(dir, "plans.json")
-	plan := `{"requests_per_minute":1000000000,"requests_per_day":1000000000,"tokens_per_day":1000000000000,"max_tokens":1024,"models":["gpt-4o-mini"]}`
+	plan := `{"requests_per_minute":1000000000,"requests_per_day":1000000000,"tokens_per_day":1000000000000,"max_tokens":1024,"concurrent_requests":8,"models":["gpt-4o-mini"]}`
 	if err := os.WriteFile(plans, []byte(`{"free":`+plan+`,"pro":`+plan+`}`), 0o600); err != nil {
 		return nil, err
 	}
@@ -44,13 +46,25 @@ func startGateway(ctx context.Context, bin, dbURL, redisURL, issuer, upstream, k
 	if err != nil {
 		return nil, err
 	}
+	level := "warn"
+	if asDeployed {
+		level = "info"
+	}
 	cmd := exec.CommandContext(ctx, bin, "serve")
 	cmd.Env = []string{
-		"HOST=127.0.0.1", "PORT=" + port, "METRICS_ADDR=127.0.0.1:" + metricsPort, "LOG_LEVEL=warn", "GOMEMLIMIT=200MiB",
+		"HOST=127.0.0.1", "PORT=" + port, "METRICS_ADDR=127.0.0.1:" + metricsPort, "LOG_LEVEL=" + level, "GOMEMLIMIT=200MiB",
 		"CLERK_ISSUER=" + issuer, "CLERK_AUDIENCE=sas-api", "DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL,
 		"OPENAI_API_KEY=" + key, "OPENAI_BASE_URL=" + upstream + "/v1", "SAS_PLANS_FILE=" + plans,
 	}
 	cmd.Stderr = os.Stderr
+	if asDeployed {
+		logs, err := os.Create(filepath.Join(dir, "gateway.log"))
+		if err != nil {
+			return nil, err
+		}
+		defer logs.Close() // the child has its own descriptor
+		cmd.Stderr = logs
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -78,7 +92,7 @@ func memoryBench(ctx context.Context, bin, dbURL, redisURL, issuer string, clien
 	const key = "sk-bench"
 	model := devllm.New(devllm.Options{APIKey: key, ChunkDelay: -1})
 	upstream := serve(model.Handler())
-	g, err := startGateway(ctx, bin, dbURL, redisURL, issuer, upstream, key, client)
+	g, err := startGateway(ctx, bin, dbURL, redisURL, issuer, upstream, key, client, false)
 	if err != nil {
 		return err
 	}
@@ -190,7 +204,7 @@ func abBench(ctx context.Context, bin, baseline, dbURL, redisURL, issuer string,
 	plain.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
 	var gws []*servedGateway
 	for _, b := range []string{baseline, bin} {
-		g, err := startGateway(ctx, b, dbURL, redisURL, issuer, upstream, key, client)
+		g, err := startGateway(ctx, b, dbURL, redisURL, issuer, upstream, key, client, false)
 		if err != nil {
 			return err
 		}
