@@ -135,7 +135,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 			return nil, err
 		}
 	}
-	g.Users = usercache.New(g.Store, usercache.Options{TTL: deps.UserTTL, Now: deps.Now, OnLookup: m.UserCache, OnStale: func(err error) {
+	g.Bus = userbus.New(g.Redis, "", log)
+	g.Users = usercache.New(g.Store, usercache.Options{TTL: deps.UserTTL, Now: deps.Now, Listening: g.Bus.Listening, OnLookup: m.UserCache, OnStale: func(err error) {
 		// Postgres is down and a known user is served from memory: the
 		// outage shows in the metrics, as a refused request would.
 		m.DependencyError("postgres")
@@ -149,7 +150,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	// Work that runs until Close, detached from ctx's cancellation.
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	g.stop = stop
-	g.Bus = userbus.New(g.Redis, "", log)
 	// changed makes a change to a user's row show at once here and, through
 	// the bus, on the other instances.
 	changed := func(clerkUserID string) {

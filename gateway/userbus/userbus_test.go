@@ -122,3 +122,44 @@ func TestResubscribeExpires(t *testing.T) {
 	}
 	testenv.WaitFor(t, "an expiry after the resubscription", 15*time.Second, func() bool { return expiries.Load() == 2 })
 }
+
+// TestListening: the bus says it is listening once its heartbeats come
+// back, never hands a heartbeat to forget, stops saying so within
+// ListeningWithin (and a little) of Redis becoming unreachable, and says so
+// again once it is back (after expiring the cache: changes were missed).
+func TestListening(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewProxy(t, opts.Addr)
+	opts.Addr = proxy.Addr()
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	b := userbus.New(rdb, "sas:users:changed:test:"+testenv.UUID(), testenv.Logger(t))
+	if b.Listening() {
+		t.Fatal("listening before Run")
+	}
+	var forgotten, expiries atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Run(ctx, func(string) { forgotten.Add(1) }, func() { expiries.Add(1) })
+	}()
+	defer func() { cancel(); <-done }()
+	testenv.WaitFor(t, "listening", 10*time.Second, b.Listening)
+	time.Sleep(2 * userbus.HeartbeatEvery)
+	if n := forgotten.Load(); n != 0 {
+		t.Errorf("%d heartbeats handed to forget as user ids", n)
+	}
+	proxy.Cut()
+	cut := time.Now()
+	testenv.WaitFor(t, "not listening after the cut", userbus.ListeningWithin+2*time.Second, func() bool { return !b.Listening() })
+	t.Logf("not listening %v after the cut", time.Since(cut).Round(time.Millisecond))
+	proxy.Restore()
+	testenv.WaitFor(t, "listening again", 30*time.Second, b.Listening)
+	if expiries.Load() < 2 {
+		t.Errorf("%d cache expiries: want one more after the resubscription", expiries.Load())
+	}
+}

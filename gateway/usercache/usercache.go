@@ -5,7 +5,13 @@
 // (by `sas-gateway users`, by a Stripe webhook, on any instance) is seen by
 // every instance within TTL, which must stay under the contract's 10 s.
 // The changes the gateway makes itself are also announced on the userbus,
-// which makes every instance Forget the user at once.
+// which makes every instance Forget the user at once. While the bus is
+// listening (its heartbeats arrive: Options.Listening), a user is kept for
+// ListeningTTL instead: the changes reach the cache through the bus, and a
+// user who sends a request every few minutes is not a database round trip
+// on each one (issue 23: the Postgres upsert was most of what the gateway
+// added to a first byte). Once the bus stops listening, TTL applies again
+// within userbus.ListeningWithin, and the reconnection expires every entry.
 // A token whose email or username differs from the cached row bypasses the
 // cache, so profile changes reach the database on the next request (a
 // token without them matches: a missing claim changes nothing).
@@ -40,6 +46,10 @@ const DefaultSize = 100_000
 // while the database is unreachable.
 const DefaultStaleIfError = 10 * time.Minute
 
+// DefaultListeningTTL is how long a user row is served from memory while
+// the bus is listening.
+const DefaultListeningTTL = 5 * time.Minute
+
 // Store is the store the cache sits in front of.
 type Store interface {
 	UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error)
@@ -49,14 +59,17 @@ type Store interface {
 // safe for concurrent use. Concurrent misses for one identity share a
 // single store call.
 type Cache struct {
-	next     Store
-	ttl      time.Duration
-	stale    time.Duration
-	onStale  func(err error)
-	onLookup func(result string)
-	now      func() time.Time
-	entries  *ttlcache.Cache[string, entry]
-	group    singleflight.Group
+	next Store
+	ttl  time.Duration
+	// listeningTTL replaces ttl while listening reports true.
+	listeningTTL time.Duration
+	listening    func() bool
+	stale        time.Duration
+	onStale      func(err error)
+	onLookup     func(result string)
+	now          func() time.Time
+	entries      *ttlcache.Cache[string, entry]
+	group        singleflight.Group
 	// seq numbers Forget calls, and forgotten holds each user's last one
 	// for a minute (longer than any store read): a read of a user that a
 	// Forget of that user overtook is returned but not cached (it may
@@ -71,8 +84,9 @@ type Cache struct {
 }
 
 type entry struct {
-	user  gateway.User
-	epoch uint64
+	user   gateway.User
+	epoch  uint64
+	readAt time.Time
 }
 
 // Options configure a Cache; zero values take the defaults.
@@ -88,7 +102,12 @@ type Options struct {
 	// OnLookup is called with the result of each lookup: Hit, Miss or
 	// Stale (metrics).
 	OnLookup func(result string)
-	Now      func() time.Time
+	// Listening reports whether every change to a user reaches Forget at
+	// once (the userbus is listening); while it does, entries are fresh
+	// for ListeningTTL (DefaultListeningTTL) instead of TTL. Nil: never.
+	Listening    func() bool
+	ListeningTTL time.Duration
+	Now          func() time.Time
 }
 
 // The results of a lookup, for Options.OnLookup.
@@ -118,7 +137,16 @@ func New(next Store, opts Options) *Cache {
 	if opts.OnLookup == nil {
 		opts.OnLookup = func(string) {}
 	}
-	return &Cache{next: next, ttl: opts.TTL, stale: opts.StaleIfError, onStale: opts.OnStale, onLookup: opts.OnLookup, now: opts.Now,
+	if opts.Listening == nil {
+		opts.Listening = func() bool { return false }
+	}
+	if opts.ListeningTTL <= 0 {
+		opts.ListeningTTL = DefaultListeningTTL
+	}
+	// Entries stay in memory as long as either bound may serve them.
+	keep := max(opts.TTL, opts.ListeningTTL)
+	return &Cache{next: next, ttl: opts.TTL, listeningTTL: keep, listening: opts.Listening, stale: opts.StaleIfError,
+		onStale: opts.OnStale, onLookup: opts.OnLookup, now: opts.Now,
 		entries: ttlcache.New[string, entry](opts.Size, opts.Now), forgotten: ttlcache.New[string, uint64](opts.Size, opts.Now)}
 }
 
@@ -127,7 +155,7 @@ func New(next Store, opts Options) *Cache {
 // store is unavailable, a user read within StaleIfError is returned
 // instead. Errors are the store's and are never cached.
 func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error) {
-	if e, ok := c.entries.Get(id.Subject); ok && e.epoch == c.epoch.Load() && !id.Changes(e.user) {
+	if e, ok := c.entries.Get(id.Subject); ok && e.epoch == c.epoch.Load() && !id.Changes(e.user) && c.fresh(e) {
 		c.onLookup(Hit)
 		return e.user, nil
 	}
@@ -139,12 +167,13 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 		before, epoch := c.seq.Load(), c.epoch.Load()
 		u, err := c.next.UpsertUser(context.WithoutCancel(ctx), id)
 		if last, forgot := c.forgotten.Get(id.Subject); err == nil && (!forgot || last <= before) {
-			c.entries.Put(u.ClerkUserID, entry{u, epoch}, c.now().Add(c.ttl))
+			now := c.now()
+			c.entries.Put(u.ClerkUserID, entry{u, epoch, now}, now.Add(c.listeningTTL))
 		}
 		return u, err
 	})
 	if err != nil && wire.ErrorCode(err) == wire.CodeUnavailable {
-		if e, expires, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(expires.Add(c.stale-c.ttl)) {
+		if e, _, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(e.readAt.Add(c.stale)) {
 			c.onStale(err)
 			c.onLookup(Stale)
 			return e.user, nil
@@ -152,6 +181,13 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 	}
 	c.onLookup(Miss)
 	return v.(gateway.User), err
+}
+
+// fresh reports whether e may be served without reading the store: read
+// within TTL, or within ListeningTTL while the bus is listening.
+func (c *Cache) fresh(e entry) bool {
+	age := c.now().Sub(e.readAt)
+	return age < c.ttl || (age < c.listeningTTL && c.listening())
 }
 
 // Forget drops a user, for changes that must show at once (made here, or

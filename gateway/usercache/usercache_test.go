@@ -62,6 +62,55 @@ func TestCacheServesWithinTTLAndRefetchesAfter(t *testing.T) {
 	}
 }
 
+// TestListeningKeepsUsersLonger: while the bus listens, a user is served
+// from memory for ListeningTTL (the changes come through Forget); the
+// moment it stops, the short TTL bounds staleness again; past
+// ListeningTTL the store is read whatever the bus says; Forget still acts
+// at once; Expire (the bus reconnecting) still forces a read.
+func TestListeningKeepsUsersLonger(t *testing.T) {
+	clk := &testenv.Clock{}
+	s := &store{upsert: echo("free")}
+	var listening atomic.Bool
+	listening.Store(true)
+	c := usercache.New(s, usercache.Options{TTL: 5 * time.Second, ListeningTTL: time.Minute, Listening: listening.Load, Now: clk.Now})
+	ctx := context.Background()
+	id := gateway.Identity{Subject: "user_1", Email: "a@b.c", Username: "A"}
+	get := func() string {
+		t.Helper()
+		u, err := c.UpsertUser(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Plan
+	}
+	get()
+	s.upsert = echo("pro") // changed without an announcement
+	clk.Advance(30 * time.Second)
+	if p := get(); p != "free" || s.calls.Load() != 1 {
+		t.Errorf("30 s, listening: plan %q after %d reads, want the cached free and 1 read", p, s.calls.Load())
+	}
+	listening.Store(false)
+	if p := get(); p != "pro" {
+		t.Errorf("30 s, not listening: plan %q, want pro (past the short TTL)", p)
+	}
+	listening.Store(true)
+	clk.Advance(61 * time.Second)
+	s.upsert = echo("free")
+	if p := get(); p != "free" {
+		t.Errorf("61 s after the read, listening: plan %q, want a read (past ListeningTTL)", p)
+	}
+	s.upsert = echo("pro")
+	c.Forget("user_1")
+	if p := get(); p != "pro" {
+		t.Errorf("after Forget: plan %q, want pro", p)
+	}
+	s.upsert = echo("free")
+	c.Expire()
+	if p := get(); p != "free" {
+		t.Errorf("after Expire: plan %q, want free", p)
+	}
+}
+
 func TestCacheBypassedWhenClaimsChange(t *testing.T) {
 	s := &store{upsert: echo("free")}
 	c := usercache.New(s, usercache.Options{})
