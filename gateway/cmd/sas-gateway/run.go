@@ -18,8 +18,8 @@ import (
 	"github.com/signals-sorcery/sas/gateway/billing"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/postgres"
-	"github.com/signals-sorcery/sas/gateway/usercache"
 	"github.com/signals-sorcery/sas/gateway/userbus"
+	"github.com/signals-sorcery/sas/gateway/usercache"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 	"github.com/signals-sorcery/sas/shared/exitcode"
 	"github.com/signals-sorcery/sas/shared/wire"
@@ -255,7 +255,7 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 		return err
 	}
 	log := e.logger(slog.LevelError) // the outcome is the command's own output
-	var note string // the running instances were not told
+	var note string                  // the running instances were not told
 	var subs account.Subscriptions
 	if cfg.Stripe.Enabled() {
 		subs = billing.New(billing.Options{APIKey: cfg.Stripe.APIKey, WebhookSecret: cfg.Stripe.WebhookSecret,
