@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -225,30 +226,43 @@ type tab struct {
 // sooner: if Redis stays unreachable for a whole lease, the slot lapses
 // and the user may start one request more than the plan allows — the
 // price of never holding a dead instance's slots for long.
+//
+// A timer, not a goroutine: most requests end long before the first
+// renewal, and then all it cost was arming and stopping one timer. stop
+// waits for a renewal in flight, so none runs after the settlement that
+// releases the slot.
 func (p *Proxy) keepSlot(adm quota.Admission, log *slog.Logger) (stop func()) {
 	every := p.o.Limiter.RenewEvery()
 	if !adm.HoldsSlot() || every <= 0 {
 		return func() {}
 	}
-	done, finished := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				if err := p.o.Limiter.Renew(ctx, adm); err != nil {
-					log.Warn("renewing the concurrency slot failed", "err", err)
-				}
-				cancel()
-			}
+	var (
+		mu      sync.Mutex // held by a renewal, and by stop
+		stopped bool
+		timer   *time.Timer
+	)
+	renew := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	return func() { close(done); <-finished }
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := p.o.Limiter.Renew(ctx, adm); err != nil {
+			log.Warn("renewing the concurrency slot failed", "err", err)
+		}
+		cancel()
+		timer.Reset(every)
+	}
+	mu.Lock()
+	timer = time.AfterFunc(every, renew)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		timer.Stop()
+	}
 }
 
 // outcome is how an exchange with the upstream ended.
