@@ -34,6 +34,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/upstream"
 	"github.com/signals-sorcery/sas/gateway/userbus"
 	"github.com/signals-sorcery/sas/gateway/usercache"
+	"github.com/signals-sorcery/sas/gateway/userfeed"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 )
 
@@ -136,7 +137,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		}
 	}
 	g.Bus = userbus.New(g.Redis, "", log)
-	g.Users = usercache.New(g.Store, usercache.Options{TTL: deps.UserTTL, Now: deps.Now, Listening: g.Bus.Listening, OnLookup: m.UserCache, OnStale: func(err error) {
+	// The change feed (PostgreSQL stores): users keep minutes in memory
+	// while it tells every instance which ones changed.
+	var feed *userfeed.Feed
+	changesSeen := func() time.Time { return time.Time{} }
+	if fs, ok := g.Store.(userfeed.Store); ok {
+		feed = userfeed.New(fs, userfeed.Options{Logger: log})
+		changesSeen = feed.Seen
+	}
+	g.Users = usercache.New(g.Store, usercache.Options{TTL: deps.UserTTL, Now: deps.Now, ChangesSeen: changesSeen, OnLookup: m.UserCache, OnStale: func(err error) {
 		// Postgres is down and a known user is served from memory: the
 		// outage shows in the metrics, as a refused request would.
 		m.DependencyError("postgres")
@@ -236,6 +245,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	// Started last: go-redis writes its client's options when a connection
 	// is first set up, which would race with ledger.New cloning them.
 	g.done.Go(func() { g.Bus.Run(bg, g.Users.Forget, g.Users.Expire) })
+	if feed != nil {
+		g.done.Go(func() { feed.Run(bg, g.Users.Forget) })
+	}
 	if g.Ledger != nil {
 		g.done.Go(func() { g.Ledger.Run(bg) })
 	}

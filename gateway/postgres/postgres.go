@@ -176,6 +176,24 @@ func (db *DB) userByClerkID(ctx context.Context, clerkUserID string) (gateway.Us
 	return scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE clerk_user_id = $1`, clerkUserID))
 }
 
+// ChangedUsers returns the users whose row changed after since minus
+// overlap (the database's clock; a zero since means its now), and the
+// database's time of the query, to pass as the next since. The overlap
+// covers transactions that stamped their change before a poll and
+// committed after it.
+func (db *DB) ChangedUsers(ctx context.Context, since time.Time, overlap time.Duration) (ids []string, at time.Time, err error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
+	var from *time.Time
+	if !since.IsZero() {
+		from = &since
+	}
+	err = db.pool.QueryRow(ctx, `SELECT statement_timestamp(), coalesce(array_agg(clerk_user_id), '{}') FROM users
+		WHERE updated_at > coalesce($1, statement_timestamp()) - make_interval(secs => $2)`,
+		from, overlap.Seconds()).Scan(&at, &ids)
+	return ids, at, classify(err)
+}
+
 // SetPlan changes a user's plan.
 //
 // Errors: bad_request (unknown plan), not_found, unavailable.

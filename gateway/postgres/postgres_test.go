@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -379,4 +380,44 @@ func BenchmarkUpsertUnchanged(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestChangedUsers: the change feed's query sees every update of a user
+// row after its since, whoever makes it — the store's own methods and an
+// UPDATE that does not touch updated_at (the trigger moves it) — but not a
+// write that changes nothing, nor changes older than since minus the
+// overlap; a zero since starts from the database's now.
+func TestChangedUsers(t *testing.T) {
+	connections(t, func(t *testing.T, db *postgres.DB) {
+		ctx := context.Background()
+		for _, u := range []string{"user_a", "user_b", "user_c"} {
+			if _, err := db.UpsertUser(ctx, gateway.Identity{Subject: u, Email: u + "@example.com"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids, at, err := db.ChangedUsers(ctx, time.Time{}, 0)
+		if err != nil || len(ids) != 0 || at.IsZero() {
+			t.Fatalf("from now: %v at %v, %v; want none", ids, at, err)
+		}
+		if _, err := db.SetPlan(ctx, "user_a", "pro"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Pool().Exec(ctx, `UPDATE users SET status = 'suspended' WHERE clerk_user_id = 'user_b'`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Pool().Exec(ctx, `UPDATE users SET plan = plan WHERE clerk_user_id = 'user_c'`); err != nil {
+			t.Fatal(err)
+		}
+		ids, next, err := db.ChangedUsers(ctx, at, 0)
+		slices.Sort(ids)
+		if err != nil || !slices.Equal(ids, []string{"user_a", "user_b"}) || !next.After(at) {
+			t.Errorf("since the first poll: %v at %v, %v; want user_a (SetPlan) and user_b (a bare UPDATE), not user_c (no change)", ids, next, err)
+		}
+		if ids, _, err := db.ChangedUsers(ctx, next, 0); err != nil || len(ids) != 0 {
+			t.Errorf("since the second poll: %v, %v; want none", ids, err)
+		}
+		if ids, _, err := db.ChangedUsers(ctx, next, time.Hour); err != nil || len(ids) != 3 {
+			t.Errorf("since the second poll with an hour's overlap: %v, %v; want all three again (created within the hour)", ids, err)
+		}
+	})
 }

@@ -5,13 +5,13 @@
 // (by `sas-gateway users`, by a Stripe webhook, on any instance) is seen by
 // every instance within TTL, which must stay under the contract's 10 s.
 // The changes the gateway makes itself are also announced on the userbus,
-// which makes every instance Forget the user at once. While the bus is
-// listening (its heartbeats arrive: Options.Listening), a user is kept for
-// ListeningTTL instead: the changes reach the cache through the bus, and a
-// user who sends a request every few minutes is not a database round trip
-// on each one (issue 23: the Postgres upsert was most of what the gateway
-// added to a first byte). Once the bus stops listening, TTL applies again
-// within userbus.ListeningWithin, and the reconnection expires every entry.
+// which makes every instance Forget the user at once. The userfeed polls
+// the database for every changed user, whoever changed it, and Forgets
+// them too: while its polls succeed (Options.ChangesSeen is recent), a
+// user is kept for WatchedTTL instead of TTL, so a user who sends a
+// request every few minutes is not a database round trip on each one
+// (issue 23: that round trip was most of what the gateway added to a first
+// byte). When the polls stop, TTL applies again within SeenWithin.
 // A token whose email or username differs from the cached row bypasses the
 // cache, so profile changes reach the database on the next request (a
 // token without them matches: a missing claim changes nothing).
@@ -46,9 +46,12 @@ const DefaultSize = 100_000
 // while the database is unreachable.
 const DefaultStaleIfError = 10 * time.Minute
 
-// DefaultListeningTTL is how long a user row is served from memory while
-// the bus is listening.
-const DefaultListeningTTL = 5 * time.Minute
+// DefaultWatchedTTL is how long a user row is served from memory while the
+// change feed works.
+const DefaultWatchedTTL = 5 * time.Minute
+
+// SeenWithin is how recent ChangesSeen must be for WatchedTTL to apply.
+const SeenWithin = 3 * time.Second
 
 // Store is the store the cache sits in front of.
 type Store interface {
@@ -61,15 +64,15 @@ type Store interface {
 type Cache struct {
 	next Store
 	ttl  time.Duration
-	// listeningTTL replaces ttl while listening reports true.
-	listeningTTL time.Duration
-	listening    func() bool
-	stale        time.Duration
-	onStale      func(err error)
-	onLookup     func(result string)
-	now          func() time.Time
-	entries      *ttlcache.Cache[string, entry]
-	group        singleflight.Group
+	// watchedTTL replaces ttl while seen is recent.
+	watchedTTL time.Duration
+	seen       func() time.Time
+	stale      time.Duration
+	onStale    func(err error)
+	onLookup   func(result string)
+	now        func() time.Time
+	entries    *ttlcache.Cache[string, entry]
+	group      singleflight.Group
 	// seq numbers Forget calls, and forgotten holds each user's last one
 	// for a minute (longer than any store read): a read of a user that a
 	// Forget of that user overtook is returned but not cached (it may
@@ -102,12 +105,13 @@ type Options struct {
 	// OnLookup is called with the result of each lookup: Hit, Miss or
 	// Stale (metrics).
 	OnLookup func(result string)
-	// Listening reports whether every change to a user reaches Forget at
-	// once (the userbus is listening); while it does, entries are fresh
-	// for ListeningTTL (DefaultListeningTTL) instead of TTL. Nil: never.
-	Listening    func() bool
-	ListeningTTL time.Duration
-	Now          func() time.Time
+	// ChangesSeen returns a time before which every change to a user has
+	// reached Forget (the userfeed's last poll); while it is within
+	// SeenWithin, entries are fresh for WatchedTTL (DefaultWatchedTTL)
+	// instead of TTL, and stale-if-error counts from it. Nil: never.
+	ChangesSeen func() time.Time
+	WatchedTTL  time.Duration
+	Now         func() time.Time
 }
 
 // The results of a lookup, for Options.OnLookup.
@@ -137,15 +141,15 @@ func New(next Store, opts Options) *Cache {
 	if opts.OnLookup == nil {
 		opts.OnLookup = func(string) {}
 	}
-	if opts.Listening == nil {
-		opts.Listening = func() bool { return false }
+	if opts.ChangesSeen == nil {
+		opts.ChangesSeen = func() time.Time { return time.Time{} }
 	}
-	if opts.ListeningTTL <= 0 {
-		opts.ListeningTTL = DefaultListeningTTL
+	if opts.WatchedTTL <= 0 {
+		opts.WatchedTTL = DefaultWatchedTTL
 	}
 	// Entries stay in memory as long as either bound may serve them.
-	keep := max(opts.TTL, opts.ListeningTTL)
-	return &Cache{next: next, ttl: opts.TTL, listeningTTL: keep, listening: opts.Listening, stale: opts.StaleIfError,
+	keep := max(opts.TTL, opts.WatchedTTL)
+	return &Cache{next: next, ttl: opts.TTL, watchedTTL: keep, seen: opts.ChangesSeen, stale: opts.StaleIfError,
 		onStale: opts.OnStale, onLookup: opts.OnLookup, now: opts.Now,
 		entries: ttlcache.New[string, entry](opts.Size, opts.Now), forgotten: ttlcache.New[string, uint64](opts.Size, opts.Now)}
 }
@@ -168,12 +172,19 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 		u, err := c.next.UpsertUser(context.WithoutCancel(ctx), id)
 		if last, forgot := c.forgotten.Get(id.Subject); err == nil && (!forgot || last <= before) {
 			now := c.now()
-			c.entries.Put(u.ClerkUserID, entry{u, epoch, now}, now.Add(c.listeningTTL))
+			c.entries.Put(u.ClerkUserID, entry{u, epoch, now}, now.Add(c.watchedTTL))
+			if last, forgot := c.forgotten.Get(id.Subject); forgot && last > before {
+				// A Forget landed between the check and the Put: the row
+				// may predate its change.
+				c.entries.Delete(u.ClerkUserID)
+			}
 		}
 		return u, err
 	})
 	if err != nil && wire.ErrorCode(err) == wire.CodeUnavailable {
-		if e, _, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(e.readAt.Add(c.stale)) {
+		// Stale for StaleIfError from when the row was last known current:
+		// read, or confirmed unchanged by the change feed.
+		if e, _, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(later(e.readAt, c.seen()).Add(c.stale)) {
 			c.onStale(err)
 			c.onLookup(Stale)
 			return e.user, nil
@@ -184,10 +195,22 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 }
 
 // fresh reports whether e may be served without reading the store: read
-// within TTL, or within ListeningTTL while the bus is listening.
+// within TTL, or within WatchedTTL while the change feed is current.
 func (c *Cache) fresh(e entry) bool {
-	age := c.now().Sub(e.readAt)
-	return age < c.ttl || (age < c.listeningTTL && c.listening())
+	now := c.now()
+	age := now.Sub(e.readAt)
+	if age < c.ttl {
+		return true
+	}
+	seen := c.seen()
+	return age < c.watchedTTL && !seen.IsZero() && now.Sub(seen) < SeenWithin
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Forget drops a user, for changes that must show at once (made here, or

@@ -62,52 +62,107 @@ func TestCacheServesWithinTTLAndRefetchesAfter(t *testing.T) {
 	}
 }
 
-// TestListeningKeepsUsersLonger: while the bus listens, a user is served
-// from memory for ListeningTTL (the changes come through Forget); the
-// moment it stops, the short TTL bounds staleness again; past
-// ListeningTTL the store is read whatever the bus says; Forget still acts
-// at once; Expire (the bus reconnecting) still forces a read.
-func TestListeningKeepsUsersLonger(t *testing.T) {
+// TestWatchedKeepsUsersLonger: while the change feed is current, a user
+// is served from memory for WatchedTTL (changes come through Forget); the
+// moment it is not, the short TTL bounds staleness again; past WatchedTTL
+// the store is read whatever the feed says; Forget and Expire still act at
+// once; stale-if-error counts from the feed's last poll, not the read.
+func TestWatchedKeepsUsersLonger(t *testing.T) {
 	clk := &testenv.Clock{}
 	s := &store{upsert: echo("free")}
-	var listening atomic.Bool
-	listening.Store(true)
-	c := usercache.New(s, usercache.Options{TTL: 5 * time.Second, ListeningTTL: time.Minute, Listening: listening.Load, Now: clk.Now})
+	var seen atomic.Pointer[time.Time]
+	current := func() { now := clk.Now(); seen.Store(&now) }
+	changesSeen := func() time.Time {
+		if p := seen.Load(); p != nil {
+			return *p
+		}
+		return time.Time{}
+	}
+	c := usercache.New(s, usercache.Options{TTL: 5 * time.Second, WatchedTTL: time.Minute, StaleIfError: 2 * time.Minute,
+		ChangesSeen: changesSeen, Now: clk.Now})
 	ctx := context.Background()
 	id := gateway.Identity{Subject: "user_1", Email: "a@b.c", Username: "A"}
-	get := func() string {
+	get := func() (string, error) {
 		t.Helper()
 		u, err := c.UpsertUser(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u.Plan
+		return u.Plan, err
 	}
-	get()
-	s.upsert = echo("pro") // changed without an announcement
+	if p, _ := get(); p != "free" {
+		t.Fatal(p)
+	}
+	s.upsert = echo("pro") // a change the feed has not reported
 	clk.Advance(30 * time.Second)
-	if p := get(); p != "free" || s.calls.Load() != 1 {
-		t.Errorf("30 s, listening: plan %q after %d reads, want the cached free and 1 read", p, s.calls.Load())
+	current()
+	if p, _ := get(); p != "free" || s.calls.Load() != 1 {
+		t.Errorf("30 s, feed current: plan %q after %d reads, want the cached free and 1 read", p, s.calls.Load())
 	}
-	listening.Store(false)
-	if p := get(); p != "pro" {
-		t.Errorf("30 s, not listening: plan %q, want pro (past the short TTL)", p)
+	clk.Advance(usercache.SeenWithin)
+	if p, _ := get(); p != "pro" {
+		t.Errorf("feed silent for %v: plan %q, want pro (past the short TTL)", usercache.SeenWithin, p)
 	}
-	listening.Store(true)
 	clk.Advance(61 * time.Second)
+	current()
 	s.upsert = echo("free")
-	if p := get(); p != "free" {
-		t.Errorf("61 s after the read, listening: plan %q, want a read (past ListeningTTL)", p)
+	if p, _ := get(); p != "free" {
+		t.Errorf("61 s after the read, feed current: plan %q, want a read (past WatchedTTL)", p)
 	}
 	s.upsert = echo("pro")
 	c.Forget("user_1")
-	if p := get(); p != "pro" {
+	if p, _ := get(); p != "pro" {
 		t.Errorf("after Forget: plan %q, want pro", p)
 	}
 	s.upsert = echo("free")
 	c.Expire()
-	if p := get(); p != "free" {
+	if p, _ := get(); p != "free" {
 		t.Errorf("after Expire: plan %q, want free", p)
+	}
+	// The database goes down 50 s after the last read, the feed having
+	// confirmed the row until then: stale for 2 minutes from the feed's
+	// last poll, not from the read.
+	clk.Advance(50 * time.Second)
+	current()
+	s.upsert = func(gateway.Identity) (gateway.User, error) {
+		return gateway.User{}, wire.Wrap(wire.CodeUnavailable, "down", errors.New("down"))
+	}
+	clk.Advance(100 * time.Second) // 150 s after the read, 100 s after the feed's poll
+	if p, err := get(); err != nil || p != "free" {
+		t.Errorf("Postgres down, 100 s after the feed's last poll: %q, %v; want the stale free", p, err)
+	}
+	clk.Advance(21 * time.Second)
+	if _, err := get(); wire.ErrorCode(err) != wire.CodeUnavailable {
+		t.Errorf("121 s after the feed's last poll: %v, want unavailable", err)
+	}
+}
+
+// TestForgetBetweenCheckAndPut (found in review): a Forget that lands
+// after a read has checked for Forgets and before it caches its row
+// leaves the row uncached (it may predate the change).
+func TestForgetBetweenCheckAndPut(t *testing.T) {
+	clk := &testenv.Clock{}
+	s := &store{upsert: echo("free")}
+	var c *usercache.Cache
+	var calls atomic.Int64
+	now := func() time.Time {
+		// A miss reads the clock three times: the entries' lookup, the
+		// Forget check, then the time it stamps on the row it caches —
+		// after the check, before the Put: Forget there.
+		if calls.Add(1) == 3 {
+			c.Forget("user_1")
+		}
+		return clk.Now()
+	}
+	c = usercache.New(s, usercache.Options{TTL: 5 * time.Second, Now: now})
+	ctx := context.Background()
+	id := gateway.Identity{Subject: "user_1"}
+	if _, err := c.UpsertUser(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() < 3 {
+		t.Fatalf("the clock was read %d times: the test no longer reaches between the check and the Put", calls.Load())
+	}
+	s.upsert = echo("pro")
+	if u, _ := c.UpsertUser(ctx, id); u.Plan != "pro" {
+		t.Errorf("plan %q: the row read across the Forget was cached", u.Plan)
 	}
 }
 

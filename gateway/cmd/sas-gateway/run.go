@@ -19,7 +19,6 @@ import (
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/userbus"
-	"github.com/signals-sorcery/sas/gateway/usercache"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 	"github.com/signals-sorcery/sas/shared/exitcode"
 	"github.com/signals-sorcery/sas/shared/wire"
@@ -163,7 +162,6 @@ func (e env) users(ctx context.Context, args []string) error {
 	}
 	var id, value string
 	var do func(*postgres.DB) (any, error)
-	var note string // the running instances were not told
 	switch sub := args[0]; sub {
 	case "show":
 		if err := parseFlags("users show", args[1:], e.stderr, &id); err != nil {
@@ -195,7 +193,7 @@ func (e env) users(ctx context.Context, args []string) error {
 		do = func(db *postgres.DB) (any, error) {
 			u, err := db.SetPlan(ctx, id, value)
 			if err == nil {
-				note = e.announce(ctx, id)
+				e.announce(ctx, id)
 			}
 			return u.Me(), err
 		}
@@ -206,7 +204,7 @@ func (e env) users(ctx context.Context, args []string) error {
 		do = func(db *postgres.DB) (any, error) {
 			u, err := db.SetStatus(ctx, id, value)
 			if err == nil {
-				note = e.announce(ctx, id)
+				e.announce(ctx, id)
 			}
 			return u.Me(), err
 		}
@@ -230,9 +228,6 @@ func (e env) users(ctx context.Context, args []string) error {
 	}
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
-	if note != "" {
-		fmt.Fprintln(e.stderr, "sas-gateway: "+note)
-	}
 	return enc.Encode(out)
 }
 
@@ -255,7 +250,6 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 		return err
 	}
 	log := e.logger(slog.LevelError) // the outcome is the command's own output
-	var note string                  // the running instances were not told
 	var subs account.Subscriptions
 	if cfg.Stripe.Enabled() {
 		subs = billing.New(billing.Options{APIKey: cfg.Stripe.APIKey, WebhookSecret: cfg.Stripe.WebhookSecret,
@@ -263,7 +257,7 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 	}
 	accounts, err := account.New(account.Options{Store: db, Subscriptions: subs,
 		ClerkSecretKey: cfg.Clerk.SecretKey, ClerkAPIURL: cfg.Clerk.APIURL, Logger: log,
-		Changed: func(id string) { note = e.announce(ctx, id) }})
+		Changed: func(id string) { e.announce(ctx, id) }})
 	if err != nil {
 		return err
 	}
@@ -279,9 +273,6 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 	fmt.Fprintf(e.stderr, "deleted %s: %s; erased here; %s\n", id,
 		done(subs != nil, "Stripe subscriptions cancelled", "billing not configured, Stripe not called"),
 		done(cfg.Clerk.SecretKey != "", "deleted at Clerk", "CLERK_SECRET_KEY not set, Clerk not called: delete the user in Clerk's dashboard"))
-	if note != "" {
-		fmt.Fprintln(e.stderr, "sas-gateway: "+note)
-	}
 	if u, err = db.User(ctx, id); err != nil {
 		return err
 	}
@@ -292,24 +283,20 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 
 // announce tells the running instances that a user changed (the userbus),
 // so that they drop their cached copy at once, when REDIS_URL is set (it
-// is on a Fly machine). Without it they see the change when their cached
-// copy ages out — within usercache.DefaultListeningTTL while their bus
-// works — and the note it returns says so, for the command to print once
-// it has succeeded.
-func (e env) announce(ctx context.Context, clerkUserID string) (note string) {
+// is on a Fly machine); without it they see the change within the user
+// cache's TTL (5 s).
+func (e env) announce(ctx context.Context, clerkUserID string) {
 	url := strings.TrimSpace(e.getenv("REDIS_URL"))
-	later := fmt.Sprintf("running instances see the change within %v (set REDIS_URL, as on a Fly machine, to tell them at once)",
-		usercache.DefaultListeningTTL)
 	if url == "" {
-		return "REDIS_URL is not set: " + later
+		return
 	}
 	rdb, err := app.NewRedis(url)
 	if err != nil {
-		return fmt.Sprintf("the running instances were not told (%v): %s", err, later)
+		fmt.Fprintf(e.stderr, "sas-gateway: the running instances were not told (%v); they see the change within 5 s\n", err)
+		return
 	}
 	defer rdb.Close()
 	userbus.New(rdb, "", e.logger(slog.LevelWarn)).Changed(ctx, clerkUserID)
-	return ""
 }
 
 func (e env) openDB(ctx context.Context) (*postgres.DB, error) {

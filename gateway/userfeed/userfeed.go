@@ -1,0 +1,108 @@
+// Package userfeed tells the user cache which users changed in Postgres,
+// whoever changed them: every PollEvery each instance asks the database
+// which rows moved their updated_at since its last poll (a trigger moves it
+// on every update: the gateway's, `sas-gateway users`, one typed into the
+// database's console) and forgets those users.
+//
+// The userbus announces the gateway's own changes at once, but it is best
+// effort (a publish that fails is lost). The feed is the guarantee: while
+// its polls succeed, a change reaches every instance within about a second,
+// so the cache can keep users for minutes instead of seconds and an
+// authenticated request is not a database round trip (issue 23). When the
+// polls fail, Seen stops moving and the cache falls back to its short TTL.
+package userfeed
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// Store is the query the feed polls (postgres.DB).
+type Store interface {
+	ChangedUsers(ctx context.Context, since time.Time, overlap time.Duration) (ids []string, at time.Time, err error)
+}
+
+// Defaults.
+const (
+	// PollEvery is how often the database is asked.
+	PollEvery = time.Second
+	// Overlap is how far back each poll looks before the last one: a
+	// transaction that stamped its change before a poll and committed after
+	// it is seen by a later one.
+	Overlap = 10 * time.Second
+)
+
+// Feed polls a Store. Its methods are safe for concurrent use.
+type Feed struct {
+	store Store
+	log   *slog.Logger
+	every time.Duration
+	now   func() time.Time
+	// seen is when (this instance's clock) the last successful poll
+	// started; nil until one has.
+	seen atomic.Pointer[time.Time]
+}
+
+// Options configure a Feed; zero values take the defaults.
+type Options struct {
+	Every  time.Duration
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// New returns a Feed on store.
+func New(store Store, o Options) *Feed {
+	if o.Every <= 0 {
+		o.Every = PollEvery
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Feed{store: store, log: o.Logger, every: o.Every, now: o.Now}
+}
+
+// Run polls until ctx is done, calling forget with every user changed.
+func (f *Feed) Run(ctx context.Context, forget func(clerkUserID string)) {
+	t := time.NewTicker(f.every)
+	defer t.Stop()
+	var since time.Time // the database's clock; zero: start from its now
+	failing := false
+	for {
+		start := f.now()
+		ids, at, err := f.store.ChangedUsers(ctx, since, Overlap)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			if !failing {
+				f.log.Warn("user change feed: polling the database failed; cached users are kept seconds, not minutes, until it works", "err", err)
+			}
+			failing = true
+		default:
+			for _, id := range ids {
+				forget(id)
+			}
+			since, failing = at, false
+			f.seen.Store(&start)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Seen returns a time before which every change to a user has been passed
+// to forget (zero: none yet).
+func (f *Feed) Seen() time.Time {
+	if t := f.seen.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
+}

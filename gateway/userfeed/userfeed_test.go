@@ -1,0 +1,71 @@
+package userfeed_test
+
+import (
+	"context"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/internal/testenv"
+	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/gateway/userfeed"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestFeed: on a real PostgreSQL (through a proxy the test can cut), a
+// change made by an UPDATE typed into the database reaches forget within a
+// couple of polls; Seen moves while the polls work, stops while the
+// database cannot be reached, and moves again after.
+func TestFeed(t *testing.T) {
+	d := testenv.NewDatabase(t)
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	db, err := postgres.Open(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.UpsertUser(ctx, gateway.Identity{Subject: "user_feed"}); err != nil {
+		t.Fatal(err)
+	}
+	f := userfeed.New(db, userfeed.Options{Every: 100 * time.Millisecond, Logger: testenv.Logger(t)})
+	if !f.Seen().IsZero() {
+		t.Fatal("seen before the first poll")
+	}
+	var mu sync.Mutex
+	var forgotten []string
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(runCtx, func(id string) { mu.Lock(); forgotten = append(forgotten, id); mu.Unlock() })
+	}()
+	defer func() { cancel(); <-done }()
+	testenv.WaitFor(t, "a first poll", 5*time.Second, func() bool { return !f.Seen().IsZero() })
+	if _, err := db.Pool().Exec(ctx, `UPDATE users SET plan = 'pro' WHERE clerk_user_id = 'user_feed'`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the change forgotten", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(forgotten) > 0 && forgotten[len(forgotten)-1] == "user_feed"
+	})
+	proxy.Cut()
+	cut := time.Now()
+	time.Sleep(time.Second)
+	if s := f.Seen(); s.After(cut) {
+		t.Errorf("seen %v after the database was cut at %v", s, cut)
+	}
+	proxy.Restore()
+	testenv.WaitFor(t, "polls again", 15*time.Second, func() bool { return f.Seen().After(cut) })
+}
