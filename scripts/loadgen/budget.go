@@ -148,7 +148,10 @@ func budgetBench(ctx context.Context, bin, dbURL, redisURL, issuer string, clien
 		median(cpu[1]), median(cpu[2]))
 
 	// Time to first byte of a stream, one request at a time, the three
-	// targets alternating.
+	// targets alternating, each request a different user last seen more
+	// than the user cache's short TTL (5 s) ago — as an app's users are,
+	// whose requests are minutes apart.
+	time.Sleep(6 * time.Second)
 	stream := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"a short prompt"}]}`
 	st := []target{
 		{url: upstream + "/v1/chat/completions", body: stream, key: key},
