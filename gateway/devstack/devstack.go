@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
@@ -121,7 +120,12 @@ func (s *Stack) build(ctx context.Context, o Options) (err error) {
 			return fmt.Errorf("start the in-process Redis: %w", err)
 		}
 		s.closers = append(s.closers, mr.Close)
-		deps.Redis = redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		// The client every other Redis gets (app.NewRedis: timeouts,
+		// retries, no maintenance notifications, which miniredis would
+		// refuse with a warning at every start).
+		if deps.Redis, err = app.NewRedis("redis://" + mr.Addr()); err != nil {
+			return err
+		}
 		s.Redis = "in-process Redis (miniredis; set REDIS_URL for a real one)"
 	}
 	if s.Gateway, err = app.New(ctx, cfg, log, deps); err != nil {

@@ -443,6 +443,28 @@ func freePort(t *testing.T) string {
 	return port
 }
 
+// TestDevInProcessStartsQuietly (issue 24): `sas-gateway dev` with nothing
+// configured — users in memory, Redis in process — starts without a single
+// warning (it printed go-redis's "failed to initialize maintnotifications"
+// at every start: its client skipped the options every other client has).
+func TestDevInProcessStartsQuietly(t *testing.T) {
+	port := freePort(t)
+	cmd := exec.Command(binary, "dev")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port}
+	stderr, exited := start(t, cmd)
+	base := "http://127.0.0.1:" + port
+	waitHealthy(t, base, exited)
+	if status, body := get(t, base+"/readyz", ""); status != 200 {
+		t.Errorf("/readyz = %d %s", status, body)
+	}
+	time.Sleep(500 * time.Millisecond) // what a first connection would log
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	<-exited
+	if out := stderr.String(); strings.Contains(out, `"level":"WARN"`) || strings.Contains(out, "maintnotifications") {
+		t.Errorf("a warning at start:\n%s", out)
+	}
+}
+
 // TestDev runs `sas-gateway dev` on a real Postgres and Redis: it migrates,
 // binds 127.0.0.1 only, serves both discovery documents of the dev IdP, and
 // is ready.
