@@ -22,6 +22,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/ledger"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/gateway/upstream"
+	"github.com/signals-sorcery/sas/shared/secureurl"
 )
 
 // Defaults of the contract.
@@ -274,16 +275,8 @@ func (r *reader) url(name string, required bool) string {
 	if v == "" {
 		return ""
 	}
-	u, err := url.Parse(v)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		r.fail(name, "must be an absolute http(s) URL")
-		return ""
-	case u.User != nil:
-		r.fail(name, "must not contain credentials")
-		return ""
-	case u.Scheme == "http" && !IsLoopback(u.Hostname()):
-		r.fail(name, "must use https (plain http is accepted only for 127.0.0.1, ::1 and localhost)")
+	if err := secureurl.Check(v); err != nil {
+		r.fail(name, "%v", err)
 		return ""
 	}
 	return v
@@ -455,13 +448,4 @@ func (r *reader) days(name string, def int) time.Duration {
 		}
 	}
 	return time.Duration(n) * 24 * time.Hour
-}
-
-// IsLoopback reports whether host (no port) names the local machine.
-func IsLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

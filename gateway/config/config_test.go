@@ -273,7 +273,7 @@ func TestUpstreamsFileProblems(t *testing.T) {
 	msg := err.Error()
 	for _, want := range []string{
 		"PORT", "LOG_LEVEL", "SAS_UPSTREAMS_FILE " + path,
-		"upstream openai: base_url must be https",
+		"upstream openai: base_url must use https",
 		"upstream azure: the environment variable AZURE_OPENAI_API_KEY (key_env) is not set",
 		"upstream groq: kind must be openai, azure or openai-compatible",
 		"model gpt-4o of plan pro has no upstream",

@@ -12,9 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -25,6 +23,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/shared/secureurl"
 )
 
 // Kind is the protocol of an upstream.
@@ -275,26 +274,14 @@ var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
 
 // checkBaseURL accepts https URLs, and http on loopback (a local server).
 func checkBaseURL(s string) error {
-	u, err := url.Parse(s)
-	switch {
+	switch err := secureurl.Check(s); {
 	case s == "":
 		return fmt.Errorf("is missing")
-	case err != nil || u.Host == "" || u.User != nil:
+	case err == secureurl.ErrNotAbsolute:
 		return fmt.Errorf("must be an https URL such as https://api.openai.com/v1")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-		return nil
+	default:
+		return err
 	}
-	return fmt.Errorf("must be https (http only on loopback)")
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // ReservationPrice is the price a request of model reserves at: for each

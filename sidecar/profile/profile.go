@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/signals-sorcery/sas/shared/secureurl"
 )
 
 // Token store kinds.
@@ -142,18 +144,6 @@ func (f *Flags) Resolve(getenv func(string) string) (Settings, error) {
 	return s, nil
 }
 
-// checkURL accepts https URLs, and http only on loopback.
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return errors.New("must be an absolute http(s) URL")
-	}
-	if u.Scheme == "http" {
-		switch u.Hostname() {
-		case "127.0.0.1", "localhost", "::1":
-		default:
-			return errors.New("must use https (plain http only on 127.0.0.1/localhost)")
-		}
-	}
-	return nil
-}
+// checkURL accepts https URLs, and http only on loopback (the rule of
+// both programs: shared/secureurl).
+func checkURL(raw string) error { return secureurl.Check(raw) }
