@@ -142,7 +142,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	var feed *userfeed.Feed
 	changesSeen := func() time.Time { return time.Time{} }
 	if fs, ok := g.Store.(userfeed.Store); ok {
-		feed = userfeed.New(fs, userfeed.Options{Logger: log})
+		feed = userfeed.New(fs, userfeed.Options{Now: deps.Now, Logger: log})
 		changesSeen = feed.Seen
 	}
 	g.Users = usercache.New(g.Store, usercache.Options{TTL: deps.UserTTL, Now: deps.Now, ChangesSeen: changesSeen, OnLookup: m.UserCache, OnStale: func(err error) {
@@ -246,7 +246,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	// is first set up, which would race with ledger.New cloning them.
 	g.done.Go(func() { g.Bus.Run(bg, g.Users.Forget, g.Users.Expire) })
 	if feed != nil {
-		g.done.Go(func() { feed.Run(bg, g.Users.Forget) })
+		g.done.Go(func() { feed.Run(bg, g.Users.Forget, g.Users.Expire) })
 	}
 	if g.Ledger != nil {
 		g.done.Go(func() { g.Ledger.Run(bg) })

@@ -38,9 +38,9 @@ func TestChangeFeedKeepsUsersAndForgetsChanges(t *testing.T) {
 		}
 	}
 	me()
-	// A user changed within the feed's overlap is forgotten at every
-	// poll; past it, read once more and cached.
-	time.Sleep(userfeed.Overlap + time.Second)
+	// The feed's next poll forgets the user it saw inserted; read once
+	// more and cached.
+	time.Sleep(2 * userfeed.PollEvery)
 	me()
 	// Past the short TTL: still a cache hit on both, while the feed polls.
 	// The row is changed behind the store's back — without moving

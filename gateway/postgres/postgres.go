@@ -176,22 +176,24 @@ func (db *DB) userByClerkID(ctx context.Context, clerkUserID string) (gateway.Us
 	return scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE clerk_user_id = $1`, clerkUserID))
 }
 
-// ChangedUsers returns the users whose row changed after since minus
-// overlap (the database's clock; a zero since means its now), and the
-// database's time of the query, to pass as the next since. The overlap
-// covers transactions that stamped their change before a poll and
-// committed after it.
-func (db *DB) ChangedUsers(ctx context.Context, since time.Time, overlap time.Duration) (ids []string, at time.Time, err error) {
+// ChangedUsers returns the users whose row a transaction at or after
+// since changed (inserted, or updated for real), at most limit+1 of them
+// (more than limit: too many to list, forget everyone), and the next since:
+// the oldest transaction still running now. since is opaque; "" starts
+// from now. A change committed after this call is found by a later one
+// whose since is at most its transaction's id, as every next since is.
+func (db *DB) ChangedUsers(ctx context.Context, since string, limit int) (ids []string, next string, err error) {
 	ctx, cancel := db.bound(ctx)
 	defer cancel()
-	var from *time.Time
-	if !since.IsZero() {
+	var from *string
+	if since != "" {
 		from = &since
 	}
-	err = db.pool.QueryRow(ctx, `SELECT statement_timestamp(), coalesce(array_agg(clerk_user_id), '{}') FROM users
-		WHERE updated_at > coalesce($1, statement_timestamp()) - make_interval(secs => $2)`,
-		from, overlap.Seconds()).Scan(&at, &ids)
-	return ids, at, classify(err)
+	err = db.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
+		coalesce((SELECT array_agg(clerk_user_id) FROM (SELECT clerk_user_id FROM users
+			WHERE $1::text IS NOT NULL AND changed_xid >= $1::text::xid8 LIMIT $2 + 1) c), '{}')`,
+		from, limit).Scan(&next, &ids)
+	return ids, next, classify(err)
 }
 
 // SetPlan changes a user's plan.

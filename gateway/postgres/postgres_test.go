@@ -382,11 +382,14 @@ func BenchmarkUpsertUnchanged(b *testing.B) {
 	}
 }
 
-// TestChangedUsers: the change feed's query sees every update of a user
-// row after its since, whoever makes it — the store's own methods and an
-// UPDATE that does not touch updated_at (the trigger moves it) — but not a
-// write that changes nothing, nor changes older than since minus the
-// overlap; a zero since starts from the database's now.
+// TestChangedUsers: the change feed's query lists every user a
+// transaction inserted or really changed after the previous poll's since,
+// whoever wrote it — the store's methods, a bare UPDATE, an INSERT; a
+// user inserted by a transaction left open across polls is listed by the
+// first poll after its commit; a write that changes nothing leaves the
+// row's stamp alone; past the limit it says so (limit+1 ids). (Lists may
+// repeat a user: the test cluster's other databases hold its oldest
+// running transaction back, and a repeat is only an extra cache miss.)
 func TestChangedUsers(t *testing.T) {
 	connections(t, func(t *testing.T, db *postgres.DB) {
 		ctx := context.Background()
@@ -395,29 +398,78 @@ func TestChangedUsers(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ids, at, err := db.ChangedUsers(ctx, time.Time{}, 0)
-		if err != nil || len(ids) != 0 || at.IsZero() {
-			t.Fatalf("from now: %v at %v, %v; want none", ids, at, err)
+		poll := func(since string, limit int) ([]string, string) {
+			t.Helper()
+			ids, next, err := db.ChangedUsers(ctx, since, limit)
+			if err != nil || next == "" {
+				t.Fatalf("ChangedUsers(%q): %v, next %q", since, err, next)
+			}
+			return ids, next
+		}
+		stamp := func(user string) string {
+			t.Helper()
+			var x *string
+			if err := db.Pool().QueryRow(ctx, `SELECT changed_xid::text FROM users WHERE clerk_user_id = $1`, user).Scan(&x); err != nil || x == nil {
+				t.Fatalf("%s: stamp %v, %v", user, x, err)
+			}
+			return *x
+		}
+		ids, since := poll("", 100)
+		if len(ids) != 0 {
+			t.Fatalf("first poll: %v, want none", ids)
 		}
 		if _, err := db.SetPlan(ctx, "user_a", "pro"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Pool().Exec(ctx, `UPDATE users SET status = 'suspended' WHERE clerk_user_id = 'user_b'`); err != nil {
+		c := stamp("user_c")
+		for _, q := range []string{
+			`UPDATE users SET status = 'suspended' WHERE clerk_user_id = 'user_b'`,
+			`UPDATE users SET plan = plan WHERE clerk_user_id = 'user_c'`,
+			`INSERT INTO users (clerk_user_id, status) VALUES ('user_d', 'deleted')`,
+		} {
+			if _, err := db.Pool().Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids, since = poll(since, 100)
+		for _, want := range []string{"user_a", "user_b", "user_d"} {
+			if !slices.Contains(ids, want) {
+				t.Errorf("second poll: %v; want %s (SetPlan, a bare UPDATE, an INSERT)", ids, want)
+			}
+		}
+		if got := stamp("user_c"); got != c {
+			t.Errorf("a write that changed nothing moved the stamp: %s → %s", c, got)
+		}
+		// A transaction left open across polls.
+		conn, err := db.Pool().Acquire(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Pool().Exec(ctx, `UPDATE users SET plan = plan WHERE clerk_user_id = 'user_c'`); err != nil {
+		defer conn.Release()
+		tx, err := conn.Begin(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		ids, next, err := db.ChangedUsers(ctx, at, 0)
-		slices.Sort(ids)
-		if err != nil || !slices.Equal(ids, []string{"user_a", "user_b"}) || !next.After(at) {
-			t.Errorf("since the first poll: %v at %v, %v; want user_a (SetPlan) and user_b (a bare UPDATE), not user_c (no change)", ids, next, err)
+		if _, err := tx.Exec(ctx, `INSERT INTO users (clerk_user_id, status) VALUES ('user_e', 'deleted')`); err != nil {
+			t.Fatal(err)
 		}
-		if ids, _, err := db.ChangedUsers(ctx, next, 0); err != nil || len(ids) != 0 {
-			t.Errorf("since the second poll: %v, %v; want none", ids, err)
+		for range 3 {
+			if ids, since = poll(since, 100); slices.Contains(ids, "user_e") {
+				t.Fatalf("an uncommitted change listed: %v", ids)
+			}
 		}
-		if ids, _, err := db.ChangedUsers(ctx, next, time.Hour); err != nil || len(ids) != 3 {
-			t.Errorf("since the second poll with an hour's overlap: %v, %v; want all three again (created within the hour)", ids, err)
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if ids, since = poll(since, 100); !slices.Contains(ids, "user_e") {
+			t.Errorf("after the long transaction's commit: %v, want user_e", ids)
+		}
+		// Over the limit: limit+1 ids say "too many".
+		if _, err := db.Pool().Exec(ctx, `UPDATE users SET plan = 'pro' WHERE plan = 'free'`); err != nil {
+			t.Fatal(err)
+		}
+		if ids, _ = poll(since, 1); len(ids) != 2 {
+			t.Errorf("a bulk update with limit 1: %v, want 2 ids (over the limit)", ids)
 		}
 	})
 }

@@ -203,7 +203,8 @@ func (c *Cache) fresh(e entry) bool {
 		return true
 	}
 	seen := c.seen()
-	return age < c.watchedTTL && !seen.IsZero() && now.Sub(seen) < SeenWithin
+	since := now.Sub(seen)
+	return age < c.watchedTTL && !seen.IsZero() && since < SeenWithin && since > -SeenWithin
 }
 
 func later(a, b time.Time) time.Time {

@@ -19,19 +19,20 @@ import (
 	"time"
 )
 
-// Store is the query the feed polls (postgres.DB).
+// Store is the query the feed polls (postgres.DB): the users changed by
+// transactions at or after since (at most limit+1), and the next since.
 type Store interface {
-	ChangedUsers(ctx context.Context, since time.Time, overlap time.Duration) (ids []string, at time.Time, err error)
+	ChangedUsers(ctx context.Context, since string, limit int) (ids []string, next string, err error)
 }
 
 // Defaults.
 const (
 	// PollEvery is how often the database is asked.
 	PollEvery = time.Second
-	// Overlap is how far back each poll looks before the last one: a
-	// transaction that stamped its change before a poll and committed after
-	// it is seen by a later one.
-	Overlap = 10 * time.Second
+	// Limit is the most users one poll lists; past it (a bulk update, a
+	// transaction left open that holds every later change in the window)
+	// the cache forgets everyone instead.
+	Limit = 1000
 )
 
 // Feed polls a Store. Its methods are safe for concurrent use.
@@ -66,15 +67,16 @@ func New(store Store, o Options) *Feed {
 	return &Feed{store: store, log: o.Logger, every: o.Every, now: o.Now}
 }
 
-// Run polls until ctx is done, calling forget with every user changed.
-func (f *Feed) Run(ctx context.Context, forget func(clerkUserID string)) {
+// Run polls until ctx is done, calling forget with every user changed, or
+// expire when too many changed to list.
+func (f *Feed) Run(ctx context.Context, forget func(clerkUserID string), expire func()) {
 	t := time.NewTicker(f.every)
 	defer t.Stop()
-	var since time.Time // the database's clock; zero: start from its now
+	since := "" // the database's; "": start from now
 	failing := false
 	for {
 		start := f.now()
-		ids, at, err := f.store.ChangedUsers(ctx, since, Overlap)
+		ids, next, err := f.store.ChangedUsers(ctx, since, Limit)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
@@ -83,11 +85,15 @@ func (f *Feed) Run(ctx context.Context, forget func(clerkUserID string)) {
 				f.log.Warn("user change feed: polling the database failed; cached users are kept seconds, not minutes, until it works", "err", err)
 			}
 			failing = true
+		case len(ids) > Limit:
+			expire()
+			since, failing = next, false
+			f.seen.Store(&start)
 		default:
 			for _, id := range ids {
 				forget(id)
 			}
-			since, failing = at, false
+			since, failing = next, false
 			f.seen.Store(&start)
 		}
 		select {

@@ -48,17 +48,28 @@ func TestFeed(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.Run(runCtx, func(id string) { mu.Lock(); forgotten = append(forgotten, id); mu.Unlock() })
+		f.Run(runCtx, func(id string) { mu.Lock(); forgotten = append(forgotten, id); mu.Unlock() }, func() {})
 	}()
 	defer func() { cancel(); <-done }()
 	testenv.WaitFor(t, "a first poll", 5*time.Second, func() bool { return !f.Seen().IsZero() })
+	// Polls after the insert's: nothing changed, nothing forgotten.
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	quiet := len(forgotten)
+	mu.Unlock()
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	if len(forgotten) != quiet {
+		t.Errorf("forgotten while nothing changed: %v", forgotten[quiet:])
+	}
+	mu.Unlock()
 	if _, err := db.Pool().Exec(ctx, `UPDATE users SET plan = 'pro' WHERE clerk_user_id = 'user_feed'`); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the change forgotten", 5*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(forgotten) > 0 && forgotten[len(forgotten)-1] == "user_feed"
+		return len(forgotten) > quiet && forgotten[len(forgotten)-1] == "user_feed"
 	})
 	proxy.Cut()
 	cut := time.Now()
