@@ -274,7 +274,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	want := "id:uuid,clerk_user_id:text,email:text,username:text,plan:text,status:text," +
 		"created_at:timestamp with time zone,updated_at:timestamp with time zone," +
 		"stripe_customer_id:text,stripe_subscription_id:text,last_billing_event:text,last_billing_event_at:timestamp with time zone," +
-		"clerk_event_at:timestamp with time zone"
+		"clerk_event_at:timestamp with time zone,changed_xid:xid8"
 	if cols != want {
 		t.Errorf("users columns:\n got %s\nwant %s", cols, want)
 	}
