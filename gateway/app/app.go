@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if upstreams != nil {
 		proxy = llmproxy.New(llmproxy.Options{
 			Upstreams: upstreams, Plans: plans, Prices: prices, Limiter: g.Limiter,
-			IdleTimeout: deps.UpstreamIdleTimeout, Metrics: g.Metrics, Logger: log,
+			IdleTimeout: deps.UpstreamIdleTimeout, Metrics: g.Metrics, Logger: log, Now: deps.Now,
 		})
 	}
 	var bill httpapi.Billing

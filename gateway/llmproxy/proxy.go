@@ -59,6 +59,10 @@ type Options struct {
 	IdleTimeout time.Duration
 	Metrics     *metrics.Metrics // nil: none
 	Logger      *slog.Logger
+	// Now is the wall clock (default time.Now): the limiter's, so that a
+	// usage event's time and a RateLimit-Reset agree with the windows the
+	// limiter counted in. Durations are measured on the monotonic clock.
+	Now func() time.Time
 }
 
 // Proxy serves the OpenAI-compatible routes.
@@ -77,6 +81,9 @@ func New(o Options) *Proxy {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Encoding == nil {
 		o.Encoding = tokenizer.O200k()
@@ -176,7 +183,7 @@ func (p *Proxy) metered(w http.ResponseWriter, r *http.Request, u gateway.User, 
 	c.promptTokens = price.Estimate(c.promptTokens)
 	res := quota.Reservation{Tokens: c.promptTokens + c.outputCap, Cost: price.Cost(c.promptTokens, 0, c.outputCap)}
 	adm, err := p.o.Limiter.Admit(r.Context(), u.ClerkUserID, plan, res)
-	setRateHeaders(w, adm)
+	setRateHeaders(w, adm, p.o.Now())
 	if err != nil {
 		if adm.Refused != "" {
 			p.o.Metrics.QuotaRejected(u.Plan, adm.Refused)
@@ -323,7 +330,7 @@ func (t *tab) settle(out outcome) {
 		s.Event = &gateway.UsageEvent{
 			ID: t.adm.ID(), RequestID: t.requestID, ClerkUserID: t.user, Model: t.c.model, Endpoint: t.c.endpoint,
 			InputTokens: in, CachedInputTokens: cached, OutputTokens: outTokens, CostMicros: int64(s.Cost),
-			Source: source, Outcome: out.name, Stream: t.c.stream, At: time.Now(),
+			Source: source, Outcome: out.name, Stream: t.c.stream, At: t.p.o.Now(),
 			Upstream: t.upstream, Attempts: t.attempts,
 		}
 	}
@@ -613,7 +620,7 @@ func (e *statusError) Status() int { return e.status }
 
 // setRateHeaders describes the limit that refused the request, else the
 // request or token limit with the least remaining.
-func setRateHeaders(w http.ResponseWriter, adm quota.Admission) {
+func setRateHeaders(w http.ResponseWriter, adm quota.Admission, now time.Time) {
 	if len(adm.Usage) == 0 {
 		return
 	}
@@ -626,5 +633,5 @@ func setRateHeaders(w http.ResponseWriter, adm quota.Admission) {
 	h := w.Header()
 	h.Set("RateLimit-Limit", strconv.FormatInt(t.Limit, 10))
 	h.Set("RateLimit-Remaining", strconv.FormatInt(t.Remaining, 10))
-	h.Set("RateLimit-Reset", strconv.Itoa(max(0, int(time.Until(t.ResetAt).Seconds()+0.999))))
+	h.Set("RateLimit-Reset", strconv.Itoa(max(0, int(t.ResetAt.Sub(now).Seconds()+0.999))))
 }
