@@ -178,13 +178,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		g.Close()
 		return nil, err
 	}
-	plans, prices := cfg.Plans, cfg.Prices
-	if plans == nil {
-		plans = quota.BuiltIn()
-	}
-	if prices == nil {
-		prices = quota.BuiltInPrices()
-	}
+	plans, prices := quota.OrBuiltIn(cfg.Plans, cfg.Prices)
 	if missing := quota.Unpriced(plans, prices); len(missing) > 0 {
 		g.Close()
 		return nil, fmt.Errorf("no price for the models of the plans (%s)", strings.Join(missing, ", "))

@@ -63,12 +63,7 @@ func newDevUpstreams(baseURL string, plans quota.Plans, prices quota.Prices) (de
 		defs = append(defs, fmt.Sprintf(`%q:{"kind":"openai","base_url":%q,"key_env":%q}`, name, baseURL+"/dev/upstreams/"+name+"/v1", env))
 		routes = append(routes, fmt.Sprintf(`{"upstream":%q}`, name))
 	}
-	if plans == nil {
-		plans = quota.BuiltIn()
-	}
-	if prices == nil {
-		prices = quota.BuiltInPrices()
-	}
+	plans, prices = quota.OrBuiltIn(plans, prices)
 	seen := map[string]bool{}
 	var models []string
 	for _, p := range plans {

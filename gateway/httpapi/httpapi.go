@@ -260,7 +260,7 @@ func (s *Server) limits(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNoQuota)
 		return
 	}
-	usage, err := s.quota.Peek(r.Context(), u.ClerkUserID, s.plans[u.Plan])
+	usage, err := s.quota.Peek(r.Context(), u.ClerkUserID, s.plans.For(u.Plan))
 	if err != nil {
 		s.metrics.DependencyError("redis")
 		s.writeError(w, r, err)

@@ -103,12 +103,7 @@ func New(o Options) *Proxy {
 	return p
 }
 
-func (p *Proxy) plan(u gateway.User) quota.Plan {
-	if pl, ok := p.o.Plans[u.Plan]; ok {
-		return pl
-	}
-	return p.o.Plans[wire.PlanFree]
-}
+func (p *Proxy) plan(u gateway.User) quota.Plan { return p.o.Plans.For(u.Plan) }
 
 // Models answers GET /v1/models: the caller's plan's models, in OpenAI's
 // list shape.

@@ -45,6 +45,29 @@ func (p Plan) Allows(model string) bool { return slices.Contains(p.Models, model
 // Plans maps a plan name (free, pro) to its limits.
 type Plans map[string]Plan
 
+// For returns the limits of plan, and free's for a plan the table does not
+// have (a row written by an older version, a typo in the database): the
+// one resolution /v1/limits and the proxy both use.
+func (ps Plans) For(plan string) Plan {
+	if p, ok := ps[plan]; ok {
+		return p
+	}
+	return ps[wire.PlanFree]
+}
+
+// OrBuiltIn returns plans and prices, each replaced by the built-in table
+// when nil: the one place a caller without a configuration (tests, the dev
+// stack) gets the defaults the configuration loader gives everyone else.
+func OrBuiltIn(plans Plans, prices Prices) (Plans, Prices) {
+	if plans == nil {
+		plans = BuiltIn()
+	}
+	if prices == nil {
+		prices = BuiltInPrices()
+	}
+	return plans, prices
+}
+
 // BuiltIn is the contract's plan table.
 func BuiltIn() Plans {
 	return Plans{

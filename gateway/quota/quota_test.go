@@ -536,3 +536,15 @@ func BenchmarkAdmitSettle(b *testing.B) {
 		}
 	}
 }
+
+// TestPlansFor: a plan the table does not have gets free's limits — one
+// rule for /v1/limits and the proxy (/v1/limits once peeked at a zero plan).
+func TestPlansFor(t *testing.T) {
+	ps := quota.BuiltIn()
+	if got := ps.For(wire.PlanPro); got.RequestsPerDay != ps[wire.PlanPro].RequestsPerDay {
+		t.Errorf("pro: %+v", got)
+	}
+	if got := ps.For("gold"); got.RequestsPerDay != ps[wire.PlanFree].RequestsPerDay || len(got.Models) == 0 {
+		t.Errorf("an unknown plan: %+v, want free's", got)
+	}
+}
