@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/signals-sorcery/sas/sidecar/filelock"
 )
 
 // peerUID is the uid of the process at the other end of c.
@@ -53,14 +55,4 @@ func checkOwner(dir string, uid int) error {
 
 // lockPath takes an exclusive lock on path, held until unlock; it fails at
 // once if another process holds it.
-func lockPath(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-}
+func lockPath(path string) (unlock func(), err error) { return filelock.Path(path) }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/signals-sorcery/sas/sidecar/filelock"
 )
 
 // Lock takes the per-user, per-profile refresh lock in dir (the user's own
@@ -18,13 +20,13 @@ func Lock(ctx context.Context, dir, profile string) (unlock func(), err error) {
 		return nil, fmt.Errorf("open refresh lock: %w", err)
 	}
 	for {
-		ok, err := tryLock(f)
+		ok, err := filelock.TryLock(f)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("take refresh lock: %w", err)
 		}
 		if ok {
-			return func() { _ = unlockFile(f); _ = f.Close() }, nil
+			return func() { _ = filelock.Unlock(f); _ = f.Close() }, nil
 		}
 		select {
 		case <-ctx.Done():
