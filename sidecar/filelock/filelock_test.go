@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/signals-sorcery/sas/sidecar/filelock"
+	"github.com/signals-sorcery/sas/sidecar/internal/tempdir"
 )
 
 // TestPath: a lock held is refused to a second taker (another open file,
 // as another process would be) until it is released.
 func TestPath(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "x.lock")
+	path := filepath.Join(tempdir.New(t), "x.lock") // Wine: see tempdir
 	unlock, err := filelock.Path(path)
 	if err != nil {
 		t.Fatal(err)

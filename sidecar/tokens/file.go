@@ -52,7 +52,7 @@ type fileSet struct {
 
 // Load implements Store.
 func (f *FileStore) Load(context.Context) (Set, error) {
-	b, err := os.ReadFile(f.path)
+	b, err := readFile(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Set{}, ErrNotFound
 	}
@@ -77,7 +77,7 @@ func (f *FileStore) Save(_ context.Context, s Set) error {
 
 // LoadProfile implements Store.
 func (f *FileStore) LoadProfile(context.Context) (Profile, error) {
-	b, err := os.ReadFile(f.profilePath)
+	b, err := readFile(f.profilePath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Profile{}, ErrNotFound
 	}
@@ -122,7 +122,29 @@ func writeFile(path string, b []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	return retryTransient(func() error { return os.Rename(tmp.Name(), path) })
+}
+
+// readFile reads path, waiting out another process's rename over it.
+func readFile(path string) (b []byte, err error) {
+	err = retryTransient(func() error {
+		b, err = os.ReadFile(path)
+		return err
+	})
+	return b, err
+}
+
+// retryTransient runs op until it succeeds, fails for good, or has failed
+// transiently (another process had the file open) for about a second.
+func retryTransient(op func() error) error {
+	var err error
+	for range 50 {
+		if err = op(); !transient(err) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
 }
 
 // Delete implements Store. The tokens go first: without them nobody is
