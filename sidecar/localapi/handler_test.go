@@ -122,6 +122,9 @@ func (a *api) do(t *testing.T, method, path string, header http.Header, body str
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	if h := header.Get("Host"); h != "" {
+		req.Host = h // the client sends req.Host, not a Host header
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -249,6 +252,9 @@ func TestLocalAPIErrors(t *testing.T) {
 	}{
 		{"GET", "/v1/me", http.Header{"Origin": {"https://evil.example"}}, "", 403, "forbidden"},
 		{"GET", "/v1/me", http.Header{"Referer": {"https://evil.example/x"}}, "", 403, "forbidden"},
+		{"GET", "/v1/me", http.Header{"Host": {"evil.example"}}, "", 403, "forbidden"},
+		{"GET", "/v1/me", http.Header{"Host": {"evil.example:43110"}}, "", 403, "forbidden"},
+		{"GET", "/v1/me", http.Header{"Host": {"sas.evil.example"}}, "", 403, "forbidden"},
 		{"GET", "/metrics", nil, "", 404, "not_found"},
 		{"POST", "/v1/chat/completions", nil, strings.Repeat("a", daemon.MaxBodyBytes+1), 413, "payload_too_large"},
 		{"POST", "/v1/chat/completions?x=%2e%2e", nil, "{}", 0, ""}, // a query is not a path: passed on

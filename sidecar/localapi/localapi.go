@@ -18,9 +18,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 
+	"github.com/signals-sorcery/sas/shared/secureurl"
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/daemon"
 )
@@ -75,6 +78,17 @@ type handler struct {
 	log *slog.Logger
 }
 
+// localHost reports whether a request's Host names this machine: sas (the
+// name the clients use), localhost or a loopback address, any port, or none.
+func localHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	return host == "" || host == "sas" || secureurl.IsLoopback(host)
+}
+
 // readParams reads a small JSON body (empty: none) into v.
 func readParams(r *http.Request, v any) error {
 	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
@@ -86,9 +100,17 @@ func readParams(r *http.Request, v any) error {
 	return dec.Decode(v)
 }
 
-// guard refuses requests from a browser context.
+// guard refuses requests from a browser context, and requests for another
+// host: the socket is only reachable from this machine, but should anyone
+// forward a TCP port to it, a page whose name was made to resolve to
+// 127.0.0.1 (DNS rebinding) still names its own host.
 func (h *handler) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !localHost(r.Host) {
+			h.log.Warn("refused a request for another host", "path", r.URL.Path)
+			h.writeError(w, &wire.Error{Code: wire.CodeForbidden, Message: "Requests for another host are refused: the local API answers host sas or localhost."})
+			return
+		}
 		if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" {
 			h.log.Warn("refused a request with Origin/Referer", "path", r.URL.Path)
 			h.writeError(w, &wire.Error{Code: wire.CodeForbidden, Message: "Requests from web pages are refused."})
