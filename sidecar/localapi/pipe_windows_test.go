@@ -107,16 +107,10 @@ func TestPipeServesHTTP(t *testing.T) {
 	}
 }
 
-// TestPipeFirstInstance: a name already held — by another sidecar, or by
-// whoever created it first — is refused, never shared, also while the
-// holder has clients connected; once the holder closes, it is free again.
-func TestPipeFirstInstance(t *testing.T) {
-	path := testPipe(t)
-	ln := listenPipe(t, path)
-	if _, err := Listen(path, slog.New(slog.DiscardHandler)); !errors.Is(err, ErrInUse) {
-		t.Fatalf("second Listen: %v, want ErrInUse", err)
-	}
-
+// pipePair dials path and returns both ends of the connection ln
+// accepts; both are closed when t ends.
+func pipePair(t *testing.T, ln net.Listener, path string) (client, server net.Conn) {
+	t.Helper()
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -129,12 +123,26 @@ func TestPipeFirstInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.Close()
-	server := <-accepted
+	t.Cleanup(func() { client.Close() })
+	server = <-accepted
 	if server == nil {
 		t.Fatal("Accept failed")
 	}
-	defer server.Close()
+	t.Cleanup(func() { server.Close() })
+	return client, server
+}
+
+// TestPipeFirstInstance: a name already held — by another sidecar, or by
+// whoever created it first — is refused, never shared, also while the
+// holder has clients connected; once the holder closes, it is free again.
+func TestPipeFirstInstance(t *testing.T) {
+	path := testPipe(t)
+	ln := listenPipe(t, path)
+	if _, err := Listen(path, slog.New(slog.DiscardHandler)); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second Listen: %v, want ErrInUse", err)
+	}
+
+	client, server := pipePair(t, ln, path)
 	if _, err := Listen(path, slog.New(slog.DiscardHandler)); !errors.Is(err, ErrInUse) {
 		t.Fatalf("Listen while a client is connected: %v, want ErrInUse", err)
 	}
@@ -183,20 +191,7 @@ func TestPipeCloseUnblocksAccept(t *testing.T) {
 func TestPipeConnUnblocks(t *testing.T) {
 	path := testPipe(t)
 	ln := listenPipe(t, path)
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err := dialPipe(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server := <-accepted
-	if server == nil {
-		t.Fatal("Accept failed")
-	}
+	client, server := pipePair(t, ln, path)
 
 	read := func() chan error {
 		ch := make(chan error, 1)
