@@ -122,6 +122,7 @@ func budgetBench(ctx context.Context, bin, dbURL, redisURL, issuer string, clien
 		{name: "sas-gateway serve (own process; auth, reservation, settlement, ledger)", url: g.base + "/v1/chat/completions", body: body},
 	}
 	pids := []int{0, bareProc.Pid, g.cmd.Process.Pid}
+	idleRSS := [2]float64{procRSS(pids[1]), procRSS(pids[2])}
 	for _, t := range targets {
 		t.measure(client, tokens, o.concurrency, o.warmup, budget)
 	}
@@ -150,11 +151,19 @@ func budgetBench(ctx context.Context, bin, dbURL, redisURL, issuer string, clien
 	fmt.Printf("\nCPU per request, median over the rounds: bare proxy %.0f µs, gateway %.0f µs (its own process; Redis's and PostgreSQL's work is not in it)\n",
 		median(cpu[1]), median(cpu[2]))
 
+	// The throughput frontier: at each concurrency, both proxies in turn;
+	// for each bound on p99, the most either serves within it.
+	frontier(client, tokens, targets[1:], budget)
+	steadyRSS := [2]float64{procRSS(pids[1]), procRSS(pids[2])}
+
 	// Time to first byte of a stream, one request at a time, the three
 	// targets alternating, each request a different user last seen more
 	// than the user cache's short TTL (5 s) ago — as an app's users are,
 	// whose requests are minutes apart.
 	time.Sleep(6 * time.Second)
+	fmt.Println("\nresident memory (MiB): idle before any load / right after the load / 6 s later")
+	fmt.Printf("bare proxy %.1f / %.1f / %.1f; sas-gateway serve %.1f / %.1f / %.1f\n",
+		idleRSS[0]/(1<<20), steadyRSS[0]/(1<<20), procRSS(pids[1])/(1<<20), idleRSS[1]/(1<<20), steadyRSS[1]/(1<<20), procRSS(pids[2])/(1<<20))
 	stream := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"a short prompt"}]}`
 	st := []target{
 		{url: upstream + "/v1/chat/completions", body: stream, key: key},
@@ -271,4 +280,45 @@ func median(xs []float64) float64 {
 		return (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
 	return s[len(s)/2]
+}
+
+// frontier prints, for each bound on p99 latency, the highest throughput
+// each target reaches within it over concurrencies 1 … 64 (1 s per level
+// and target, alternating): the public gateway board's "throughput at a
+// tail bound", which a single concurrency hides.
+func frontier(client *http.Client, tokens []string, targets []target, budget *atomic.Int64) {
+	levels := []int{1, 2, 4, 8, 16, 32, 64}
+	bounds := []time.Duration{2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond}
+	res := make([][]result, len(targets))
+	for _, c := range levels {
+		for i, t := range targets {
+			res[i] = append(res[i], t.measure(client, tokens, c, time.Second, budget))
+		}
+	}
+	fmt.Println("\nthroughput frontier: the most requests/s served with p99 within the bound (concurrency 1–64, 1 s each):")
+	fmt.Println()
+	fmt.Println("| p99 bound | bare proxy req/s (at c) | sas-gateway serve req/s (at c) | gateway / bare |")
+	fmt.Println("|---:|---:|---:|---:|")
+	for _, b := range bounds {
+		var best [2]result
+		var at [2]int
+		for i := range targets {
+			for j, r := range res[i] {
+				if r.errors == 0 && r.n > 0 && r.p99 <= b && r.rps > best[i].rps {
+					best[i], at[i] = r, levels[j]
+				}
+			}
+		}
+		cell := func(i int) string {
+			if best[i].n == 0 {
+				return "none within"
+			}
+			return fmt.Sprintf("%.0f (%d)", best[i].rps, at[i])
+		}
+		ratio := "–"
+		if best[0].rps > 0 && best[1].rps > 0 {
+			ratio = fmt.Sprintf("%.0f %%", 100*best[1].rps/best[0].rps)
+		}
+		fmt.Printf("| %v | %s | %s | %s |\n", b, cell(0), cell(1), ratio)
+	}
 }
