@@ -56,11 +56,8 @@ type Options struct {
 	// WebhookSecret (whsec_…) verifies Clerk's webhooks; empty: the
 	// webhook route answers not_found.
 	WebhookSecret string
-	// Changed runs after a user's row changed (to drop this instance's
-	// cached copy; other instances see it within their cache's TTL).
-	Changed    func(clerkUserID string)
-	HTTPClient *http.Client
-	Logger     *slog.Logger
+	HTTPClient    *http.Client
+	Logger        *slog.Logger
 }
 
 // DefaultClerkAPIURL is Clerk's Backend API.
@@ -81,9 +78,6 @@ func New(o Options) (*Service, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Changed == nil {
-		o.Changed = func(string) {}
 	}
 	s := &Service{o: o}
 	if o.WebhookSecret != "" {
@@ -110,7 +104,6 @@ func (s *Service) Delete(ctx context.Context, u gateway.User) error {
 	if _, err := s.o.Store.DeleteUser(ctx, u.ClerkUserID); err != nil && wire.ErrorCode(err) != wire.CodeNotFound {
 		return err
 	}
-	s.o.Changed(u.ClerkUserID)
 	if s.o.ClerkSecretKey != "" {
 		if err := s.deleteAtClerk(ctx, u.ClerkUserID); err != nil {
 			s.o.Logger.Warn("account deleted here, not yet at Clerk: the client's retry finishes it", "user", u.ClerkUserID, "err", err)
@@ -191,7 +184,6 @@ func (s *Service) Webhook(r *http.Request) error {
 		return err
 	}
 	if applied {
-		s.o.Changed(ev.ClerkUserID)
 		s.o.Logger.Info("Clerk account event applied", "type", ev.Type, "user", ev.ClerkUserID)
 	}
 	return nil

@@ -32,15 +32,14 @@ func (s *fakeStore) ApplyAccountEvent(context.Context, gateway.AccountEvent) (bo
 
 // TestDeleteStoreErrors: a database that cannot erase the account stops
 // the deletion with its error — the account is not deleted at Clerk (the
-// user could no longer sign in to retry, and their data would stay here)
-// and no cache is told it changed; a user the store no longer has
+// user could no longer sign in to retry, and their data would stay here);
+// a user the store no longer has
 // (not_found) is deleted at Clerk all the same.
 func TestDeleteStoreErrors(t *testing.T) {
 	down := wire.Wrap(wire.CodeUnavailable, "The database is unavailable.", errors.New("connection refused"))
 	type outcome struct {
 		Code       string // of Delete's error; "" for nil
 		ClerkCalls []string
-		Changed    []string
 	}
 	for _, tc := range []struct {
 		name     string
@@ -49,7 +48,7 @@ func TestDeleteStoreErrors(t *testing.T) {
 	}{
 		{"database down", down, outcome{Code: wire.CodeUnavailable}},
 		{"no such user", wire.Errorf(wire.CodeNotFound, "No such user."),
-			outcome{ClerkCalls: []string{"DELETE /v1/users/user_x"}, Changed: []string{"user_x"}}},
+			outcome{ClerkCalls: []string{"DELETE /v1/users/user_x"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var (
@@ -63,8 +62,7 @@ func TestDeleteStoreErrors(t *testing.T) {
 				w.WriteHeader(http.StatusOK)
 			}))
 			t.Cleanup(clerk.Close)
-			s, err := account.New(account.Options{Store: &fakeStore{deleteErr: tc.storeErr}, ClerkSecretKey: clerkKey, ClerkAPIURL: clerk.URL,
-				Changed: func(id string) { got.Changed = append(got.Changed, id) }})
+			s, err := account.New(account.Options{Store: &fakeStore{deleteErr: tc.storeErr}, ClerkSecretKey: clerkKey, ClerkAPIURL: clerk.URL})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -43,6 +43,9 @@ import (
 type Store interface {
 	UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error)
 	Ping(ctx context.Context) error
+	// AnnounceTo makes f hear of every user the store changes, after the
+	// commit: the store is the one publisher of user changes.
+	AnnounceTo(f func(ctx context.Context, clerkUserID string))
 	account.Store
 	ledger.Store
 	httpapi.UsageReader
@@ -159,12 +162,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	// Work that runs until Close, detached from ctx's cancellation.
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	g.stop = stop
-	// changed makes a change to a user's row show at once here and, through
-	// the bus, on the other instances.
-	changed := func(clerkUserID string) {
+	// Every change the store makes to a user shows at once here and,
+	// through the bus, on the other instances.
+	g.Store.AnnounceTo(func(ctx context.Context, clerkUserID string) {
 		g.Users.Forget(clerkUserID)
-		g.Bus.Changed(bg, clerkUserID)
-	}
+		g.Bus.Changed(ctx, clerkUserID)
+	})
 	stream := cmp.Or(cfg.UsageStream, ledger.DefaultStream)
 	if deps.NoLedger {
 		stream = ""
@@ -204,14 +207,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		b := billing.New(billing.Options{
 			APIKey: cfg.Stripe.APIKey, WebhookSecret: cfg.Stripe.WebhookSecret, ProPriceID: cfg.Stripe.ProPriceID,
 			APIBase: cfg.Stripe.APIBase, ReturnURL: cfg.Stripe.ReturnURL, DB: g.DB,
-			PlanChanged: changed, HTTPClient: deps.HTTPClient, Logger: log,
+			HTTPClient: deps.HTTPClient, Logger: log,
 		})
 		bill, subscriptions = b, b
 	}
 	accounts, err := account.New(account.Options{
 		Store: g.Store, Subscriptions: subscriptions,
 		ClerkSecretKey: cfg.Clerk.SecretKey, ClerkAPIURL: cfg.Clerk.APIURL, WebhookSecret: cfg.Clerk.WebhookSecret,
-		Changed: changed, HTTPClient: deps.HTTPClient, Logger: log,
+		HTTPClient: deps.HTTPClient, Logger: log,
 	})
 	if err != nil {
 		g.Close()

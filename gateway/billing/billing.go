@@ -29,11 +29,8 @@ type Options struct {
 	APIBase       string // without /v1; empty: Stripe's
 	ReturnURL     string
 	DB            *postgres.DB
-	// PlanChanged runs after an event changed a user's plan (to drop
-	// cached copies on this instance; others see it within their TTL).
-	PlanChanged func(clerkUserID string)
-	HTTPClient  *http.Client
-	Logger      *slog.Logger
+	HTTPClient    *http.Client
+	Logger        *slog.Logger
 }
 
 // Service serves the billing routes.
@@ -50,9 +47,6 @@ func New(o Options) *Service {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.PlanChanged == nil {
-		o.PlanChanged = func(string) {}
 	}
 	backends := &stripe.Backends{
 		API:     stripe.GetBackendWithConfig(stripe.APIBackend, cfg),
@@ -216,9 +210,6 @@ func (s *Service) Webhook(r *http.Request) error {
 	})
 	if err != nil {
 		return err
-	}
-	for _, id := range changed {
-		s.o.PlanChanged(id)
 	}
 	s.o.Logger.Info("stripe event", "id", ev.ID, "type", ev.Type, "duplicate", !applied, "plan_changes", len(changed))
 	return nil

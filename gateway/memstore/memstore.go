@@ -27,6 +27,18 @@ type Store struct {
 	// event's time per user
 	accountEvents  map[string]struct{}
 	accountEventAt map[string]time.Time
+	announce       func(ctx context.Context, clerkUserID string)
+}
+
+// AnnounceTo makes f hear of every user the store changes, as the
+// postgres store's does. Call it before the store is used.
+func (s *Store) AnnounceTo(f func(ctx context.Context, clerkUserID string)) { s.announce = f }
+
+// changed announces a change (outside the lock: f may do I/O).
+func (s *Store) changed(ctx context.Context, clerkUserID string) {
+	if s.announce != nil {
+		s.announce(ctx, clerkUserID)
+	}
 }
 
 // New returns an empty Store on clock now (time.Now when nil).
@@ -40,7 +52,15 @@ func New(now func() time.Time) *Store {
 
 // UpsertUser creates the user or updates email and username when they
 // changed.
-func (s *Store) UpsertUser(_ context.Context, id gateway.Identity) (gateway.User, error) {
+func (s *Store) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User, error) {
+	u, changed := s.upsert(id)
+	if changed { // a first sign-in is not announced, as in the postgres store
+		s.changed(ctx, id.Subject)
+	}
+	return u, nil
+}
+
+func (s *Store) upsert(id gateway.Identity) (gateway.User, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -49,36 +69,47 @@ func (s *Store) UpsertUser(_ context.Context, id gateway.Identity) (gateway.User
 	case !ok:
 		u = gateway.User{ClerkUserID: id.Subject, Email: id.Email, Username: id.Username,
 			Plan: wire.PlanFree, Status: wire.StatusActive, CreatedAt: now, UpdatedAt: now}
+		s.users[id.Subject] = u
+		return u, false
 	case id.Changes(u):
 		u.Email, u.Username, u.UpdatedAt = cmp.Or(id.Email, u.Email), cmp.Or(id.Username, u.Username), now
 	default:
-		return u, nil
+		return u, false
 	}
 	s.users[id.Subject] = u
-	return u, nil
+	return u, true
 }
 
 // SetPlan changes a plan. Errors: bad_request, not_found.
-func (s *Store) SetPlan(_ context.Context, clerkUserID, plan string) (gateway.User, error) {
+func (s *Store) SetPlan(ctx context.Context, clerkUserID, plan string) (gateway.User, error) {
 	if !gateway.ValidPlan(plan) {
 		return gateway.User{}, wire.Errorf(wire.CodeBadRequest, "plan must be %q or %q", wire.PlanFree, wire.PlanPro)
 	}
-	return s.update(clerkUserID, func(u *gateway.User) { u.Plan = plan })
+	return s.update(ctx, clerkUserID, func(u *gateway.User) { u.Plan = plan })
 }
 
 // DeleteUser marks the user deleted and erases their email and username.
 // Errors: not_found.
-func (s *Store) DeleteUser(_ context.Context, clerkUserID string) (gateway.User, error) {
-	return s.update(clerkUserID, func(u *gateway.User) { u.Email, u.Username, u.Status = "", "", wire.StatusDeleted })
+func (s *Store) DeleteUser(ctx context.Context, clerkUserID string) (gateway.User, error) {
+	return s.update(ctx, clerkUserID, func(u *gateway.User) { u.Email, u.Username, u.Status = "", "", wire.StatusDeleted })
 }
 
 // ApplyAccountEvent applies a Clerk account event once per delivery id, as
 // the postgres store does.
-func (s *Store) ApplyAccountEvent(_ context.Context, ev gateway.AccountEvent) (bool, error) {
+func (s *Store) ApplyAccountEvent(ctx context.Context, ev gateway.AccountEvent) (bool, error) {
+	applied := s.applyAccountEvent(ev)
+	if applied {
+		s.changed(ctx, ev.ClerkUserID)
+	}
+	return applied, nil
+}
+
+// applyAccountEvent applies ev; false for a duplicate delivery.
+func (s *Store) applyAccountEvent(ev gateway.AccountEvent) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, dup := s.accountEvents[ev.ID]; dup {
-		return false, nil
+		return false
 	}
 	s.accountEvents[ev.ID] = struct{}{}
 	now := s.now()
@@ -86,7 +117,7 @@ func (s *Store) ApplyAccountEvent(_ context.Context, ev gateway.AccountEvent) (b
 	switch ev.Type {
 	case gateway.AccountUpdated:
 		if !known || u.Deleted() || ev.At.Before(s.accountEventAt[ev.ClerkUserID]) {
-			return true, nil
+			return true
 		}
 		u.Email, u.Username, u.UpdatedAt = cmp.Or(ev.Email, u.Email), cmp.Or(ev.Username, u.Username), now
 	case gateway.AccountDeleted:
@@ -95,25 +126,27 @@ func (s *Store) ApplyAccountEvent(_ context.Context, ev gateway.AccountEvent) (b
 		}
 		u.Email, u.Username, u.Status, u.UpdatedAt = "", "", wire.StatusDeleted, now
 	default:
-		return true, nil
+		return true
 	}
 	if ev.At.After(s.accountEventAt[ev.ClerkUserID]) {
 		s.accountEventAt[ev.ClerkUserID] = ev.At
 	}
 	s.users[ev.ClerkUserID] = u
-	return true, nil
+	return true
 }
 
-func (s *Store) update(clerkUserID string, f func(*gateway.User)) (gateway.User, error) {
+func (s *Store) update(ctx context.Context, clerkUserID string, f func(*gateway.User)) (gateway.User, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	u, ok := s.users[clerkUserID]
 	if !ok {
+		s.mu.Unlock()
 		return u, wire.Errorf(wire.CodeNotFound, "no user with Clerk id %q", clerkUserID)
 	}
 	f(&u)
 	u.UpdatedAt = s.now()
 	s.users[clerkUserID] = u
+	s.mu.Unlock()
+	s.changed(ctx, clerkUserID)
 	return u, nil
 }
 

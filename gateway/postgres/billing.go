@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,11 +40,22 @@ func (db *DB) SetStripeCustomer(ctx context.Context, clerkUserID, customerID str
 	var got string
 	err := db.pool.QueryRow(ctx, `UPDATE users SET stripe_customer_id = coalesce(stripe_customer_id, $2), updated_at = now()
 		WHERE clerk_user_id = $1 RETURNING stripe_customer_id`, clerkUserID, customerID).Scan(&got)
+	db.changed(ctx, clerkUserID, err)
 	return got, classify(err)
 }
 
-// BillingTx is one webhook event's transaction.
-type BillingTx struct{ tx pgx.Tx }
+// BillingTx is one webhook event's transaction. It notes the users whose
+// row it changes; the store announces them after the commit.
+type BillingTx struct {
+	tx      pgx.Tx
+	changed *[]string
+}
+
+func (b BillingTx) note(clerkUserID string, err error) {
+	if err == nil && !slices.Contains(*b.changed, clerkUserID) {
+		*b.changed = append(*b.changed, clerkUserID)
+	}
+}
 
 // WithBillingEvent runs f in a transaction that first records the event by
 // id; a duplicate (already recorded) runs nothing and reports false.
@@ -64,10 +76,17 @@ func (db *DB) WithBillingEvent(ctx context.Context, id, typ string, created time
 	if tag.RowsAffected() == 0 {
 		return false, nil
 	}
-	if err := f(BillingTx{tx: tx}); err != nil {
+	var changed []string
+	if err := f(BillingTx{tx: tx, changed: &changed}); err != nil {
 		return false, classify(err)
 	}
-	return true, classify(tx.Commit(ctx))
+	if err := tx.Commit(ctx); err != nil {
+		return false, classify(err)
+	}
+	for _, id := range changed {
+		db.changed(ctx, id, nil)
+	}
+	return true, nil
 }
 
 // UserByCustomer finds the user of a Stripe customer ("" if none).
@@ -100,6 +119,7 @@ func (b BillingTx) LinkCheckout(ctx context.Context, clerkUserID, customerID, su
 	_, err := b.tx.Exec(ctx, `UPDATE users SET stripe_customer_id = coalesce(stripe_customer_id, nullif($2, '')),
 		stripe_subscription_id = coalesce(nullif($3, ''), stripe_subscription_id), updated_at = now() WHERE clerk_user_id = $1`,
 		clerkUserID, customerID, subscriptionID)
+	b.note(clerkUserID, err)
 	return err
 }
 
@@ -134,6 +154,7 @@ func (b BillingTx) ApplySubscription(ctx context.Context, subID, clerkUserID str
 	_, err = b.tx.Exec(ctx, `UPDATE users SET updated_at = now(), stripe_subscription_id = $2,
 		plan = CASE WHEN EXISTS (SELECT 1 FROM stripe_subscriptions WHERE clerk_user_id = $1 AND plan = 'pro') THEN 'pro' ELSE 'free' END
 		WHERE clerk_user_id = $1`, clerkUserID, subID)
+	b.note(clerkUserID, err)
 	return err == nil, err
 }
 
@@ -141,5 +162,6 @@ func (b BillingTx) ApplySubscription(ctx context.Context, subID, clerkUserID str
 func (b BillingTx) RecordEvent(ctx context.Context, clerkUserID, event string, at time.Time) error {
 	_, err := b.tx.Exec(ctx, `UPDATE users SET last_billing_event = $2, last_billing_event_at = $3
 		WHERE clerk_user_id = $1 AND (last_billing_event_at IS NULL OR last_billing_event_at <= $3)`, clerkUserID, event, at)
+	b.note(clerkUserID, err)
 	return err
 }

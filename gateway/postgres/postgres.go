@@ -31,9 +31,26 @@ var migrationFiles embed.FS
 const DefaultQueryTimeout = 1500 * time.Millisecond
 
 // DB is the user store. It is safe for concurrent use.
+//
+// Every method that changes a user's row tells the function given to
+// AnnounceTo, after its transaction committed, which user it changed: the
+// store announces its own changes, so no write path can forget to (the
+// gateway drops its cached copy and tells the other instances).
 type DB struct {
 	pool         *pgxpool.Pool
 	queryTimeout time.Duration
+	announce     func(ctx context.Context, clerkUserID string)
+}
+
+// AnnounceTo makes f hear of every user the store changes, after the
+// commit. Call it before the store is used.
+func (db *DB) AnnounceTo(f func(ctx context.Context, clerkUserID string)) { db.announce = f }
+
+// changed announces clerkUserID's change when err is nil.
+func (db *DB) changed(ctx context.Context, clerkUserID string, err error) {
+	if err == nil && db.announce != nil {
+		db.announce(ctx, clerkUserID)
+	}
 }
 
 // Open connects a pool to url. It does not wait for the database: the pool
@@ -153,11 +170,18 @@ func (db *DB) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.User
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return u, classify(err)
 	}
+	// A first sign-in is not announced: no instance holds the user yet,
+	// and the cache asking would forget its own fresh read.
+	known := err == nil
 	u, err = scanUser(db.pool.QueryRow(ctx, upsertSQL, id.Subject, id.Email, id.Username))
 	if errors.Is(err, pgx.ErrNoRows) {
 		// A concurrent first insert committed after our snapshot: a new
 		// statement sees it.
 		u, err = db.userByClerkID(ctx, id.Subject)
+		return u, classify(err)
+	}
+	if known {
+		db.changed(ctx, id.Subject, err)
 	}
 	return u, classify(err)
 }
@@ -233,6 +257,7 @@ func (db *DB) DeleteUser(ctx context.Context, clerkUserID string) (gateway.User,
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, wire.Errorf(wire.CodeNotFound, "no user with Clerk id %q", clerkUserID)
 	}
+	db.changed(ctx, clerkUserID, err)
 	return u, classify(err)
 }
 
@@ -275,7 +300,11 @@ func (db *DB) ApplyAccountEvent(ctx context.Context, ev gateway.AccountEvent) (b
 	if err != nil {
 		return false, classify(err)
 	}
-	return true, classify(tx.Commit(ctx))
+	if err := tx.Commit(ctx); err != nil {
+		return false, classify(err)
+	}
+	db.changed(ctx, ev.ClerkUserID, nil)
+	return true, nil
 }
 
 // set updates one column; column is a constant chosen by the caller.
@@ -288,6 +317,7 @@ func (db *DB) set(ctx context.Context, column, clerkUserID, value string) (gatew
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, wire.Errorf(wire.CodeNotFound, "no user with Clerk id %q", clerkUserID)
 	}
+	db.changed(ctx, clerkUserID, err)
 	return u, classify(err)
 }
 

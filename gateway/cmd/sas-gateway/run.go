@@ -192,9 +192,6 @@ func (e env) users(ctx context.Context, args []string) error {
 		}
 		do = func(db *postgres.DB) (any, error) {
 			u, err := db.SetPlan(ctx, id, value)
-			if err == nil {
-				e.announce(ctx, id)
-			}
 			return u.Me(), err
 		}
 	case "set-status":
@@ -203,9 +200,6 @@ func (e env) users(ctx context.Context, args []string) error {
 		}
 		do = func(db *postgres.DB) (any, error) {
 			u, err := db.SetStatus(ctx, id, value)
-			if err == nil {
-				e.announce(ctx, id)
-			}
 			return u.Me(), err
 		}
 	case "delete":
@@ -222,6 +216,7 @@ func (e env) users(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
+	defer e.announceChanges(db)()
 	out, err := do(db)
 	if err != nil {
 		return err
@@ -245,6 +240,7 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 		return err
 	}
 	defer db.Close()
+	defer e.announceChanges(db)()
 	u, err := db.User(ctx, id)
 	if err != nil {
 		return err
@@ -256,8 +252,7 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 			ProPriceID: cfg.Stripe.ProPriceID, APIBase: cfg.Stripe.APIBase, ReturnURL: cfg.Stripe.ReturnURL, DB: db, Logger: log})
 	}
 	accounts, err := account.New(account.Options{Store: db, Subscriptions: subs,
-		ClerkSecretKey: cfg.Clerk.SecretKey, ClerkAPIURL: cfg.Clerk.APIURL, Logger: log,
-		Changed: func(id string) { e.announce(ctx, id) }})
+		ClerkSecretKey: cfg.Clerk.SecretKey, ClerkAPIURL: cfg.Clerk.APIURL, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -281,22 +276,23 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 	return enc.Encode(u.Me())
 }
 
-// announce tells the running instances that a user changed (the userbus),
-// so that they drop their cached copy at once, when REDIS_URL is set (it
-// is on a Fly machine); without it they see the change within the user
-// cache's TTL (5 s).
-func (e env) announce(ctx context.Context, clerkUserID string) {
+// announceChanges makes the store announce the users it changes on the
+// running instances' bus when REDIS_URL is set (it is on a Fly machine), so
+// that they drop their cached copy at once; without it each instance's
+// change feed finds the change within about a second. It returns what
+// closes the bus's connection.
+func (e env) announceChanges(db *postgres.DB) (closeBus func()) {
 	url := strings.TrimSpace(e.getenv("REDIS_URL"))
 	if url == "" {
-		return
+		return func() {}
 	}
 	rdb, err := app.NewRedis(url)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "sas-gateway: the running instances were not told (%v); they see the change within 5 s\n", err)
-		return
+		fmt.Fprintf(e.stderr, "sas-gateway: the running instances will not be told at once (%v); they see the change within about a second\n", err)
+		return func() {}
 	}
-	defer rdb.Close()
-	userbus.New(rdb, "", e.logger(slog.LevelWarn)).Changed(ctx, clerkUserID)
+	db.AnnounceTo(userbus.New(rdb, "", e.logger(slog.LevelWarn)).Changed)
+	return func() { _ = rdb.Close() }
 }
 
 func (e env) openDB(ctx context.Context) (*postgres.DB, error) {
