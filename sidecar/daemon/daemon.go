@@ -7,17 +7,13 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/login"
@@ -30,9 +26,8 @@ type Options struct {
 	Session *session.Session
 	// Browser opens the sign-in page (default: the system browser).
 	Browser login.Browser
-	// Upstream carries the requests to the gateway (default: an
-	// http.Transport with no overall timeout, since streams may be long;
-	// dial and header timeouts bounded).
+	// Upstream carries the requests to the gateway (default: the
+	// session.Transport's).
 	Upstream http.RoundTripper
 	// WatchInterval is how often the store is re-read to notice a sign-in
 	// or sign-out made by sas-login (default 3 s; negative: never).
@@ -43,12 +38,11 @@ type Options struct {
 // Daemon is safe for concurrent use. It owns its sign-in flows: they
 // outlive the request that started them, and end with Close.
 type Daemon struct {
-	o        Options
-	upstream http.RoundTripper
-	tokenSF  singleflight.Group
-	life     context.Context // the daemon's lifetime
-	stop     context.CancelFunc
-	flows    sync.WaitGroup
+	o     Options
+	gw    *session.Transport
+	life  context.Context // the daemon's lifetime
+	stop  context.CancelFunc
+	flows sync.WaitGroup
 
 	loginMu sync.Mutex
 	login   *loginCall // the sign-in in progress, if any
@@ -105,16 +99,18 @@ func New(o Options) *Daemon {
 	if o.WatchInterval == 0 {
 		o.WatchInterval = 3 * time.Second
 	}
-	up := o.Upstream
-	if up == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.ResponseHeaderTimeout = 5 * time.Minute // a non-streamed completion answers when done
-		t.MaxIdleConnsPerHost = 16
-		up = t
-	}
 	life, stop := context.WithCancel(context.Background())
-	return &Daemon{o: o, upstream: up, life: life, stop: stop}
+	d := &Daemon{o: o, life: life, stop: stop}
+	// A session that ended at the provider is announced (authChanged).
+	d.gw = session.NewTransport(o.Session, session.TransportOptions{Upstream: o.Upstream, Logger: o.Logger,
+		Ended: func(ctx context.Context) { _, _ = d.Status(ctx) }})
+	return d
 }
+
+// Transport is the RoundTripper through which both front doors call the
+// gateway (session.Transport: the token attached, refreshed and retried
+// once on a 401).
+func (d *Daemon) Transport() http.RoundTripper { return d.gw }
 
 // Close cancels the sign-in in progress, if any, and waits for it to end;
 // later sign-ins are refused.
@@ -331,76 +327,11 @@ func (d *Daemon) Logout(ctx context.Context) (wire.SidecarStatus, error) {
 }
 
 // DeleteAccount deletes the signed-in user's account at the gateway
-// (DELETE /v1/me: subscription cancelled, the user deleted at the identity
-// provider, email erased) and then signs out here.
-//
-// Errors: the gateway's (not_signed_in, unavailable: nothing or not all
-// was deleted, a retry finishes it), or the Transport's.
+// (session.Transport.DeleteAccount) and then signs out here.
 func (d *Daemon) DeleteAccount(ctx context.Context) (wire.SidecarStatus, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, "/v1/me", nil)
-	if err != nil {
+	if err := d.gw.DeleteAccount(ctx); err != nil {
 		return wire.SidecarStatus{}, err
-	}
-	resp, err := d.Transport().RoundTrip(req)
-	if err != nil {
-		return wire.SidecarStatus{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		var env wire.ErrorBody
-		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&env) == nil && env.Error.Code != "" {
-			return wire.SidecarStatus{}, &wire.Error{Code: env.Error.Code, Message: env.Error.Message}
-		}
-		return wire.SidecarStatus{}, wire.Errorf(wire.CodeGatewayUnreachable, "The gateway answered %d to the account deletion.", resp.StatusCode)
 	}
 	d.o.Logger.Info("account deleted at the gateway: signing out")
 	return d.Logout(ctx)
-}
-
-// token returns a valid ID token; concurrent callers share one load (and
-// one refresh, which the session also serialises across processes).
-func (d *Daemon) token(ctx context.Context) (tokens.Set, error) {
-	return d.shared(ctx, "token", func(c context.Context) (tokens.Set, error) { return d.o.Session.Token(c) })
-}
-
-// refreshed replaces a token the gateway refused; concurrent callers with
-// the same stale token share one refresh.
-func (d *Daemon) refreshed(ctx context.Context, stale string) (tokens.Set, error) {
-	return d.shared(ctx, "refresh:"+stale, func(c context.Context) (tokens.Set, error) { return d.o.Session.Refresh(c, stale) })
-}
-
-// shared runs f once for all concurrent callers of key. The shared call is
-// detached from any one caller (others wait on it) but bounded; each caller
-// stops waiting when its own ctx ends.
-func (d *Daemon) shared(ctx context.Context, key string, f func(context.Context) (tokens.Set, error)) (tokens.Set, error) {
-	ch := d.tokenSF.DoChan(key, func() (any, error) {
-		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 45*time.Second)
-		defer cancel()
-		return f(c)
-	})
-	select {
-	case r := <-ch:
-		set, _ := r.Val.(tokens.Set)
-		return set, d.sessionError(ctx, r.Err)
-	case <-ctx.Done():
-		return tokens.Set{}, ctx.Err()
-	}
-}
-
-// sessionError maps session failures to the sidecar's error codes and
-// announces a session that ended.
-func (d *Daemon) sessionError(ctx context.Context, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, session.ErrNotSignedIn), errors.Is(err, session.ErrSessionEnded):
-		if errors.Is(err, session.ErrSessionEnded) {
-			_, _ = d.Status(ctx)
-		}
-		return &wire.Error{Code: wire.CodeNotSignedIn, Message: "Not signed in: sign in first.", Err: err}
-	case errors.Is(err, tokens.ErrUnavailable):
-		return &wire.Error{Code: wire.CodeUnavailable, Message: "The OS keyring is not available.", Err: err}
-	default:
-		return &wire.Error{Code: wire.CodeGatewayUnreachable, Message: "Could not refresh the session: " + login.Printable(err.Error(), 300), Err: err}
-	}
 }

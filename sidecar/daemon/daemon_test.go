@@ -22,6 +22,7 @@ import (
 	"github.com/signals-sorcery/sas/sidecar/internal/stacktest"
 	"github.com/signals-sorcery/sas/sidecar/internal/tempdir"
 	"github.com/signals-sorcery/sas/sidecar/profile"
+	"github.com/signals-sorcery/sas/sidecar/session"
 	"github.com/signals-sorcery/sas/sidecar/tokens"
 )
 
@@ -302,7 +303,7 @@ func TestTransportRefusals(t *testing.T) {
 			t.Errorf("path %q: %v, want bad_request", p, err)
 		}
 	}
-	big := bytes.Repeat([]byte("a"), daemon.MaxBodyBytes+1)
+	big := bytes.Repeat([]byte("a"), session.MaxBodyBytes+1)
 	if _, _, err := f.call("POST", "/v1/chat/completions", nil, string(big)); code(err) != wire.CodePayloadTooLarge {
 		t.Errorf("a body over 1 MiB: %v", err)
 	}

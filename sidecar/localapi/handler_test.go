@@ -16,6 +16,7 @@ import (
 	"github.com/signals-sorcery/sas/sidecar/internal/e2etest"
 	"github.com/signals-sorcery/sas/sidecar/internal/stacktest"
 	"github.com/signals-sorcery/sas/sidecar/localapi"
+	"github.com/signals-sorcery/sas/sidecar/session"
 )
 
 // api is the local API of a signed-in daemon on the in-process dev stack,
@@ -256,7 +257,7 @@ func TestLocalAPIErrors(t *testing.T) {
 		{"GET", "/v1/me", http.Header{"Host": {"evil.example:43110"}}, "", 403, "forbidden"},
 		{"GET", "/v1/me", http.Header{"Host": {"sas.evil.example"}}, "", 403, "forbidden"},
 		{"GET", "/metrics", nil, "", 404, "not_found"},
-		{"POST", "/v1/chat/completions", nil, strings.Repeat("a", daemon.MaxBodyBytes+1), 413, "payload_too_large"},
+		{"POST", "/v1/chat/completions", nil, strings.Repeat("a", session.MaxBodyBytes+1), 413, "payload_too_large"},
 		{"POST", "/v1/chat/completions?x=%2e%2e", nil, "{}", 0, ""}, // a query is not a path: passed on
 		{"GET", "/v1/%2e%2e/healthz", nil, "", 400, "bad_request"},
 		{"POST", "/sidecar/login", nil, `{"redirect":"carrier-pigeon"}`, 400, "bad_request"},

@@ -418,6 +418,32 @@ func TestRevokedRefresh(t *testing.T) {
 	}
 }
 
+// TestWhoamiRefreshesOn401: whoami calls the gateway the way the sidecar
+// does (session.Transport): a stored token the gateway refuses — its
+// signature damaged, its expiry far — is refreshed once and the call
+// retried. (whoami had its own client, which printed the 401.)
+func TestWhoamiRefreshesOn401(t *testing.T) {
+	s := startDev(t, true)
+	if r := s.login(browse); r.code != 0 {
+		t.Fatalf("login: %d %s", r.code, r.stderr)
+	}
+	m := s.tokenFile()
+	bad := m["id_token"].(string)
+	bad = bad[:len(bad)-6] + "AAAAAA"
+	m["id_token"] = bad
+	b, _ := json.Marshal(m)
+	if err := os.WriteFile(filepath.Join(s.configDir(), "tokens-local.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	who := s.run(nil, s.env(), "whoami")
+	if who.code != 0 || !strings.Contains(who.stdout, `"email":"dev@example.com"`) {
+		t.Fatalf("whoami with a refused token: exit %d %q %q", who.code, who.stdout, who.stderr)
+	}
+	if s.tokenFile()["id_token"] == bad {
+		t.Error("the refused token is still stored")
+	}
+}
+
 func TestKeyring(t *testing.T) {
 	keyringtest.Require(t)
 	s := startDev(t, true)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 	"github.com/signals-sorcery/sas/shared/exitcode"
-	"github.com/signals-sorcery/sas/shared/wire"
 	"github.com/signals-sorcery/sas/sidecar/login"
 	"github.com/signals-sorcery/sas/sidecar/profile"
 	"github.com/signals-sorcery/sas/sidecar/session"
@@ -194,43 +193,12 @@ func (e env) whoami(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	body, err := c.gateway(ctx, http.MethodGet, "/v1/me", http.StatusOK)
+	body, err := session.NewTransport(c.session, session.TransportOptions{}).Call(ctx, http.MethodGet, "/v1/me", http.StatusOK)
 	if err != nil {
 		return err
 	}
 	_, err = e.stdout.Write(body)
 	return err
-}
-
-// gateway calls the gateway with the session's token and returns the
-// answer's body when its status is want, else the gateway's error.
-func (c command) gateway(ctx context.Context, method, path string, want int) ([]byte, error) {
-	set, err := c.session.Token(ctx)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.settings.Gateway+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+set.IDToken)
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("reach the gateway at %s: %w", c.settings.Gateway, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read the gateway's answer: %w", err)
-	}
-	if resp.StatusCode != want {
-		var env wire.ErrorBody
-		if json.Unmarshal(body, &env) == nil && env.Error.Code != "" {
-			return nil, fmt.Errorf("the gateway answered %d %s: %s", resp.StatusCode, env.Error.Code, env.Error.Message)
-		}
-		return nil, fmt.Errorf("the gateway answered %d", resp.StatusCode)
-	}
-	return body, nil
 }
 
 // deleteAccount deletes the signed-in user's account (DELETE /v1/me) after
@@ -259,7 +227,7 @@ func (e env) deleteAccount(ctx context.Context, args []string) error {
 			return errors.New("not confirmed: nothing was deleted")
 		}
 	}
-	if _, err := c.gateway(ctx, http.MethodDelete, "/v1/me", http.StatusNoContent); err != nil {
+	if err := session.NewTransport(c.session, session.TransportOptions{}).DeleteAccount(ctx); err != nil {
 		return err
 	}
 	// The provider has forgotten the user: a failed revocation is expected.
