@@ -140,22 +140,33 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdin
 		log.Info("stdin closed: shutting down", "err", errString(err))
 	}
 	cancel()
-	// End a sign-in in progress, waiting for it no longer than the exit
-	// allows.
-	closed := make(chan struct{})
-	go func() { d.Close(); close(closed) }()
-	select {
-	case <-closed:
-	case <-time.After(ShutdownTimeout):
-	}
-	if srv != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-		defer scancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			_ = srv.Close()
+	// End a sign-in in progress, then the socket's requests, all within
+	// one deadline.
+	stopWithin(ShutdownTimeout,
+		func(context.Context) { d.Close() },
+		func(ctx context.Context) {
+			if srv != nil && srv.Shutdown(ctx) != nil {
+				_ = srv.Close()
+			}
+		})
+	return nil
+}
+
+// stopWithin runs the shutdown steps in order against one deadline,
+// timeout from now: a step still running then is left behind (the process
+// is exiting), and the steps after it do not run.
+func stopWithin(timeout time.Duration, steps ...func(ctx context.Context)) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for _, step := range steps {
+		done := make(chan struct{})
+		go func() { step(ctx); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
 		}
 	}
-	return nil
 }
 
 // listenSocket listens on path, or on the profile's default socket.
