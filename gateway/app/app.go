@@ -9,15 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/account"
@@ -31,6 +28,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/redisclient"
 	"github.com/signals-sorcery/sas/gateway/upstream"
 	"github.com/signals-sorcery/sas/gateway/userbus"
 	"github.com/signals-sorcery/sas/gateway/usercache"
@@ -51,27 +49,22 @@ type Store interface {
 	httpapi.UsageReader
 }
 
-// Gateway is an assembled gateway. Close releases its connections.
+// Gateway is an assembled gateway. Close releases what New opened.
 type Gateway struct {
 	Handler http.Handler
 	API     *httpapi.Server
 	Store   Store
 	DB      *postgres.DB // nil when Deps.Store was given
-	Redis   *redis.Client
 	Users   *usercache.Cache
 	Limiter *quota.Limiter
 	Metrics *metrics.Metrics
 	Errors  *errreport.Reporter // nil without SENTRY_DSN
-	// Ledger drains the usage stream into Store until Close (nil with
-	// Deps.NoLedger).
-	Ledger *ledger.Drainer
-	// Bus tells the other instances that a user changed, and makes this
-	// one forget the users they changed, until Close.
-	Bus *userbus.Bus
-	// stop ends the background work (the ledger's drain, the bus), done
-	// waits for it.
-	stop context.CancelFunc
-	done sync.WaitGroup
+
+	redis *redis.Client
+	// closers release what New opened or started, the last first: the
+	// background work (the ledger's drain after a last flush, the bus, the
+	// change feed), the error reports, Redis, PostgreSQL.
+	closers []func()
 }
 
 // Deps are optional overrides of what New builds, for tests.
@@ -88,7 +81,8 @@ type Deps struct {
 	NoTokenCache bool
 	// Store, when set, replaces the Postgres store of DATABASE_URL.
 	Store Store
-	// Redis, when set, replaces the client of REDIS_URL.
+	// Redis, when set, replaces the client of REDIS_URL (its owner closes
+	// it).
 	Redis *redis.Client
 	// UpstreamHeaderTimeout and UpstreamIdleTimeout override the proxy's
 	// bounds on the upstream (tests make them short).
@@ -123,23 +117,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{Store: deps.Store, Redis: deps.Redis, Metrics: m}
+	g := &Gateway{Store: deps.Store, redis: deps.Redis, Metrics: m}
+	built := false
+	defer func() {
+		if !built {
+			g.Close() // what was opened before the failure
+		}
+	}()
 	if g.Store == nil {
 		if g.DB, err = postgres.Open(ctx, cfg.DatabaseURL); err != nil {
 			return nil, err
 		}
 		g.Store = g.DB
+		g.closers = append(g.closers, g.DB.Close)
 	}
-	// go-redis's logger is process-wide: the first gateway's logger serves
-	// (setting it again would race with clients already logging).
-	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{log}) })
-	if g.Redis == nil {
-		if g.Redis, err = NewRedis(cfg.RedisURL); err != nil {
-			g.Close()
+	redisclient.SetLogger(log)
+	if g.redis == nil {
+		if g.redis, err = redisclient.New(cfg.RedisURL); err != nil {
 			return nil, err
 		}
+		g.closers = append(g.closers, func() { _ = g.redis.Close() })
 	}
-	g.Bus = userbus.New(g.Redis, "", log)
+	bus := userbus.New(g.redis, "", log)
 	// The change feed (PostgreSQL stores): users keep minutes in memory
 	// while it tells every instance which ones changed.
 	var feed *userfeed.Feed
@@ -159,31 +158,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if deps.NoUserCache {
 		users = g.Store
 	}
-	// Work that runs until Close, detached from ctx's cancellation.
-	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	g.stop = stop
 	// Every change the store makes to a user shows at once here and,
 	// through the bus, on the other instances.
 	g.Store.AnnounceTo(func(ctx context.Context, clerkUserID string) {
 		g.Users.Forget(clerkUserID)
-		g.Bus.Changed(ctx, clerkUserID)
+		bus.Changed(ctx, clerkUserID)
 	})
 	stream := cmp.Or(cfg.UsageStream, ledger.DefaultStream)
 	if deps.NoLedger {
 		stream = ""
 	}
-	g.Limiter = quota.NewLimiter(g.Redis, quota.LimiterOptions{Now: deps.Now, SlotLease: deps.SlotLease, UsageStream: stream})
+	g.Limiter = quota.NewLimiter(g.redis, quota.LimiterOptions{Now: deps.Now, SlotLease: deps.SlotLease, UsageStream: stream})
+	var drainer *ledger.Drainer
 	if stream != "" {
-		g.Ledger = ledger.New(ledger.Options{Redis: g.Redis, Stream: stream, Store: g.Store, ClaimIdle: deps.LedgerClaimIdle,
+		drainer = ledger.New(ledger.Options{Redis: g.redis, Stream: stream, Store: g.Store, ClaimIdle: deps.LedgerClaimIdle,
 			Retention: cfg.UsageRetention, Metrics: g.Metrics, Logger: log})
 	}
 	if g.Errors, err = errreport.New(cfg.SentryDSN, buildinfo.String(), deps.HTTPClientTransport()); err != nil {
-		g.Close()
 		return nil, err
 	}
+	g.closers = append(g.closers, func() { g.Errors.Close(2 * time.Second) })
 	plans, prices := quota.OrBuiltIn(cfg.Plans, cfg.Prices)
 	if missing := quota.Unpriced(plans, prices); len(missing) > 0 {
-		g.Close()
 		return nil, fmt.Errorf("no price for the models of the plans (%s)", strings.Join(missing, ", "))
 	}
 	var proxy httpapi.AIProxy
@@ -201,7 +197,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	var subscriptions account.Subscriptions
 	if cfg.Stripe.Enabled() {
 		if g.DB == nil {
-			g.Close()
 			return nil, errors.New("billing needs PostgreSQL (DATABASE_URL)")
 		}
 		b := billing.New(billing.Options{
@@ -217,7 +212,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		HTTPClient: deps.HTTPClient, Logger: log,
 	})
 	if err != nil {
-		g.Close()
 		return nil, err
 	}
 	g.API = httpapi.New(httpapi.Options{
@@ -233,21 +227,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 		Errors:   g.Errors,
 		Checks: map[string]httpapi.Check{
 			"postgres": g.Store.Ping,
-			"redis":    func(ctx context.Context) error { return g.Redis.Ping(ctx).Err() },
+			"redis":    func(ctx context.Context) error { return g.redis.Ping(ctx).Err() },
 		},
 		Logger: log,
 		Now:    deps.Now,
 	})
 	g.Handler = g.API
-	// Started last: go-redis writes its client's options when a connection
-	// is first set up, which would race with ledger.New cloning them.
-	g.done.Go(func() { g.Bus.Run(bg, g.Users.Forget, g.Users.Expire) })
+	// Work that runs until Close, detached from ctx's cancellation. Started
+	// last: go-redis writes its client's options when a connection is first
+	// set up, which would race with ledger.New cloning them.
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	g.closers = append(g.closers, func() { stop(); background.Wait() })
+	background.Go(func() { bus.Run(bg, g.Users.Forget, g.Users.Expire) })
 	if feed != nil {
-		g.done.Go(func() { feed.Run(bg, g.Users.Forget, g.Users.Expire) })
+		background.Go(func() { feed.Run(bg, g.Users.Forget, g.Users.Expire) })
 	}
-	if g.Ledger != nil {
-		g.done.Go(func() { g.Ledger.Run(bg) })
+	if drainer != nil {
+		background.Go(func() { drainer.Run(bg) })
 	}
+	built = true
 	return g, nil
 }
 
@@ -259,124 +258,13 @@ func (d Deps) HTTPClientTransport() http.RoundTripper {
 	return d.HTTPClient.Transport
 }
 
-// Close stops the ledger's drain after a last flush and the bus, then
-// releases the gateway's connections (and sends pending error reports).
-// Call it after the server has drained: requests settled during the drain
-// are flushed.
+// Close stops the ledger's drain after a last flush, the bus and the
+// change feed, then releases the gateway's connections (and sends pending
+// error reports). Call it after the server has drained: requests settled
+// during the drain are flushed.
 func (g *Gateway) Close() {
-	if g.stop != nil {
-		g.stop()
-		g.done.Wait()
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		g.closers[i]()
 	}
-	g.Errors.Close(2 * time.Second)
-	if g.DB != nil {
-		g.DB.Close()
-	}
-	if g.Redis != nil {
-		_ = g.Redis.Close()
-	}
-}
-
-// NewRedis returns a client for a redis:// or rediss:// URL with timeouts
-// short enough that a dead Redis answers 503 quickly instead of hanging.
-func NewRedis(url string) (*redis.Client, error) {
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		// The parser's error may quote the URL with its password.
-		return nil, errors.New("redis: REDIS_URL is not a valid redis:// or rediss:// URL")
-	}
-	opts.DialTimeout = 2 * time.Second
-	// go-redis retries a failed dial 5 times by default; a Redis that
-	// refuses connections should turn into a fast 503, not a 1 s stall.
-	opts.DialerRetries = 2
-	opts.DialerRetryTimeout = 50 * time.Millisecond
-	opts.MaxRetries = 1
-	opts.ReadTimeout = time.Second
-	opts.WriteTimeout = time.Second
-	opts.PoolTimeout = 2 * time.Second
-	// Maintenance notifications are Redis Enterprise's; asked for on
-	// Upstash or redis-server, the handshake fails, go-redis logs a warning
-	// at every start and then rewrites its options while other goroutines
-	// may read them.
-	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return redis.NewClient(opts), nil
-}
-
-var setRedisLogger sync.Once
-
-// redisLogger sends go-redis's internal messages (dial failures, pool
-// events) to slog instead of its own stderr logger: one log format.
-type redisLogger struct{ log *slog.Logger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	l.log.Warn("redis", "msg", fmt.Sprintf(format, v...))
-}
-
-// ServeMetrics serves /metrics on ln until ctx is done.
-func ServeMetrics(ctx context.Context, ln net.Listener, m *metrics.Metrics, log *slog.Logger) {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
-	// Go's profiler, on the private listener only (never the API's): the
-	// operator profiles a running machine over `fly proxy 9091`.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: MaxHeaderBytes,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	_ = srv.Serve(ln)
-}
-
-// Serving limits. WriteTimeout stays unset on purpose: streamed chat
-// completions legitimately write for minutes; handlers bound their own work.
-const (
-	ReadHeaderTimeout = 10 * time.Second
-	ReadTimeout       = 30 * time.Second
-	IdleTimeout       = 120 * time.Second
-	// DrainTimeout is how long in-flight requests may finish after SIGTERM
-	// or SIGINT. fly.toml's kill_timeout must be longer.
-	DrainTimeout = 25 * time.Second
-)
-
-// Server returns an http.Server for h with the serving limits.
-func Server(h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
-		IdleTimeout:       IdleTimeout,
-		MaxHeaderBytes:    MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-}
-
-// Serve serves srv on ln until ctx is done, then stops accepting
-// and waits up to drain for in-flight requests before closing the rest.
-// Request contexts are not derived from ctx, so a signal does not cancel
-// the requests it is waiting for.
-func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Duration, log *slog.Logger) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: draining in-flight requests", "timeout", drain)
-	sctx, cancel := context.WithTimeout(context.Background(), drain)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if err != nil {
-		log.Warn("drain timed out: closing remaining connections", "err", err)
-		_ = srv.Close()
-	}
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", serr)
-	}
-	return err
+	g.closers = nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/devidp"
 	"github.com/signals-sorcery/sas/gateway/memstore"
 	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/gateway/redisclient"
 )
 
 // Options configure a Stack.
@@ -120,12 +121,13 @@ func (s *Stack) build(ctx context.Context, o Options) (err error) {
 			return fmt.Errorf("start the in-process Redis: %w", err)
 		}
 		s.closers = append(s.closers, mr.Close)
-		// The client every other Redis gets (app.NewRedis: timeouts,
+		// The client every other Redis gets (redisclient.New: timeouts,
 		// retries, no maintenance notifications, which miniredis would
 		// refuse with a warning at every start).
-		if deps.Redis, err = app.NewRedis("redis://" + mr.Addr()); err != nil {
+		if deps.Redis, err = redisclient.New("redis://" + mr.Addr()); err != nil {
 			return err
 		}
+		s.closers = append(s.closers, func() { _ = deps.Redis.Close() })
 		s.Redis = "in-process Redis (miniredis; set REDIS_URL for a real one)"
 	}
 	if s.Gateway, err = app.New(ctx, cfg, log, deps); err != nil {

@@ -13,14 +13,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devllm"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
+	"github.com/signals-sorcery/sas/gateway/serve"
 )
 
 // hostile sends requests whose method, path, headers and model are chosen
-// by an attacker, through a real http.Server built by app.Server.
+// by an attacker, through a real http.Server built by serve.Server.
 type hostile struct {
 	t      *testing.T
 	url    string
@@ -122,7 +122,7 @@ func series(page string) []string {
 
 // TestHostileRequestsAddNoSeries: made-up methods (60 KiB, random, lower
 // case), random and huge paths, long headers, random model names, with no
-// token, a valid one and a forged one, sent through app.Server and the real
+// token, a valid one and a forged one, sent through serve.Server and the real
 // router, leave /metrics with the same series and about the same size
 // (counters move); and no log line grows with them.
 func TestHostileRequestsAddNoSeries(t *testing.T) {
@@ -133,7 +133,7 @@ func TestHostileRequestsAddNoSeries(t *testing.T) {
 		c.OpenAIBaseURL = upstream.URL + "/v1"
 	})
 	srv := httptest.NewUnstartedServer(nil)
-	srv.Config = app.Server(e.gw.Handler, slog.New(slog.DiscardHandler))
+	srv.Config = serve.Server(e.gw.Handler, slog.New(slog.DiscardHandler))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	seed := uint64(time.Now().UnixNano())

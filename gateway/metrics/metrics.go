@@ -7,6 +7,7 @@ package metrics
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -341,4 +342,18 @@ func (m *Metrics) JWKSRefreshed(err error) {
 		outcome = "error"
 	}
 	m.jwksRefreshes.WithLabelValues(outcome).Inc()
+}
+
+// PrivateHandler serves the private listener's routes: /metrics, and Go's
+// profiler under /debug/pprof/ (never on the API's listener: the operator
+// profiles a running machine over `fly proxy 9091`).
+func (m *Metrics) PrivateHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }

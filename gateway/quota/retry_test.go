@@ -11,9 +11,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
 	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/redisclient"
 )
 
 // flakyProxy forwards TCP to Redis. With drop > 0, it swallows that many
@@ -73,13 +73,13 @@ func newFlakyProxy(t *testing.T, target string) *flakyProxy {
 }
 
 // flakyLimiter is a limiter whose Redis client has the gateway's options
-// (app.NewRedis: one retry, 1 s read timeout), through a flaky proxy.
+// (redisclient.New: one retry, 1 s read timeout), through a flaky proxy.
 func flakyLimiter(t *testing.T) (*quota.Limiter, *flakyProxy) {
 	t.Helper()
 	url := testenv.RedisURL(t)
 	opts, _ := redis.ParseURL(url)
 	p := newFlakyProxy(t, opts.Addr)
-	rdb, err := app.NewRedis(strings.Replace(url, opts.Addr, p.addr, 1))
+	rdb, err := redisclient.New(strings.Replace(url, opts.Addr, p.addr, 1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/internal/testenv"
+	"github.com/signals-sorcery/sas/gateway/redisclient"
 	"github.com/signals-sorcery/sas/gateway/userbus"
 )
 
@@ -32,7 +32,7 @@ func TestChangesReachEveryInstance(t *testing.T) {
 	var wg sync.WaitGroup
 	var buses []*userbus.Bus
 	for i := range 3 {
-		rdb, err := app.NewRedis(testenv.RedisURL(t))
+		rdb, err := redisclient.New(testenv.RedisURL(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +76,7 @@ func TestChangesReachEveryInstance(t *testing.T) {
 		t.Errorf("cache expiries at subscription: %v, want one each", expiries)
 	}
 
-	dead, err := app.NewRedis("redis://127.0.0.1:1/0")
+	dead, err := redisclient.New("redis://127.0.0.1:1/0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ func layer(p string) (int, bool) {
 	case strings.HasPrefix(p, "shared/"):
 		return 0, true
 	case p == "gateway", strings.HasPrefix(p, "gateway/tokenizer"), p == "gateway/ttlcache", p == "gateway/userbus",
-		p == "gateway/userfeed", p == "gateway/errreport", p == "gateway/metrics":
+		p == "gateway/userfeed", p == "gateway/errreport", p == "gateway/metrics", p == "gateway/redisclient":
 		return 1, true
 	case p == "gateway/app", p == "gateway/devstack", strings.HasPrefix(p, "gateway/internal/"):
 		return 3, true

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
+	"github.com/signals-sorcery/sas/gateway/serve"
 )
 
 // Docker and flyctl cannot run here; these tests pin the facts in
@@ -43,8 +43,8 @@ func TestFlyTOML(t *testing.T) {
 		t.Errorf("[env] PORT = %s", got)
 	}
 	kill, err := time.ParseDuration(tomlValue(t, fly, "kill_timeout"))
-	if err != nil || kill <= app.DrainTimeout {
-		t.Errorf("kill_timeout = %v (%v), want more than the %v drain", kill, err, app.DrainTimeout)
+	if err != nil || kill <= serve.DrainTimeout {
+		t.Errorf("kill_timeout = %v (%v), want more than the %v drain", kill, err, serve.DrainTimeout)
 	}
 	if sig := tomlValue(t, fly, "kill_signal"); sig != "SIGTERM" && sig != "SIGINT" {
 		t.Errorf("kill_signal = %s: sas-gateway drains on SIGTERM and SIGINT only", sig)

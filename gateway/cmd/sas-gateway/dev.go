@@ -7,9 +7,9 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/devstack"
+	"github.com/signals-sorcery/sas/gateway/serve"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 	"github.com/signals-sorcery/sas/shared/exitcode"
 )
@@ -54,7 +54,7 @@ func (e env) dev(ctx context.Context, args []string) error {
 		ln.Close()
 		return fmt.Errorf("listen for metrics on %s (set METRICS_ADDR to change it): %w", cfg.MetricsAddr, err)
 	}
-	go app.ServeMetrics(ctx, mln, stack.Gateway.Metrics, log)
+	go serve.Private(ctx, mln, stack.Gateway.Metrics.PrivateHandler(), log)
 
 	fmt.Fprintf(e.stderr, `sas-gateway dev (version %s): the whole stack on this machine, no cloud account
   gateway        %s
@@ -70,5 +70,5 @@ Try:
   curl -H "Authorization: Bearer $(sas-login --profile local token)" %s/v1/me
 
 `, buildinfo.String(), base, base, config.DevAudience, map[bool]string{true: "; auto-approve on", false: ""}[*autoApprove], stack.Users, stack.Redis, stack.Model, stack.Accounts, mln.Addr().String(), loginEnv, base)
-	return app.Serve(ctx, app.Server(stack.Handler, log), ln, app.DrainTimeout, log)
+	return serve.Serve(ctx, serve.Server(stack.Handler, log), ln, serve.DrainTimeout, log)
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/signals-sorcery/sas/gateway/billing"
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/postgres"
+	"github.com/signals-sorcery/sas/gateway/redisclient"
+	"github.com/signals-sorcery/sas/gateway/serve"
 	"github.com/signals-sorcery/sas/gateway/userbus"
 	"github.com/signals-sorcery/sas/shared/buildinfo"
 	"github.com/signals-sorcery/sas/shared/exitcode"
@@ -133,9 +135,9 @@ func (e env) serve(ctx context.Context, args []string) error {
 		ln.Close()
 		return fmt.Errorf("listen for metrics on %s (set METRICS_ADDR to change it): %w", cfg.MetricsAddr, err)
 	}
-	go app.ServeMetrics(ctx, mln, gw.Metrics, log)
+	go serve.Private(ctx, mln, gw.Metrics.PrivateHandler(), log)
 	log.Info("sas-gateway serving", "addr", ln.Addr().String(), "metrics", mln.Addr().String(), "version", buildinfo.String(), "config", cfg)
-	return app.Serve(ctx, app.Server(gw.Handler, log), ln, app.DrainTimeout, log)
+	return serve.Serve(ctx, serve.Server(gw.Handler, log), ln, serve.DrainTimeout, log)
 }
 
 func (e env) migrate(ctx context.Context, args []string) error {
@@ -286,7 +288,7 @@ func (e env) announceChanges(db *postgres.DB) (closeBus func()) {
 	if url == "" {
 		return func() {}
 	}
-	rdb, err := app.NewRedis(url)
+	rdb, err := redisclient.New(url)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "sas-gateway: the running instances will not be told at once (%v); they see the change within about a second\n", err)
 		return func() {}

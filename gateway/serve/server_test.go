@@ -1,4 +1,4 @@
-package app_test
+package serve_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/signals-sorcery/sas/gateway/app"
 	"github.com/signals-sorcery/sas/gateway/metrics"
+	"github.com/signals-sorcery/sas/gateway/serve"
 )
 
 // statusWithHeader sends GET url with one header of n bytes.
@@ -34,19 +34,19 @@ func statusWithHeader(t *testing.T, url string, n int) int {
 // take a megabyte), and serves one just under it.
 func TestServerMaxHeaderBytes(t *testing.T) {
 	srv := httptest.NewUnstartedServer(nil)
-	srv.Config = app.Server(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), slog.New(slog.DiscardHandler))
+	srv.Config = serve.Server(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), slog.New(slog.DiscardHandler))
 	srv.Start()
 	defer srv.Close()
-	if got := statusWithHeader(t, srv.URL, app.MaxHeaderBytes-1024); got != http.StatusOK {
+	if got := statusWithHeader(t, srv.URL, serve.MaxHeaderBytes-1024); got != http.StatusOK {
 		t.Errorf("header under the limit: status %d, want 200", got)
 	}
-	if got := statusWithHeader(t, srv.URL, 2*app.MaxHeaderBytes); got != http.StatusRequestHeaderFieldsTooLarge {
+	if got := statusWithHeader(t, srv.URL, 2*serve.MaxHeaderBytes); got != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("header over the limit: status %d, want 431", got)
 	}
 }
 
-// TestServeMetricsMaxHeaderBytes: the metrics listener has the same bound.
-func TestServeMetricsMaxHeaderBytes(t *testing.T) {
+// TestPrivateMaxHeaderBytes: the metrics listener has the same bound.
+func TestPrivateMaxHeaderBytes(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func TestServeMetricsMaxHeaderBytes(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		app.ServeMetrics(ctx, ln, metrics.New(), slog.New(slog.DiscardHandler))
+		serve.Private(ctx, ln, metrics.New().PrivateHandler(), slog.New(slog.DiscardHandler))
 	}()
 	defer func() {
 		cancel()
@@ -65,7 +65,7 @@ func TestServeMetricsMaxHeaderBytes(t *testing.T) {
 	if got := statusWithHeader(t, url, 1024); got != http.StatusOK {
 		t.Errorf("small header: status %d, want 200", got)
 	}
-	if got := statusWithHeader(t, url, 2*app.MaxHeaderBytes); got != http.StatusRequestHeaderFieldsTooLarge {
+	if got := statusWithHeader(t, url, 2*serve.MaxHeaderBytes); got != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("header over the limit: status %d, want 431", got)
 	}
 	// Go's profiler is served here, for the operator over the private

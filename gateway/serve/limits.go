@@ -1,4 +1,4 @@
-package app
+package serve
 
 // MaxHeaderBytes bounds a request's line and headers on every server the
 // gateway runs (the API and the metrics listener); larger requests get 431

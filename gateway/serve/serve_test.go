@@ -1,4 +1,4 @@
-package app_test
+package serve_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/signals-sorcery/sas/gateway/app"
+	"github.com/signals-sorcery/sas/gateway/serve"
 )
 
 // TestServeDrainsInFlightRequests: after the signal, the listener closes at
@@ -24,7 +24,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "done")
 	})
-	ln, stop, served := serve(t, h, 10*time.Second)
+	ln, stop, served := startServing(t, h, 10*time.Second)
 
 	got := make(chan string, 1)
 	go func() {
@@ -74,7 +74,7 @@ func TestServeDrainTimeout(t *testing.T) {
 		close(entered)
 		<-r.Context().Done() // until the server closes the connection
 	})
-	ln, stop, served := serve(t, h, 100*time.Millisecond)
+	ln, stop, served := startServing(t, h, 100*time.Millisecond)
 	go func() {
 		if resp, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
 			resp.Body.Close()
@@ -92,9 +92,9 @@ func TestServeDrainTimeout(t *testing.T) {
 	}
 }
 
-// serve runs app.Serve on 127.0.0.1 and returns its listener, the "signal"
+// startServing runs serve.Serve on 127.0.0.1 and returns its listener, the "signal"
 // (cancel), and the channel of Serve's result.
-func serve(t *testing.T, h http.Handler, drain time.Duration) (net.Listener, context.CancelFunc, <-chan error) {
+func startServing(t *testing.T, h http.Handler, drain time.Duration) (net.Listener, context.CancelFunc, <-chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -104,6 +104,6 @@ func serve(t *testing.T, h http.Handler, drain time.Duration) (net.Listener, con
 	ctx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
 	served := make(chan error, 1)
-	go func() { served <- app.Serve(ctx, app.Server(h, log), ln, drain, log) }()
+	go func() { served <- serve.Serve(ctx, serve.Server(h, log), ln, drain, log) }()
 	return ln, stop, served
 }
