@@ -20,11 +20,10 @@ import (
 // the stamp after the call returned means the announcement came after the
 // commit.
 type announced struct {
-	mu    sync.Mutex
-	db    *postgres.DB
-	ids   []string
-	seen  map[string]string
-	fails []string
+	mu   sync.Mutex
+	db   *postgres.DB
+	ids  []string
+	seen map[string]string
 }
 
 func (a *announced) hear(ctx context.Context, id string) {
