@@ -113,6 +113,10 @@ type UsageEvent struct {
 	// attempts included (at most 3); 0 when none was tried or it is not
 	// known.
 	Attempts int
+	// Template and TemplateVersion name the prompt template the request
+	// ran ("" and 0: a raw request).
+	Template        string
+	TemplateVersion int
 }
 
 // UsageFigures are the sums of some usage events: GET /v1/usage's day,

@@ -29,6 +29,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/quota"
 	"github.com/signals-sorcery/sas/gateway/redisclient"
+	"github.com/signals-sorcery/sas/gateway/templates"
 	"github.com/signals-sorcery/sas/gateway/upstream"
 	"github.com/signals-sorcery/sas/gateway/userbus"
 	"github.com/signals-sorcery/sas/gateway/usercache"
@@ -93,6 +94,9 @@ type Deps struct {
 	// NoLedger turns the usage ledger off: no stream, no drain (for
 	// benchmarks that measure what it costs).
 	NoLedger bool
+	// Templates, when set, replaces the prompt templates read from
+	// PostgreSQL (the dev stack's without a database).
+	Templates *templates.Cache
 	// LedgerClaimIdle overrides how long an unacknowledged usage event
 	// waits before another instance takes it over.
 	LedgerClaimIdle time.Duration
@@ -187,8 +191,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	if upstreams == nil && cfg.OpenAIAPIKey != "" {
 		upstreams = upstream.Single(cfg.OpenAIBaseURL, cfg.OpenAIAPIKey, prices, deps.UpstreamHeaderTimeout)
 	}
+	// Prompt templates: read from PostgreSQL, reloaded when an operator's
+	// put or rollback is announced (and every few seconds regardless).
+	tpl, tplBus := deps.Templates, (*userbus.Bus)(nil)
+	if tpl == nil && g.DB != nil {
+		tpl, tplBus = templates.NewCache(g.DB, log), userbus.New(g.redis, templates.Channel, log)
+	}
 	if upstreams != nil {
-		proxy = llmproxy.New(llmproxy.Options{
+		proxy = llmproxy.New(llmproxy.Options{Templates: tpl,
 			Upstreams: upstreams, Plans: plans, Prices: prices, Limiter: g.Limiter,
 			IdleTimeout: deps.UpstreamIdleTimeout, Metrics: g.Metrics, Logger: log, Now: deps.Now,
 		})
@@ -245,6 +255,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	}
 	if drainer != nil {
 		background.Go(func() { drainer.Run(bg) })
+	}
+	if tplBus != nil {
+		reload := func() { _ = tpl.Reload(bg) }
+		background.Go(func() { tpl.Run(bg) })
+		background.Go(func() { tplBus.Run(bg, func(string) { reload() }, reload) })
 	}
 	built = true
 	return g, nil

@@ -204,6 +204,23 @@ func LoadDatabase(getenv func(string) string) (string, error) {
 	return u, r.err()
 }
 
+// Templates is what `sas-gateway templates` reads: the database, and the
+// plans and prices a template's model is checked against.
+type Templates struct {
+	DatabaseURL string
+	Plans       quota.Plans
+	Prices      quota.Prices
+}
+
+// LoadTemplates reads DATABASE_URL, SAS_PLANS_FILE and SAS_PRICES_FILE,
+// checked as for serve.
+func LoadTemplates(getenv func(string) string) (Templates, error) {
+	r := reader{getenv: getenv}
+	t := Templates{DatabaseURL: r.postgresURL("DATABASE_URL", true)}
+	t.Plans, t.Prices = r.plansAndPrices()
+	return t, r.err()
+}
+
 // Accounts is what `sas-gateway users delete` reads: the database, and
 // Stripe and Clerk's Backend API when they are configured.
 type Accounts struct {

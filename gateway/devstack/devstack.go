@@ -26,6 +26,8 @@ import (
 	"github.com/signals-sorcery/sas/gateway/memstore"
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/redisclient"
+	"github.com/signals-sorcery/sas/gateway/templates"
+	"github.com/signals-sorcery/sas/shared/wire"
 )
 
 // Options configure a Stack.
@@ -111,8 +113,14 @@ func (s *Stack) build(ctx context.Context, o Options) (err error) {
 			return err
 		}
 		deps.Store, s.Users = db, "PostgreSQL from DATABASE_URL (migrated)"
+		if err := seedTemplate(ctx, db); err != nil {
+			return err
+		}
 	} else {
 		deps.Store, s.Users = memstore.New(o.Now), "in memory (set DATABASE_URL for Postgres)"
+		example := templates.Example()
+		example.Version = 1
+		deps.Templates = templates.Static(example)
 	}
 	s.Redis = "Redis from REDIS_URL"
 	if cfg.RedisURL == "" {
@@ -149,4 +157,16 @@ func (s *Stack) Close() {
 		s.closers[i]()
 	}
 	s.closers = nil
+}
+
+// seedTemplate stores the example prompt template unless the database has
+// one of that name already (an operator's version is never replaced).
+func seedTemplate(ctx context.Context, db *postgres.DB) error {
+	example := templates.Example()
+	_, _, err := db.Template(ctx, example.Name, 0)
+	if wire.ErrorCode(err) != wire.CodeNotFound {
+		return err
+	}
+	_, err = db.PutTemplate(ctx, example)
+	return err
 }

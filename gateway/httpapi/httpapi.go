@@ -48,6 +48,9 @@ type AIProxy interface {
 	Models(w http.ResponseWriter, u gateway.User) error
 	Chat(w http.ResponseWriter, r *http.Request, u gateway.User) error
 	Responses(w http.ResponseWriter, r *http.Request, u gateway.User) error
+	// Template runs a prompt template (the {name} of the route).
+	Template(w http.ResponseWriter, r *http.Request, u gateway.User, name string) error
+	Templates(w http.ResponseWriter, u gateway.User) error
 }
 
 // Billing serves the Stripe routes.
@@ -162,6 +165,12 @@ func New(opts Options) *Server {
 		// the proxy bounds the upstream itself.
 		r.Post("/chat/completions", s.metered(AIProxy.Chat))
 		r.Post("/responses", s.metered(AIProxy.Responses))
+		r.Post("/templates/{name}", s.metered(func(p AIProxy, w http.ResponseWriter, r *http.Request, u gateway.User) error {
+			return p.Template(w, r, u, chi.URLParam(r, "name"))
+		}))
+		r.With(deadline(APITimeout)).Get("/templates", s.metered(func(p AIProxy, w http.ResponseWriter, _ *http.Request, u gateway.User) error {
+			return p.Templates(w, u)
+		}))
 		r.With(deadline(APITimeout)).Post("/billing/checkout", s.billingURL(Billing.Checkout))
 		r.With(deadline(APITimeout)).Post("/billing/portal", s.billingURL(Billing.Portal))
 	})
@@ -284,8 +293,8 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// metered serves a consuming route of the proxy: serve is one of its
-// methods (AIProxy.Chat, AIProxy.Responses).
+// metered serves a route of the proxy: serve calls one of its methods
+// (AIProxy.Chat, AIProxy.Responses, AIProxy.Template, …).
 func (s *Server) metered(serve func(AIProxy, http.ResponseWriter, *http.Request, gateway.User) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.proxy == nil {

@@ -50,6 +50,9 @@ type entry struct {
 	// decode as "" and 0, the event's "not known".
 	Upstream string `json:"up,omitempty"`
 	Attempts int    `json:"try,omitempty"`
+	// The prompt template run, if any.
+	Template        string `json:"tpl,omitempty"`
+	TemplateVersion int    `json:"tv,omitempty"`
 }
 
 // Field is the name of the entry's one field.
@@ -58,7 +61,7 @@ const Field = "e"
 // Encode encodes e as the value of a stream entry's Field.
 func Encode(e gateway.UsageEvent) string {
 	b, _ := json.Marshal(entry{e.ID, e.RequestID, e.ClerkUserID, e.Model, e.Endpoint, e.InputTokens, e.CachedInputTokens,
-		e.OutputTokens, e.CostMicros, e.Source, e.Outcome, e.Stream, e.At.UnixMilli(), e.Upstream, e.Attempts})
+		e.OutputTokens, e.CostMicros, e.Source, e.Outcome, e.Stream, e.At.UnixMilli(), e.Upstream, e.Attempts, e.Template, e.TemplateVersion})
 	return string(b)
 }
 
@@ -74,5 +77,6 @@ func decode(v map[string]any) (gateway.UsageEvent, error) {
 	}
 	return gateway.UsageEvent{ID: x.ID, RequestID: x.RequestID, ClerkUserID: x.User, Model: x.Model, Endpoint: x.Endpoint,
 		InputTokens: x.Input, CachedInputTokens: x.Cached, OutputTokens: x.Output, CostMicros: x.Cost, Source: x.Source,
-		Outcome: x.Outcome, Stream: x.Stream, At: time.UnixMilli(x.At).UTC(), Upstream: x.Upstream, Attempts: x.Attempts}, nil
+		Outcome: x.Outcome, Stream: x.Stream, At: time.UnixMilli(x.At).UTC(), Upstream: x.Upstream, Attempts: x.Attempts,
+		Template: x.Template, TemplateVersion: x.TemplateVersion}, nil
 }

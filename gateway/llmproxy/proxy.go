@@ -27,6 +27,7 @@ import (
 	"github.com/signals-sorcery/sas/gateway"
 	"github.com/signals-sorcery/sas/gateway/metrics"
 	"github.com/signals-sorcery/sas/gateway/quota"
+	"github.com/signals-sorcery/sas/gateway/templates"
 	"github.com/signals-sorcery/sas/gateway/tokenizer"
 	"github.com/signals-sorcery/sas/gateway/upstream"
 	"github.com/signals-sorcery/sas/shared/wire"
@@ -63,6 +64,8 @@ type Options struct {
 	// usage event's time and a RateLimit-Reset agree with the windows the
 	// limiter counted in. Durations are measured on the monotonic clock.
 	Now func() time.Time
+	// Templates are the server's prompt templates (nil: none).
+	Templates *templates.Cache
 }
 
 // Proxy serves the OpenAI-compatible routes.
@@ -130,14 +133,35 @@ func (p *Proxy) Models(w http.ResponseWriter, u gateway.User) error {
 // response has started, failures are logged and the stream ends.
 func (p *Proxy) Chat(w http.ResponseWriter, r *http.Request, u gateway.User) error {
 	plan := p.plan(u)
+	if plan.TemplatesOnly {
+		return errTemplatesOnly(u.Plan)
+	}
 	body, err := io.ReadAll(r.Body)
-	req, err := parseChat(body, err, u, plan, p.o.Encoding)
+	return p.chat(w, r, u, plan, body, err, ran{})
+}
+
+// ran names the prompt template a request was rendered from (zero: a raw
+// request).
+type ran struct {
+	template string
+	version  int
+}
+
+func errTemplatesOnly(plan string) error {
+	return wire.Errorf(wire.CodeTemplatesOnly, "The %s plan runs the app's prompt templates only (POST /v1/templates/{name}), not raw requests.", plan)
+}
+
+// chat parses, estimates and meters a chat completion body: a client's, or
+// one a template rendered.
+func (p *Proxy) chat(w http.ResponseWriter, r *http.Request, u gateway.User, plan quota.Plan, body []byte, readErr error, from ran) error {
+	req, err := parseChat(body, readErr, u, plan, p.o.Encoding)
 	if err != nil {
 		return err
 	}
 	return p.metered(w, r, u, plan, call{
 		path: "/chat/completions", endpoint: "chat.completions", serves: upstream.Chat, api: chatAPI{passUsage: req.clientWantsUsage},
 		fields: req.fields, model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap + req.extraOutput,
+		ran: from,
 	})
 }
 
@@ -155,6 +179,7 @@ type call struct {
 	// promptTokens is the input estimate; outputCap the output tokens
 	// reserved: the cap sent upstream, plus a prediction's tokens.
 	promptTokens, outputCap int64
+	ran                     ran
 }
 
 // metered is the one accounting path of every consuming route: reserve the
@@ -326,7 +351,7 @@ func (t *tab) settle(out outcome) {
 			ID: t.adm.ID(), RequestID: t.requestID, ClerkUserID: t.user, Model: t.c.model, Endpoint: t.c.endpoint,
 			InputTokens: in, CachedInputTokens: cached, OutputTokens: outTokens, CostMicros: int64(s.Cost),
 			Source: source, Outcome: out.name, Stream: t.c.stream, At: t.p.o.Now(),
-			Upstream: t.upstream, Attempts: t.attempts,
+			Upstream: t.upstream, Attempts: t.attempts, Template: t.c.ran.template, TemplateVersion: t.c.ran.version,
 		}
 	}
 	t.p.o.Metrics.Upstream(t.c.model, out.name, time.Since(t.start), s.Tokens, source)

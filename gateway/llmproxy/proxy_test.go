@@ -79,6 +79,9 @@ func newEnv(t *testing.T, mod func(*config.Config), deps app.Deps) *env {
 	e.plans, e.up, e.stream = cfg.Plans, cfg.OpenAIBaseURL, cfg.UsageStream
 	e.store = memstore.New(nil)
 	deps.Store = e.store
+	if deps.Templates == nil {
+		deps.Templates = testTemplates()
+	}
 	e.slotLease = deps.SlotLease
 	gw, err := app.New(context.Background(), cfg, slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), deps)
 	if err != nil {

@@ -137,13 +137,22 @@ func streamOptions(fields object, stream bool) (clientWantsUsage bool, err error
 
 // readObject decodes a request body that must be a JSON object.
 func readObject(body []byte, readErr error) (object, error) {
-	if _, ok := errors.AsType[*http.MaxBytesError](readErr); ok {
-		return nil, wire.Errorf(wire.CodePayloadTooLarge, "The request body is over 1 MiB.")
-	}
-	if readErr != nil {
-		return nil, wire.Wrap(wire.CodeBadRequest, "The request body could not be read.", readErr)
+	if err := bodyError(readErr); err != nil {
+		return nil, err
 	}
 	return decodeBody(body)
+}
+
+// bodyError is the client's error for a failed read of its body (nil for
+// none).
+func bodyError(readErr error) error {
+	if _, ok := errors.AsType[*http.MaxBytesError](readErr); ok {
+		return wire.Errorf(wire.CodePayloadTooLarge, "The request body is over 1 MiB.")
+	}
+	if readErr != nil {
+		return wire.Wrap(wire.CodeBadRequest, "The request body could not be read.", readErr)
+	}
+	return nil
 }
 
 // modelOf reads "model" and checks it against the plan.

@@ -15,14 +15,24 @@ import (
 // accounting path as Chat: the same reservation, relay and settlement.
 func (p *Proxy) Responses(w http.ResponseWriter, r *http.Request, u gateway.User) error {
 	plan := p.plan(u)
+	if plan.TemplatesOnly {
+		return errTemplatesOnly(u.Plan)
+	}
 	body, err := io.ReadAll(r.Body)
-	req, err := parseResponses(body, err, u, plan, p.o.Encoding)
+	return p.responses(w, r, u, plan, body, err, ran{})
+}
+
+// responses parses, estimates and meters a Responses API body: a
+// client's, or one a template rendered.
+func (p *Proxy) responses(w http.ResponseWriter, r *http.Request, u gateway.User, plan quota.Plan, body []byte, readErr error, from ran) error {
+	req, err := parseResponses(body, readErr, u, plan, p.o.Encoding)
 	if err != nil {
 		return err
 	}
 	return p.metered(w, r, u, plan, call{
 		path: "/responses", endpoint: "responses", serves: upstream.Responses, api: responsesAPI{},
 		fields: req.fields, model: req.model, stream: req.stream, promptTokens: req.promptTokens, outputCap: req.outputCap,
+		ran: from,
 	})
 }
 

@@ -153,6 +153,8 @@ func testNodeOpenAISDK(t *testing.T, e *env) {
 		ResponseUsage    int
 		ResponseEvents   []string
 		ResponseStreamed string
+		TemplateEvents   []string
+		TemplateStreamed string
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("node printed %q: %v", out, err)
@@ -172,6 +174,10 @@ func testNodeOpenAISDK(t *testing.T, e *env) {
 	if n := len(got.ResponseEvents); n < 8 || got.ResponseEvents[0] != "response.created" || got.ResponseEvents[n-1] != "response.completed" ||
 		got.ResponseStreamed != got.ResponseText {
 		t.Errorf("streamed responses.create: events %v, text %q (want %q)", got.ResponseEvents, got.ResponseStreamed, got.ResponseText)
+	}
+	if n := len(got.TemplateEvents); n < 8 || got.TemplateEvents[0] != "response.created" || got.TemplateEvents[n-1] != "response.completed" ||
+		!strings.Contains(got.TemplateStreamed, "lo-fi from node") {
+		t.Errorf("streamed template run: events %v, text %q", got.TemplateEvents, got.TemplateStreamed)
 	}
 	if got.RateLimit != "RateLimitError" || got.RateLimitStatus != 429 {
 		t.Errorf("rate limit surfaced as %q (%d), want the SDK's RateLimitError", got.RateLimit, got.RateLimitStatus)

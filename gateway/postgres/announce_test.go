@@ -107,6 +107,7 @@ func TestEveryUserChangeIsAnnounced(t *testing.T) {
 	// or manage the store itself): never an announcement.
 	others := []string{"AnnounceTo", "Billing", "ChangedUsers", "Close", "Migrate", "Ping", "Pool", "PruneUsage",
 		"RecordUsage", "Usage", "UsageByUser", "User", "WithBillingEvent",
+		"PutTemplate", "RollbackTemplate", "CurrentTemplates", "Template",
 		"BillingTx.UserByCustomer", "BillingTx.UserDeleted", "BillingTx.UserExists"}
 	var methods []string
 	for _, typ := range []reflect.Type{reflect.TypeFor[*postgres.DB](), reflect.TypeFor[postgres.BillingTx]()} {

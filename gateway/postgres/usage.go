@@ -18,10 +18,11 @@ import (
 const recordUsageSQL = `
 WITH ins AS (
     INSERT INTO usage_events (event_id, request_id, clerk_user_id, model, endpoint, input_tokens,
-        cached_input_tokens, output_tokens, cost_micros, source, outcome, stream, at, upstream, attempts)
+        cached_input_tokens, output_tokens, cost_micros, source, outcome, stream, at, upstream, attempts,
+        template, template_version)
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
         $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[], $12::bool[], $13::timestamptz[],
-        $14::text[], $15::int4[])
+        $14::text[], $15::int4[], $16::text[], $17::int4[])
     ON CONFLICT (event_id) DO NOTHING
     RETURNING clerk_user_id, (at AT TIME ZONE 'UTC')::date AS day, model, input_tokens,
         cached_input_tokens, output_tokens, cost_micros
@@ -56,6 +57,8 @@ func (db *DB) RecordUsage(ctx context.Context, events []gateway.UsageEvent) (int
 		at                                                         = make([]time.Time, n)
 		upstreams                                                  = make([]string, n)
 		attempts                                                   = make([]int32, n)
+		tpls                                                       = make([]string, n)
+		tplVersions                                                = make([]int32, n)
 	)
 	for i, e := range events {
 		ids[i], requests[i], users[i], models[i], endpoints[i] = e.ID, e.RequestID, e.ClerkUserID, e.Model, e.Endpoint
@@ -64,12 +67,13 @@ func (db *DB) RecordUsage(ctx context.Context, events []gateway.UsageEvent) (int
 		// Clamped: a nonsensical count must not make Postgres refuse the
 		// event, and with it the record of what it cost.
 		upstreams[i], attempts[i] = e.Upstream, int32(min(max(e.Attempts, 0), math.MaxInt32))
+		tpls[i], tplVersions[i] = e.Template, int32(min(max(e.TemplateVersion, 0), math.MaxInt32))
 	}
 	ctx, cancel := db.bound(ctx)
 	defer cancel()
 	var inserted int
 	err := db.pool.QueryRow(ctx, recordUsageSQL, ids, requests, users, models, endpoints, input, cached, output, cost,
-		sources, outcomes, streams, at, upstreams, attempts).Scan(&inserted)
+		sources, outcomes, streams, at, upstreams, attempts, tpls, tplVersions).Scan(&inserted)
 	return inserted, classify(err)
 }
 

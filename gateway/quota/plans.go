@@ -37,6 +37,10 @@ type Plan struct {
 	// default tier).
 	ServiceTiers []string `json:"service_tiers,omitempty"`
 	Models       []string `json:"models"`
+	// TemplatesOnly: the plan runs server prompt templates only
+	// (POST /v1/templates/{name}); raw chat completions and Responses API
+	// requests are refused with templates_only.
+	TemplatesOnly bool `json:"templates_only,omitempty"`
 }
 
 // Allows reports whether the plan may use model.

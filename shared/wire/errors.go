@@ -12,12 +12,15 @@ import (
 // Error codes (README.md, "API" and "The desktop daemon"). A code is
 // part of the public API: clients switch on it, so codes are never renamed.
 const (
-	CodeBadRequest        = "bad_request"
-	CodeMissingToken      = "missing_token"
-	CodeInvalidToken      = "invalid_token"
-	CodeAccountSuspended  = "account_suspended"
-	CodeAccountDeleted    = "account_deleted"
-	CodeModelNotAllowed   = "model_not_allowed"
+	CodeBadRequest       = "bad_request"
+	CodeMissingToken     = "missing_token"
+	CodeInvalidToken     = "invalid_token"
+	CodeAccountSuspended = "account_suspended"
+	CodeAccountDeleted   = "account_deleted"
+	CodeModelNotAllowed  = "model_not_allowed"
+	// CodeTemplatesOnly: the caller's plan runs server prompt templates
+	// only (POST /v1/templates/{name}), not raw requests.
+	CodeTemplatesOnly     = "templates_only"
 	CodeNotFound          = "not_found"
 	CodeMethodNotAllowed  = "method_not_allowed"
 	CodeConflict          = "conflict"
@@ -54,7 +57,7 @@ func HTTPStatus(code string) int {
 		return http.StatusBadRequest
 	case CodeMissingToken, CodeInvalidToken, CodeNotSignedIn, CodeSignInFailed:
 		return http.StatusUnauthorized
-	case CodeAccountSuspended, CodeAccountDeleted, CodeModelNotAllowed, CodeForbidden:
+	case CodeAccountSuspended, CodeAccountDeleted, CodeModelNotAllowed, CodeTemplatesOnly, CodeForbidden:
 		return http.StatusForbidden
 	case CodeNotFound:
 		return http.StatusNotFound

@@ -42,6 +42,11 @@ Usage:
                                                            spend per user, most expensive first
                                                            (default: the last 30 UTC days)
   sas-gateway usage prune [--older-than-days 400]          delete usage events past retention
+  sas-gateway templates put <file.json>                    validate a prompt template, store it as the
+                                                           next version and make it current
+  sas-gateway templates list                               the current version of every template
+  sas-gateway templates show <name> [--version N]          a template (default: its current version)
+  sas-gateway templates rollback <name> <version>          make a stored version current again
   sas-gateway version                                      print the build version
 
 Configuration comes from the environment (PORT, CLERK_ISSUER, CLERK_AUDIENCE,
@@ -73,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = e.users(ctx, rest)
 	case "usage":
 		err = e.usage(ctx, rest)
+	case "templates":
+		err = e.templatesCmd(ctx, rest)
 	case "version", "--version", "-version":
 		if err = parseFlags("version", rest, stderr); err == nil {
 			fmt.Fprintln(stdout, buildinfo.String())

@@ -49,6 +49,19 @@ for await (const event of events) {
   if (event.type === "response.output_text.delta") out.responseStreamed += event.delta;
 }
 
+// A server prompt template, streamed, read by the SDK's own SSE parser
+// (what the Electron helper runTemplate does).
+const run = await client.post("/templates/loop-idea", {
+  body: { variables: { bars: 8, key: "Am", style: "lo-fi from node" }, stream: true },
+  stream: true,
+});
+out.templateEvents = [];
+out.templateStreamed = "";
+for await (const event of run) {
+  out.templateEvents.push(event.type);
+  if (event.type === "response.output_text.delta") out.templateStreamed += event.delta;
+}
+
 try {
   for (let i = 0; i < 20; i++) {
     await client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "again" }] });

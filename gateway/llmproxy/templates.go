@@ -1,0 +1,86 @@
+package llmproxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"github.com/signals-sorcery/sas/gateway"
+	"github.com/signals-sorcery/sas/gateway/templates"
+	"github.com/signals-sorcery/sas/shared/wire"
+)
+
+// templateRun is the body of POST /v1/templates/{name}.
+type templateRun struct {
+	Variables map[string]json.RawMessage `json:"variables"`
+	Stream    bool                       `json:"stream"`
+}
+
+// Template answers POST /v1/templates/{name}: the template's current
+// version, rendered with the caller's variables into a chat completion or
+// a Responses API request, then parsed, estimated, reserved, relayed and
+// settled exactly as that request sent raw — the answer is the endpoint's
+// (JSON or SSE) and the usage event names the template and version. Every
+// refusal comes before the reservation: nothing is consumed.
+//
+// Errors: not_found (no such template), model_not_allowed (its model is
+// not on the caller's plan), bad_request (the body, or a variable: named),
+// unavailable (templates never loaded), and Chat's or Responses's.
+func (p *Proxy) Template(w http.ResponseWriter, r *http.Request, u gateway.User, name string) error {
+	plan := p.plan(u)
+	t, ok, loaded := p.templates().Get(name)
+	switch {
+	case !ok && !loaded:
+		return wire.Errorf(wire.CodeUnavailable, "The prompt templates could not be loaded yet; try again shortly.")
+	case !ok:
+		return wire.Errorf(wire.CodeNotFound, "No prompt template %q.", name)
+	case !plan.Allows(t.Model):
+		return wire.Errorf(wire.CodeModelNotAllowed, "Template %q runs model %q, which is not available on the %s plan.", name, t.Model, u.Plan)
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err := bodyError(err); err != nil {
+		return err
+	}
+	var run templateRun
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&run); err != nil || dec.More() {
+		return wire.Errorf(wire.CodeBadRequest, `The body must be a JSON object {"variables": {…}, "stream": true|false} and nothing else.`)
+	}
+	body, err := t.Render(run.Variables, run.Stream)
+	if err != nil {
+		return wire.Wrap(wire.CodeBadRequest, err.Error(), err)
+	}
+	from := ran{template: t.Name, version: t.Version}
+	if t.Endpoint == templates.EndpointChat {
+		return p.chat(w, r, u, plan, body, nil, from)
+	}
+	return p.responses(w, r, u, plan, body, nil, from)
+}
+
+// Templates answers GET /v1/templates: the templates the caller's plan
+// may run — name, version, endpoint, model and variables, never the
+// prompt text.
+func (p *Proxy) Templates(w http.ResponseWriter, u gateway.User) error {
+	plan := p.plan(u)
+	list := struct {
+		Object string           `json:"object"`
+		Data   []templates.Info `json:"data"`
+	}{Object: "list", Data: []templates.Info{}}
+	for _, t := range p.templates().All() {
+		if plan.Allows(t.Model) {
+			list.Data = append(list.Data, t.Info())
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(list)
+}
+
+// templates is the proxy's template cache (an empty one when none).
+func (p *Proxy) templates() *templates.Cache {
+	if p.o.Templates == nil {
+		return templates.Static()
+	}
+	return p.o.Templates
+}
