@@ -17,7 +17,7 @@ func TestDemoHeadless(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"signed in:", `"plan":"free"`, `"requests_per_minute"`, `"gpt-4o-mini"`, "You said: play me a little tune", "You said: sing me a loop", "✓ Every step worked."} {
+	for _, want := range []string{"signed in:", `"plan":"free"`, `"requests_per_minute"`, `"gpt-4o-mini"`, "You said: play me a little tune", "You said: sing me a loop", `"loop-idea"`, "8-bar loop in Am for rainy lo-fi", "✓ Every step worked."} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -126,7 +126,7 @@ func (d *demo) run(ctx context.Context) error {
 	fmt.Println("   signed in:", compact(status))
 
 	client := socketClient(sc.socket)
-	for _, path := range []string{"/v1/me", "/v1/limits", "/v1/models"} {
+	for _, path := range []string{"/v1/me", "/v1/limits", "/v1/models", "/v1/templates"} {
 		d.say("GET %s through the sidecar's socket (the sidecar adds the token; this program never sees it)", path)
 		body, err := get(ctx, client, path)
 		if err != nil {
@@ -144,6 +144,12 @@ func (d *demo) run(ctx context.Context) error {
 	d.say("Streaming a Responses API answer through the socket (typed events; text deltas print as they arrive)")
 	if err := stream(ctx, client, "/v1/responses",
 		`{"model":"gpt-4o-mini","stream":true,"instructions":"Answer like a bard.","input":"sing me a loop"}`, responsesDelta); err != nil {
+		return err
+	}
+
+	d.say("Running the server's prompt template loop-idea, streamed (the prompt stays on the gateway; the app sends variables)")
+	if err := stream(ctx, client, "/v1/templates/loop-idea",
+		`{"variables":{"bars":8,"key":"Am","style":"rainy lo-fi"},"stream":true}`, responsesDelta); err != nil {
 		return err
 	}
 

@@ -79,9 +79,23 @@ export interface FetchInit {
 }
 
 export class SasSidecarError extends Error {
-  /** e.g. "not_signed_in", "sign_in_failed", "cancelled", "gateway_unreachable", "sidecar_exited". */
+  /** e.g. "not_signed_in", "sign_in_failed", "cancelled", "gateway_unreachable", "sidecar_exited"; from runTemplate, the gateway's code ("bad_request", "not_found", "quota_exceeded"…). */
   code: string;
   rpcCode?: number;
+  /** The gateway's HTTP status (runTemplate's refusals). */
+  status?: number;
+}
+
+export interface RunTemplateOptions {
+  /** Stream the answer as server-sent events (through the socket). */
+  stream?: boolean;
+  signal?: AbortSignal;
+}
+
+/** One server-sent event: data parsed as JSON when it is JSON (a chat stream ends with "[DONE]"). */
+export interface TemplateEvent {
+  event: string;
+  data: any;
 }
 
 export class SasSidecar extends EventEmitter {
@@ -97,6 +111,10 @@ export class SasSidecar extends EventEmitter {
   deleteAccount(): Promise<Status>;
   request(req: RequestInit): Promise<GatewayResponse>;
   fetch(path: string, init?: FetchInit): Promise<Response>;
+  /** Runs a server prompt template: the endpoint's JSON answer, or its events when streamed. */
+  runTemplate(name: string, variables?: Record<string, unknown>): Promise<any>;
+  runTemplate(name: string, variables: Record<string, unknown>, options: RunTemplateOptions & { stream: true }): Promise<AsyncIterable<TemplateEvent>>;
+  runTemplate(name: string, variables?: Record<string, unknown>, options?: RunTemplateOptions): Promise<any>;
   close(): Promise<void>;
   on(event: "authChanged", listener: (e: { signedIn: boolean; user: User | null }) => void): this;
   on(event: "loginStarted", listener: (e: { url: string }) => void): this;

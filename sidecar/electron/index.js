@@ -26,6 +26,8 @@ export class SasSidecarError extends Error {
     this.code = details.code ?? "sidecar_error";
     /** the JSON-RPC error code, when the error came from a call */
     this.rpcCode = details.rpcCode;
+    /** the gateway's HTTP status, when the error is the gateway's answer */
+    this.status = details.status;
   }
 }
 
@@ -297,6 +299,38 @@ export class SasSidecar extends EventEmitter {
   }
 
   /**
+   * Runs one of the gateway's prompt templates (the app's prompts, kept on
+   * the server): POST /v1/templates/{name} with the variables. Without
+   * stream it resolves the endpoint's JSON answer (a Responses API response
+   * or a chat completion); with stream it resolves an async iterable of the
+   * server-sent events, each {event, data} with data parsed as JSON (a
+   * chat stream's last is {event: "", data: "[DONE]"}). Streaming goes
+   * through the socket; aborting signal cancels the call all the way to the
+   * upstream. A refusal rejects with SasSidecarError carrying the gateway's
+   * code (bad_request naming the variable, not_found, model_not_allowed,
+   * quota_exceeded…) and status.
+   * @param {string} name
+   * @param {Record<string, unknown>} [variables]
+   * @param {{stream?: boolean, signal?: AbortSignal}} [options]
+   */
+  async runTemplate(name, variables = {}, { stream = false, signal } = {}) {
+    const path = `/v1/templates/${encodeURIComponent(name)}`;
+    if (!stream) {
+      const res = await this.request({ method: "POST", path, body: { variables } });
+      if (res.status !== 200) throw gatewayError(res.status, res.body);
+      return res.body;
+    }
+    const res = await this.fetch(path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ variables, stream: true }),
+      signal,
+    });
+    if (res.status !== 200) throw gatewayError(res.status, await res.json().catch(() => null));
+    return serverSentEvents(/** @type {ReadableStream<Uint8Array>} */ (res.body));
+  }
+
+  /**
    * Stops the sidecar (closing its stdin, as when the app quits) and waits
    * for it to exit; after 3 s it is sent SIGTERM. Pending calls reject.
    * @returns {Promise<void>}
@@ -308,4 +342,45 @@ export class SasSidecar extends EventEmitter {
     await this.#exited;
     clearTimeout(timer);
   }
+}
+
+/** A gateway error envelope (or anything else) as a SasSidecarError. */
+function gatewayError(status, body) {
+  const e = body && typeof body === "object" && body.error ? body.error : null;
+  return new SasSidecarError(e?.message ?? `the gateway answered ${status}`, { code: e?.code ?? "gateway_error", status });
+}
+
+/**
+ * The events of a text/event-stream body, as they arrive.
+ * @param {ReadableStream<Uint8Array>} body
+ */
+async function* serverSentEvents(body) {
+  const decoder = new TextDecoder();
+  let buf = "";
+  const parse = (block) => {
+    let event = "";
+    const data = [];
+    for (const line of block.split(/\r?\n/)) {
+      if (line.startsWith("event:")) event = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    }
+    if (data.length === 0) return null;
+    const text = data.join("\n");
+    try {
+      return { event, data: JSON.parse(text) };
+    } catch {
+      return { event, data: text };
+    }
+  };
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let end;
+    while ((end = buf.search(/\r?\n\r?\n/)) >= 0) {
+      const ev = parse(buf.slice(0, end));
+      buf = buf.slice(end).replace(/^\r?\n\r?\n/, "");
+      if (ev) yield ev;
+    }
+  }
+  const last = parse(buf);
+  if (last) yield last;
 }

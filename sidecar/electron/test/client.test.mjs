@@ -102,6 +102,27 @@ test("sign in, call the gateway, stream, sign out — never holding a token", as
     assert.equal(plain.body.object, "response");
     assert.match(plain.body.output[0].content[0].text, /You said: respond plainly/);
 
+    // The server's prompt template, streamed and plain, through the typed helper.
+    const tplEvents = [];
+    let templated = "";
+    for await (const ev of await sidecar.runTemplate("loop-idea", { bars: 8, key: "Am", style: "node lo-fi" }, { stream: true })) {
+      tplEvents.push(ev.event);
+      if (ev.event === "response.output_text.delta") templated += ev.data.delta;
+    }
+    assert.equal(tplEvents[0], "response.created");
+    assert.equal(tplEvents.at(-1), "response.completed");
+    assert.match(templated, /8-bar loop in Am for node lo-fi/);
+    const once = await sidecar.runTemplate("loop-idea", { bars: 2, key: "C", style: "dub" });
+    assert.equal(once.object, "response");
+    assert.match(once.output[0].content[0].text, /2-bar loop in C for dub/);
+    await assert.rejects(sidecar.runTemplate("loop-idea", { bars: 99, key: "C", style: "dub" }), (err) => {
+      assert.equal(err.code, "bad_request");
+      assert.equal(err.status, 400);
+      assert.match(err.message, /"bars"/);
+      return true;
+    });
+    await assert.rejects(sidecar.runTemplate("no-such-template"), (err) => err.code === "not_found" && err.status === 404);
+
     // Non-JSON bodies come back as text; errors as the gateway's envelope.
     const bad = await sidecar.request({ method: "POST", path: "/v1/chat/completions", body: { model: "gpt-4o" , messages: [{ role: "user", content: "x" }] } });
     assert.equal(bad.status, 403);
