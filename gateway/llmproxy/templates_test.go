@@ -89,7 +89,7 @@ func TestTemplateChargesAsTheRawRequest(t *testing.T) {
 	}
 }
 
-func vars(t *testing.T, s string) map[string]json.RawMessage {
+func vars(t testing.TB, s string) map[string]json.RawMessage {
 	t.Helper()
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(s), &m); err != nil {

@@ -82,10 +82,43 @@ func (t Template) Info() Info {
 	return Info{Name: t.Name, Version: t.Version, Endpoint: t.Endpoint, Model: t.Model, Variables: vars}
 }
 
-var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-	markerRE = regexp.MustCompile(`\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}`)
-)
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// markers calls f for each variable marker in text — "{{name}}", spaces
+// allowed inside the braces, name a letter or '_' then letters, digits or
+// '_' — with its byte range, left to right, not overlapping.
+func markers(text string, f func(start, end int, name string)) {
+	for i := 0; ; {
+		j := strings.Index(text[i:], "{{")
+		if j < 0 {
+			return
+		}
+		start := i + j
+		k := start + 2
+		for k < len(text) && isSpace(text[k]) {
+			k++
+		}
+		n := k
+		for n < len(text) && (isLetter(text[n]) || (n > k && text[n] >= '0' && text[n] <= '9')) {
+			n++
+		}
+		e := n
+		for e < len(text) && isSpace(text[e]) {
+			e++
+		}
+		if n > k && strings.HasPrefix(text[e:], "}}") {
+			f(start, e+2, text[k:n])
+			i = e + 2
+			continue
+		}
+		i = start + 1 // "{{{x}}" holds a marker at its second brace
+	}
+}
+
+func isLetter(c byte) bool { return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' // regexp's \s (no \v)
+}
 
 // Problems lists everything wrong with t (empty: valid). allowed says
 // whether some plan allows a model and it is priced.
@@ -131,9 +164,7 @@ func (t Template) Problems(allowed func(model string) bool) []string {
 	}
 	used := map[string]bool{}
 	for _, text := range []string{t.Instructions, t.Input} {
-		for _, m := range markerRE.FindAllStringSubmatch(text, -1) {
-			used[m[1]] = true
-		}
+		markers(text, func(_, _ int, name string) { used[name] = true })
 	}
 	for _, name := range slices.Sorted(maps.Keys(used)) {
 		if _, ok := t.Variables[name]; !ok {
@@ -293,13 +324,20 @@ func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 // a value is never scanned again, so a value that contains "{{x}}" stays
 // literal.
 func substitute(text string, values map[string]string) string {
-	return markerRE.ReplaceAllStringFunc(text, func(m string) string {
-		name := markerRE.FindStringSubmatch(m)[1]
+	var b strings.Builder
+	last := 0
+	markers(text, func(start, end int, name string) {
 		if v, ok := values[name]; ok {
-			return v
+			b.WriteString(text[last:start])
+			b.WriteString(v)
+			last = end
 		}
-		return m
 	})
+	if last == 0 {
+		return text
+	}
+	b.WriteString(text[last:])
+	return b.String()
 }
 
 // Render returns the request body t makes with the caller's variables:
@@ -311,36 +349,31 @@ func (t Template) Render(raw map[string]json.RawMessage, stream bool) ([]byte, e
 		return nil, err
 	}
 	instructions, input := substitute(t.Instructions, values), substitute(t.Input, values)
-	body := map[string]any{"model": t.Model}
-	if stream {
-		body["stream"] = true
-	}
-	switch t.Endpoint {
-	case EndpointChat:
-		var messages []map[string]string
+	if t.Endpoint == EndpointChat {
+		type message struct {
+			Role    string `json:"role"`
+			Content string `json:"content"`
+		}
+		messages := make([]message, 0, 2)
 		if instructions != "" {
-			messages = append(messages, map[string]string{"role": "system", "content": instructions})
+			messages = append(messages, message{"system", instructions})
 		}
-		body["messages"] = append(messages, map[string]string{"role": "user", "content": input})
-		if t.MaxOutputTokens > 0 {
-			body["max_completion_tokens"] = t.MaxOutputTokens
-		}
-		if len(t.ResponseFormat) > 0 {
-			body["response_format"] = t.ResponseFormat
-		}
-	default:
-		if instructions != "" {
-			body["instructions"] = instructions
-		}
-		body["input"] = input
-		if t.MaxOutputTokens > 0 {
-			body["max_output_tokens"] = t.MaxOutputTokens
-		}
-		if len(t.Text) > 0 {
-			body["text"] = t.Text
-		}
+		return json.Marshal(struct {
+			Model          string          `json:"model"`
+			Messages       []message       `json:"messages"`
+			Stream         bool            `json:"stream,omitempty"`
+			MaxTokens      int64           `json:"max_completion_tokens,omitempty"`
+			ResponseFormat json.RawMessage `json:"response_format,omitempty"`
+		}{t.Model, append(messages, message{"user", input}), stream, t.MaxOutputTokens, t.ResponseFormat})
 	}
-	return json.Marshal(body)
+	return json.Marshal(struct {
+		Model           string          `json:"model"`
+		Instructions    string          `json:"instructions,omitempty"`
+		Input           string          `json:"input"`
+		Stream          bool            `json:"stream,omitempty"`
+		MaxOutputTokens int64           `json:"max_output_tokens,omitempty"`
+		Text            json.RawMessage `json:"text,omitempty"`
+	}{t.Model, instructions, input, stream, t.MaxOutputTokens, t.Text})
 }
 
 // Example is the template `sas-gateway dev` seeds (and the README shows):
