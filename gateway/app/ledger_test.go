@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -219,10 +218,8 @@ func TestLedgerAcrossInstances(t *testing.T) {
 // is back, and none is recorded twice.
 func TestLedgerThroughPostgresOutage(t *testing.T) {
 	d := testenv.NewDatabase(t)
-	u, _ := url.Parse(d.PoolerURL)
-	proxy := testenv.NewProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	s := newStack(t, 1, u.String(), d.URL)
+	proxy, viaProxy := testenv.ProxyURL(t, d.PoolerURL)
+	s := newStack(t, 1, viaProxy, d.URL)
 	user := "user_outage_" + s.cfg.UsageStream[len(s.cfg.UsageStream)-12:]
 	tok := s.token(user)
 	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"during the outage"}]}`

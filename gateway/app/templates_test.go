@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"encoding/json"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +22,8 @@ import (
 func TestTemplatesAcrossInstances(t *testing.T) {
 	t.Parallel()
 	d := testenv.NewDatabase(t)
-	u, err := url.Parse(d.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testenv.NewProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	s := newStack(t, 3, u.String(), d.URL)
+	proxy, viaProxy := testenv.ProxyURL(t, d.URL)
+	s := newStack(t, 3, viaProxy, d.URL)
 	db, err := postgres.Open(context.Background(), d.URL)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,10 +195,8 @@ func TestDeadConsumersEventsAreClaimed(t *testing.T) {
 func TestPostgresDownThenBack(t *testing.T) {
 	rdb, stream, user := newRedis(t), "sas:usage:test:"+random(), "user_"+random()
 	d := testenv.NewDatabase(t)
-	u, _ := url.Parse(d.PoolerURL)
-	proxy := testenv.NewProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	db := openDB(t, u.String())
+	proxy, viaProxy := testenv.ProxyURL(t, d.PoolerURL)
+	db := openDB(t, viaProxy)
 	check := openDB(t, d.URL)
 	m := metrics.New()
 	start(t, ledger.Options{Redis: rdb, Stream: stream, Store: db, Metrics: m})

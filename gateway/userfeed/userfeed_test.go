@@ -2,7 +2,6 @@ package userfeed_test
 
 import (
 	"context"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -23,13 +22,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // database cannot be reached, and moves again after.
 func TestFeed(t *testing.T) {
 	d := testenv.NewDatabase(t)
-	u, err := url.Parse(d.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testenv.NewProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	db, err := postgres.Open(context.Background(), u.String())
+	proxy, viaProxy := testenv.ProxyURL(t, d.URL)
+	db, err := postgres.Open(context.Background(), viaProxy)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package testenv
 import (
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"testing"
 )
@@ -31,6 +32,19 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	p.serve(ln)
 	t.Cleanup(p.Cut)
 	return p
+}
+
+// ProxyURL puts a Proxy in front of the server of rawURL (a postgres:// or
+// redis:// URL) and returns it with rawURL rewritten to go through it.
+func ProxyURL(t testing.TB, rawURL string) (*Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewProxy(t, u.Host)
+	u.Host = p.Addr()
+	return p, u.String()
 }
 
 // Addr is the proxy's host:port.
