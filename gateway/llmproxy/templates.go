@@ -1,7 +1,6 @@
 package llmproxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,18 +10,14 @@ import (
 	"github.com/signals-sorcery/sas/shared/wire"
 )
 
-// templateRun is the body of POST /v1/templates/{name}.
-type templateRun struct {
-	Variables map[string]json.RawMessage `json:"variables"`
-	Stream    bool                       `json:"stream"`
-}
-
 // Template answers POST /v1/templates/{name}: the template's current
 // version, rendered with the caller's variables into a chat completion or
 // a Responses API request, then parsed, estimated, reserved, relayed and
 // settled exactly as that request sent raw — the answer is the endpoint's
 // (JSON or SSE) and the usage event names the template and version. Every
-// refusal comes before the reservation: nothing is consumed.
+// refusal of the gateway's comes before the reservation and consumes
+// nothing; the upstream's own refusal of the rendered request (a 4xx) is
+// relayed and counted as for a raw request.
 //
 // Errors: not_found (no such template), model_not_allowed (its model is
 // not on the caller's plan), bad_request (the body, or a variable: named),
@@ -39,16 +34,11 @@ func (p *Proxy) Template(w http.ResponseWriter, r *http.Request, u gateway.User,
 		return wire.Errorf(wire.CodeModelNotAllowed, "Template %q runs model %q, which is not available on the %s plan.", name, t.Model, u.Plan)
 	}
 	raw, err := io.ReadAll(r.Body)
-	if err := bodyError(err); err != nil {
+	variables, stream, err := readTemplateRun(raw, err)
+	if err != nil {
 		return err
 	}
-	var run templateRun
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&run); err != nil || dec.More() {
-		return wire.Errorf(wire.CodeBadRequest, `The body must be a JSON object {"variables": {…}, "stream": true|false} and nothing else.`)
-	}
-	body, err := t.Render(run.Variables, run.Stream)
+	body, err := t.Render(variables, stream)
 	if err != nil {
 		return wire.Wrap(wire.CodeBadRequest, err.Error(), err)
 	}
@@ -68,7 +58,11 @@ func (p *Proxy) Templates(w http.ResponseWriter, u gateway.User) error {
 		Object string           `json:"object"`
 		Data   []templates.Info `json:"data"`
 	}{Object: "list", Data: []templates.Info{}}
-	for _, t := range p.templates().All() {
+	all, loaded := p.templates().All()
+	if !loaded {
+		return wire.Errorf(wire.CodeUnavailable, "The prompt templates could not be loaded yet; try again shortly.")
+	}
+	for _, t := range all {
 		if plan.Allows(t.Model) {
 			list.Data = append(list.Data, t.Info())
 		}
@@ -83,4 +77,40 @@ func (p *Proxy) templates() *templates.Cache {
 		return templates.Static()
 	}
 	return p.o.Templates
+}
+
+// readTemplateRun reads {"variables": {…}, "stream": bool} as strictly as
+// a raw request's body: exact keys, each once at every depth, nothing
+// after the object.
+func readTemplateRun(raw []byte, readErr error) (map[string]json.RawMessage, bool, error) {
+	bad := wire.Errorf(wire.CodeBadRequest, `The body must be a JSON object {"variables": {…}, "stream": true|false} and nothing else.`)
+	o, err := readObject(raw, readErr)
+	if err != nil {
+		return nil, false, err
+	}
+	variables := map[string]json.RawMessage{}
+	stream := false
+	for k, v := range o {
+		switch k {
+		case "variables":
+			vars, ok := asObject(v)
+			if !ok && v.Kind() != 'n' {
+				return nil, false, bad
+			}
+			for name, value := range vars {
+				variables[name] = json.RawMessage(value)
+			}
+		case "stream":
+			switch string(v) {
+			case "true":
+				stream = true
+			case "false", "null":
+			default:
+				return nil, false, bad
+			}
+		default:
+			return nil, false, bad
+		}
+	}
+	return variables, stream, nil
 }

@@ -54,6 +54,19 @@ func TestTemplateChargesAsTheRawRequest(t *testing.T) {
 			tpl := e.lastCompletion()
 			used := e.usage()
 			tmpl, _, _ := testTemplates().Get(tc.name)
+			// The answer never hands the prompt back (a Response object
+			// repeats its "instructions": a review found the system prompt
+			// in every answer), streamed or not.
+			streamed := e.post("/v1/templates/"+tc.name, `{"variables": `+tc.vars+`, "stream": true}`)
+			for _, answer := range []string{r.body, streamed.body} {
+				if strings.Contains(answer, tmpl.Instructions) || strings.Contains(answer, "music producer") || strings.Contains(answer, "SECRET") {
+					t.Errorf("the answer contains the template's instructions: %s", clipped(answer))
+				}
+			}
+			used = e.usage()
+			for k := range used {
+				used[k] /= 2 // two template runs so far
+			}
 			body, err := tmpl.Render(vars(t, tc.vars), false)
 			if err != nil {
 				t.Fatal(err)
@@ -69,11 +82,11 @@ func TestTemplateChargesAsTheRawRequest(t *testing.T) {
 			}
 			after := e.usage()
 			for k, v := range used {
-				if after[k] != 2*v {
-					t.Errorf("%s: %d after the template run, %d after both (want twice)", k, v, after[k])
+				if after[k] != 3*v {
+					t.Errorf("%s: %d per template run, %d after two runs and the raw request (want three times)", k, v, after[k])
 				}
 			}
-			testenv.WaitFor(t, "both usage events", 10*time.Second, func() bool { return len(e.store.UsageEvents(e.user)) == 2 })
+			testenv.WaitFor(t, "the three usage events", 10*time.Second, func() bool { return len(e.store.UsageEvents(e.user)) == 3 })
 			n := 0
 			for _, ev := range e.store.UsageEvents(e.user) {
 				if ev.Template == tc.name && ev.TemplateVersion == tmpl.Version {
@@ -82,8 +95,8 @@ func TestTemplateChargesAsTheRawRequest(t *testing.T) {
 					t.Errorf("the raw request's event names a template: %+v", ev)
 				}
 			}
-			if n != 1 {
-				t.Errorf("%d events name %s v%d, want 1", n, tc.name, tmpl.Version)
+			if n != 2 {
+				t.Errorf("%d events name %s v%d, want 2", n, tc.name, tmpl.Version)
 			}
 		})
 	}
@@ -115,6 +128,11 @@ func TestTemplateRefusalsConsumeNothing(t *testing.T) {
 		{"1 MiB variable", "/v1/templates/loop-idea", `{"variables": {"bars": 8, "key": "Am", "style": "` + strings.Repeat("a", 1<<20-100) + `"}}`, 400, "bad_request", `"style"`},
 		{"unknown body key", "/v1/templates/loop-idea", `{"variables": {}, "model": "gpt-4o"}`, 400, "bad_request", "nothing else"},
 		{"not JSON", "/v1/templates/loop-idea", `variables`, 400, "bad_request", "JSON object"},
+		// Read as strictly as a raw body (a review found these accepted).
+		{"a variable twice", "/v1/templates/loop-idea", `{"variables": {"bars": 8, "bars": 99, "key": "Am", "style": "x"}}`, 400, "bad_request", "twice"},
+		{"variables twice", "/v1/templates/loop-idea", `{"variables": {"bars": 8}, "variables": {"key": "Am", "style": "x"}}`, 400, "bad_request", "twice"},
+		{"trailing bytes", "/v1/templates/loop-idea", `{"variables": {"bars": 8, "key": "Am", "style": "x"}}}`, 400, "bad_request", "JSON object"},
+		{"stream not a boolean", "/v1/templates/loop-idea", `{"variables": {"bars": 8, "key": "Am", "style": "x"}, "stream": "yes"}`, 400, "bad_request", "JSON object"},
 		{"unknown template", "/v1/templates/nope", `{"variables": {}}`, 404, "not_found", `"nope"`},
 		{"model not on the plan", "/v1/templates/pro-only", `{"variables": {"who": "x"}}`, 403, "model_not_allowed", "gpt-4o"},
 	} {
@@ -183,7 +201,8 @@ func TestTemplateListNeverLeaksPrompts(t *testing.T) {
 		list.Data[1].Variables["bars"].Type != "integer" {
 		t.Fatalf("list = %s", r.body)
 	}
-	for _, tpl := range testTemplates().All() {
+	all, _ := testTemplates().All()
+	for _, tpl := range all {
 		for _, secret := range []string{tpl.Instructions, tpl.Input} {
 			if secret != "" && strings.Contains(r.body, secret) {
 				t.Errorf("the list shows %s's prompt text %q", tpl.Name, secret)

@@ -97,6 +97,7 @@ type planFile struct {
 	USDPerMonth        *json.Number `json:"usd_per_month"`
 	ServiceTiers       []string     `json:"service_tiers"`
 	Models             []string     `json:"models"`
+	TemplatesOnly      bool         `json:"templates_only"`
 }
 
 // Load returns the built-in table, or the one in path (SAS_PLANS_FILE) when
@@ -146,7 +147,7 @@ func parsePlan(msg json.RawMessage) (Plan, []string) {
 		return Plan{}, []string{err.Error()}
 	}
 	var problems []string
-	p := Plan{ServiceTiers: f.ServiceTiers, Models: f.Models}
+	p := Plan{ServiceTiers: f.ServiceTiers, Models: f.Models, TemplatesOnly: f.TemplatesOnly}
 	for _, v := range []struct {
 		name     string
 		val      *int64

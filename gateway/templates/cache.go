@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,9 +22,12 @@ type Store interface {
 type Cache struct {
 	store Store
 	log   *slog.Logger
-	mu    sync.RWMutex
-	byKey map[string]Template
-	ok    bool // a load has succeeded
+	// reloading serialises reloads: a slow one that read before a put
+	// committed must not overwrite a later one that read after it.
+	reloading sync.Mutex
+	mu        sync.RWMutex
+	byKey     map[string]Template
+	ok        bool // a load has succeeded
 }
 
 // Channel is the instances' Redis channel on which a put or a rollback is
@@ -65,6 +69,8 @@ func (c *Cache) Reload(ctx context.Context) error {
 	if c.store == nil {
 		return nil
 	}
+	c.reloading.Lock()
+	defer c.reloading.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	ts, err := c.store.CurrentTemplates(ctx)
@@ -101,22 +107,16 @@ func (c *Cache) Get(name string) (t Template, ok, loaded bool) {
 	return t, ok, c.ok
 }
 
-// All returns the current templates, by name.
-func (c *Cache) All() []Template {
+// All returns the current templates, by name; loaded is false while no
+// load has ever succeeded.
+func (c *Cache) All() (ts []Template, loaded bool) {
 	c.mu.RLock()
-	ts := make([]Template, 0, len(c.byKey))
+	ts = make([]Template, 0, len(c.byKey))
 	for _, t := range c.byKey {
 		ts = append(ts, t)
 	}
+	loaded = c.ok
 	c.mu.RUnlock()
-	slices.SortFunc(ts, func(a, b Template) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
-	return ts
+	slices.SortFunc(ts, func(a, b Template) int { return strings.Compare(a.Name, b.Name) })
+	return ts, loaded
 }

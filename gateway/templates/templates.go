@@ -43,7 +43,7 @@ type Template struct {
 	Endpoint string `json:"endpoint"`
 	Model    string `json:"model"`
 	// Instructions is the system prompt (chat: a system message;
-	// responses: instructions); Input the user's turn. Both may reference
+	// responses: a developer message); Input the user's turn. Both may reference
 	// variables as {{name}}.
 	Instructions    string              `json:"instructions,omitempty"`
 	Input           string              `json:"input"`
@@ -294,18 +294,28 @@ func (v Variable) value(r json.RawMessage) (string, string) {
 		}
 		return s, ""
 	case "integer", "number":
+		want := map[string]string{"integer": "must be an integer", "number": "must be a number"}[v.Type]
 		if len(r) == 0 || len(r) > 64 || !(r[0] == '-' || (r[0] >= '0' && r[0] <= '9')) {
-			return "", "must be a " + v.Type
+			return "", want
 		}
 		f, err := strconv.ParseFloat(string(r), 64)
-		if err != nil || math.IsInf(f, 0) {
-			return "", "must be a " + v.Type
+		if err != nil || math.IsInf(f, 0) || (v.Type == "integer" && f != math.Trunc(f)) {
+			return "", want
 		}
-		if v.Type == "integer" && f != math.Trunc(f) {
-			return "", "must be an integer"
+		// Bounds are required by Problems; a stored spec that lacks one
+		// is treated as unbounded on that side rather than trusted.
+		lo, hi := math.Inf(-1), math.Inf(1)
+		if v.Min != nil {
+			lo = *v.Min
 		}
-		if (v.Min != nil && f < *v.Min) || (v.Max != nil && f > *v.Max) {
-			return "", fmt.Sprintf("must be between %s and %s", num(*v.Min), num(*v.Max))
+		if v.Max != nil {
+			hi = *v.Max
+		}
+		if f < lo || f > hi {
+			return "", fmt.Sprintf("must be between %s and %s", num(lo), num(hi))
+		}
+		if f == 0 {
+			f = 0 // -0 is written 0
 		}
 		return num(f), ""
 	case "boolean":
@@ -366,14 +376,26 @@ func (t Template) Render(raw map[string]json.RawMessage, stream bool) ([]byte, e
 			ResponseFormat json.RawMessage `json:"response_format,omitempty"`
 		}{t.Model, append(messages, message{"user", input}), stream, t.MaxOutputTokens, t.ResponseFormat})
 	}
+	// The instructions go in as a developer message of the input, not as
+	// the request's "instructions": a Response object repeats its
+	// instructions (in the JSON answer and in response.created and
+	// response.completed), which would hand the prompt to the caller. It
+	// repeats no input.
+	var in any = input
+	if instructions != "" {
+		type message struct {
+			Role    string `json:"role"`
+			Content string `json:"content"`
+		}
+		in = []message{{"developer", instructions}, {"user", input}}
+	}
 	return json.Marshal(struct {
 		Model           string          `json:"model"`
-		Instructions    string          `json:"instructions,omitempty"`
-		Input           string          `json:"input"`
+		Input           any             `json:"input"`
 		Stream          bool            `json:"stream,omitempty"`
 		MaxOutputTokens int64           `json:"max_output_tokens,omitempty"`
 		Text            json.RawMessage `json:"text,omitempty"`
-	}{t.Model, instructions, input, stream, t.MaxOutputTokens, t.Text})
+	}{t.Model, in, stream, t.MaxOutputTokens, t.Text})
 }
 
 // Example is the template `sas-gateway dev` seeds (and the README shows):

@@ -29,11 +29,11 @@ func TestVariableValidation(t *testing.T) {
 		{"missing", `{"bars": 8, "key": "Am"}`, "style", "missing"},
 		{"null", `{"bars": 8, "key": "Am", "style": null}`, "style", "missing"},
 		{"extra", `{` + ok + `, "tempo": 120}`, "tempo", "not a variable"},
-		{"string for an integer", `{"bars": "8", "key": "Am", "style": "x"}`, "bars", "must be a integer"},
+		{"string for an integer", `{"bars": "8", "key": "Am", "style": "x"}`, "bars", "must be an integer"},
 		{"fraction for an integer", `{"bars": 8.5, "key": "Am", "style": "x"}`, "bars", "must be an integer"},
 		{"below min", `{"bars": 0, "key": "Am", "style": "x"}`, "bars", "between 1 and 32"},
 		{"above max", `{"bars": 33, "key": "Am", "style": "x"}`, "bars", "between 1 and 32"},
-		{"huge number", `{"bars": 1e999, "key": "Am", "style": "x"}`, "bars", "must be a integer"},
+		{"huge number", `{"bars": 1e999, "key": "Am", "style": "x"}`, "bars", "must be an integer"},
 		{"not in enum", `{"bars": 8, "key": "H", "style": "x"}`, "key", "one of"},
 		{"number for a string", `{"bars": 8, "key": "Am", "style": 5}`, "style", "must be a string"},
 		{"too long", `{"bars": 8, "key": "Am", "style": "` + strings.Repeat("é", 201) + `"}`, "style", "201 characters, at most 200"},
@@ -95,6 +95,7 @@ func TestRendering(t *testing.T) {
 			"System {{text}} {literal} {{unknown_but_escaped}", "Say {{mood}} -1.5 times. false"},
 		{"unicode and braces", `{"mood": "ß🎹 }}{{", "text": "日本語", "n": 0, "flag": true}`,
 			"System ß🎹 }}{{ {literal} {{unknown_but_escaped}", "Say 日本語 0 times. true"},
+		{"minus zero", `{"mood": "a", "text": "b", "n": -0, "flag": true}`, "System a {literal} {{unknown_but_escaped}", "Say b 0 times. true"},
 		{"empty strings", `{"mood": "", "text": "", "n": 10, "flag": false}`, "System  {literal} {{unknown_but_escaped}", "Say  10 times. false"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -43,7 +43,7 @@ func (b *Bus) Changed(ctx context.Context, clerkUserID string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := b.rdb.Publish(ctx, b.channel, clerkUserID).Err(); err != nil {
-		b.log.Warn("could not tell the other instances that a user changed; they see it within the cache's TTL", "user", clerkUserID, "err", err)
+		b.log.Warn("could not announce a change to the other instances; they see it at their next poll", "channel", b.channel, "id", clerkUserID, "err", err)
 	}
 }
 

@@ -31,7 +31,7 @@ func (e env) templatesCmd(ctx context.Context, args []string) error {
 	}
 	sub, args := args[0], args[1:]
 	var name, file, version string
-	var showVersion int
+	var showVersion int // show's --version, rollback's version
 	switch sub {
 	case "put":
 		if err := parseFlags("templates put", args, e.stderr, &file); err != nil {
@@ -63,6 +63,12 @@ func (e env) templatesCmd(ctx context.Context, args []string) error {
 		if err := parseFlags("templates rollback", args, e.stderr, &name, &version); err != nil {
 			return err
 		}
+		v, err := strconv.Atoi(version)
+		if err != nil || v < 1 {
+			fmt.Fprintf(e.stderr, "sas-gateway templates rollback: the version must be a positive integer, not %q\n\n%s", version, usage)
+			return exitcode.ErrUsage
+		}
+		showVersion = v
 	default:
 		fmt.Fprintf(e.stderr, "sas-gateway templates: unknown subcommand %q\n\n%s", sub, usage)
 		return exitcode.ErrUsage
@@ -122,16 +128,11 @@ func (e env) templatesCmd(ctx context.Context, args []string) error {
 		fmt.Fprintf(e.stderr, "%s: %d version(s), current %d\n", name, len(versions), current)
 		return e.printJSON(t)
 	default: // rollback
-		v, err := strconv.Atoi(version)
-		if err != nil || v < 1 {
-			fmt.Fprintf(e.stderr, "sas-gateway templates rollback: the version must be a positive integer, not %q\n", version)
-			return exitcode.ErrUsage
-		}
-		if err := db.RollbackTemplate(ctx, name, v); err != nil {
+		if err := db.RollbackTemplate(ctx, name, showVersion); err != nil {
 			return err
 		}
 		e.announceTemplate(ctx, name)
-		fmt.Fprintf(e.stderr, "%s now runs version %d\n", name, v)
+		fmt.Fprintf(e.stderr, "%s now runs version %d\n", name, showVersion)
 		return nil
 	}
 }

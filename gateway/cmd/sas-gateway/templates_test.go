@@ -115,4 +115,8 @@ func TestTemplatesCommands(t *testing.T) {
 	if r := run(t, env, "templates", "show"); r.code != 2 {
 		t.Errorf("show without a name: exit %d", r.code)
 	}
+	// A bad version is a usage error, whatever the database's state.
+	if r := run(t, map[string]string{}, "templates", "rollback", "loop-idea", "abc"); r.code != 2 || !strings.Contains(r.stderr, "positive integer") {
+		t.Errorf("rollback to version abc without a database: exit %d %s", r.code, r.stderr)
+	}
 }
