@@ -32,9 +32,8 @@ func (db *DB) PutTemplate(ctx context.Context, t templates.Template) (int, error
 		return 0, classify(err)
 	}
 	defer tx.Rollback(ctx)
-	// Lock the name (its head, or the insert of its first one).
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sas.template:' || $1))`, t.Name); err != nil {
-		return 0, classify(err)
+	if err := lockTemplate(ctx, tx, t.Name); err != nil {
+		return 0, err
 	}
 	var version int
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) + 1 FROM prompt_templates WHERE name = $1`, t.Name).Scan(&version); err != nil {
@@ -55,13 +54,23 @@ func (db *DB) PutTemplate(ctx context.Context, t templates.Template) (int, error
 	return version, classify(tx.Commit(ctx))
 }
 
-// RollbackTemplate makes an earlier (or any stored) version current.
+// RollbackTemplate makes an earlier (or any stored) version current. It
+// takes the name's lock as PutTemplate does: of a rollback and a put at
+// once, one wins whole, and each one's "current" is true when it returns.
 //
 // Errors: not_found (no such name or version), unavailable.
 func (db *DB) RollbackTemplate(ctx context.Context, name string, version int) error {
 	ctx, cancel := db.bound(ctx)
 	defer cancel()
-	tag, err := db.pool.Exec(ctx, `UPDATE prompt_template_heads SET version = $2, updated_at = now()
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := lockTemplate(ctx, tx, name); err != nil {
+		return err
+	}
+	tag, err := tx.Exec(ctx, `UPDATE prompt_template_heads SET version = $2, updated_at = now()
 		WHERE name = $1 AND EXISTS (SELECT 1 FROM prompt_templates WHERE name = $1 AND version = $2)`, name, version)
 	if err != nil {
 		return classify(err)
@@ -69,7 +78,14 @@ func (db *DB) RollbackTemplate(ctx context.Context, name string, version int) er
 	if tag.RowsAffected() == 0 {
 		return wire.Errorf(wire.CodeNotFound, "No template %q with version %d.", name, version)
 	}
-	return nil
+	return classify(tx.Commit(ctx))
+}
+
+// lockTemplate serialises the writers of one template name until the
+// transaction ends (its head, or the insert of its first version).
+func lockTemplate(ctx context.Context, tx pgx.Tx, name string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sas.template:' || $1))`, name)
+	return classify(err)
 }
 
 // CurrentTemplates returns the current version of every template.

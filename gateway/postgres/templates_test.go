@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/signals-sorcery/sas/gateway/postgres"
 	"github.com/signals-sorcery/sas/gateway/templates"
@@ -62,6 +63,41 @@ func TestTemplateVersions(t *testing.T) {
 			if err := bad(); wire.ErrorCode(err) != wire.CodeNotFound {
 				t.Errorf("got %v, want not_found", err)
 			}
+		}
+	})
+}
+
+// TestRollbackWaitsForAPut (found in review): a rollback takes the name's
+// lock as a put does, so the two never interleave — here a put's
+// transaction holds the lock, and the rollback returns only after it ends.
+func TestRollbackWaitsForAPut(t *testing.T) {
+	connections(t, func(t *testing.T, db *postgres.DB) {
+		ctx := context.Background()
+		for range 2 {
+			if _, err := db.PutTemplate(ctx, templates.Example()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tx, err := db.Pool().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sas.template:' || $1))`, "loop-idea"); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- db.RollbackTemplate(ctx, "loop-idea", 1) }()
+		select {
+		case err := <-done:
+			t.Fatalf("the rollback returned (%v) while a put held the name", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 	})
 }
