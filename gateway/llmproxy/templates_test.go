@@ -63,9 +63,11 @@ func TestTemplateChargesAsTheRawRequest(t *testing.T) {
 					t.Errorf("the answer contains the template's instructions: %s", clipped(answer))
 				}
 			}
-			used = e.usage()
-			for k := range used {
-				used[k] /= 2 // two template runs so far
+			twice := e.usage()
+			for k, v := range used {
+				if twice[k] != 2*v {
+					t.Errorf("%s: %d after one run, %d after the streamed one (want twice)", k, v, twice[k])
+				}
 			}
 			body, err := tmpl.Render(vars(t, tc.vars), false)
 			if err != nil {
