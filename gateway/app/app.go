@@ -193,9 +193,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	}
 	// Prompt templates: read from PostgreSQL, reloaded when an operator's
 	// put or rollback is announced (and every few seconds regardless).
+	// (A PostgreSQL store given in Deps counts: the dev stack's is.)
 	tpl, tplBus := deps.Templates, (*userbus.Bus)(nil)
-	if tpl == nil && g.DB != nil {
-		tpl, tplBus = templates.NewCache(g.DB, log), userbus.New(g.redis, templates.Channel, log)
+	if ts, ok := g.Store.(templates.Store); ok && tpl == nil {
+		tpl, tplBus = templates.NewCache(ts, log), userbus.New(g.redis, templates.Channel, log)
 	}
 	if upstreams != nil {
 		proxy = llmproxy.New(llmproxy.Options{Templates: tpl,

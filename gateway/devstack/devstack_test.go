@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -132,5 +133,44 @@ func TestStackFailsCleanly(t *testing.T) {
 	s, err := devstack.New(context.Background(), devstack.Options{Config: cfg, BaseURL: "http://127.0.0.1:1"})
 	if err == nil || s != nil {
 		t.Fatalf("New with an unreachable database: %v, %v", s, err)
+	}
+}
+
+// TestDevSeedsTheExampleTemplate: `sas-gateway dev` serves its example
+// template with users in memory and with DATABASE_URL (where it is stored
+// in PostgreSQL: a store given to the gateway is read for templates too —
+// the first version served none there).
+func TestDevSeedsTheExampleTemplate(t *testing.T) {
+	d := testenv.NewDatabase(t)
+	for name, env := range map[string]map[string]string{
+		"in memory":  nil,
+		"PostgreSQL": {"DATABASE_URL": d.URL, "REDIS_URL": testenv.RedisURL(t)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewUnstartedServer(nil)
+			base := "http://" + srv.Listener.Addr().String()
+			s, err := devstack.New(context.Background(), devstack.Options{Config: devConfig(t, env), BaseURL: base})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Config.Handler = s.Handler
+			srv.Start()
+			defer func() { srv.Close(); s.Close() }()
+			tok, err := s.IdP.Sign(s.IdP.Claims("user_dev_tpl", config.DevAudience, "dev@example.com", "Dev"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			testenv.WaitFor(t, "the example template listed", 10*time.Second, func() bool {
+				req, _ := http.NewRequest("GET", base+"/v1/templates", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode == 200 && strings.Contains(string(b), `"name":"loop-idea","version":1`)
+			})
+		})
 	}
 }

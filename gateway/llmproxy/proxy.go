@@ -64,7 +64,7 @@ type Options struct {
 	// usage event's time and a RateLimit-Reset agree with the windows the
 	// limiter counted in. Durations are measured on the monotonic clock.
 	Now func() time.Time
-	// Templates are the server's prompt templates (nil: none).
+	// Templates are the server's prompt templates (default: none).
 	Templates *templates.Cache
 }
 
@@ -90,6 +90,9 @@ func New(o Options) *Proxy {
 	}
 	if o.Encoding == nil {
 		o.Encoding = tokenizer.O200k()
+	}
+	if o.Templates == nil {
+		o.Templates = templates.Static()
 	}
 	// The proxy serves priced models only (metered refuses the others), and
 	// the table's upstreams only: they bound the metrics' labels.

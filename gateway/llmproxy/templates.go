@@ -24,7 +24,7 @@ import (
 // unavailable (templates never loaded), and Chat's or Responses's.
 func (p *Proxy) Template(w http.ResponseWriter, r *http.Request, u gateway.User, name string) error {
 	plan := p.plan(u)
-	t, ok, loaded := p.templates().Get(name)
+	t, ok, loaded := p.o.Templates.Get(name)
 	switch {
 	case !ok && !loaded:
 		return wire.Errorf(wire.CodeUnavailable, "The prompt templates could not be loaded yet; try again shortly.")
@@ -58,7 +58,7 @@ func (p *Proxy) Templates(w http.ResponseWriter, u gateway.User) error {
 		Object string           `json:"object"`
 		Data   []templates.Info `json:"data"`
 	}{Object: "list", Data: []templates.Info{}}
-	all, loaded := p.templates().All()
+	all, loaded := p.o.Templates.All()
 	if !loaded {
 		return wire.Errorf(wire.CodeUnavailable, "The prompt templates could not be loaded yet; try again shortly.")
 	}
@@ -69,14 +69,6 @@ func (p *Proxy) Templates(w http.ResponseWriter, u gateway.User) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(list)
-}
-
-// templates is the proxy's template cache (an empty one when none).
-func (p *Proxy) templates() *templates.Cache {
-	if p.o.Templates == nil {
-		return templates.Static()
-	}
-	return p.o.Templates
 }
 
 // readTemplateRun reads {"variables": {…}, "stream": bool} as strictly as
