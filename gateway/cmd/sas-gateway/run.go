@@ -291,17 +291,27 @@ func (e env) deleteUser(ctx context.Context, id string) error {
 // change feed finds the change within about a second. It returns what
 // closes the bus's connection.
 func (e env) announceChanges(db *postgres.DB) (closeBus func()) {
+	bus, closeBus := e.bus(userbus.DefaultChannel, "about a second")
+	if bus != nil {
+		db.AnnounceTo(bus.Changed)
+	}
+	return closeBus
+}
+
+// bus is the running instances' bus on channel when REDIS_URL is set (nil
+// otherwise, or when the URL is not valid: then stderr says the instances
+// see the change within late), and what closes its connection.
+func (e env) bus(channel, late string) (*userbus.Bus, func()) {
 	url := strings.TrimSpace(e.getenv("REDIS_URL"))
 	if url == "" {
-		return func() {}
+		return nil, func() {}
 	}
 	rdb, err := redisclient.New(url)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "sas-gateway: the running instances will not be told at once (%v); they see the change within about a second\n", err)
-		return func() {}
+		fmt.Fprintf(e.stderr, "sas-gateway: the running instances will not be told at once (%v); they see the change within %s\n", err, late)
+		return nil, func() {}
 	}
-	db.AnnounceTo(userbus.New(rdb, "", e.logger(slog.LevelWarn)).Changed)
-	return func() { _ = rdb.Close() }
+	return userbus.New(rdb, channel, e.logger(slog.LevelWarn)), func() { _ = rdb.Close() }
 }
 
 func (e env) openDB(ctx context.Context) (*postgres.DB, error) {

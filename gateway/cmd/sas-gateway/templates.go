@@ -7,7 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -16,9 +16,7 @@ import (
 
 	"github.com/signals-sorcery/sas/gateway/config"
 	"github.com/signals-sorcery/sas/gateway/postgres"
-	"github.com/signals-sorcery/sas/gateway/redisclient"
 	"github.com/signals-sorcery/sas/gateway/templates"
-	"github.com/signals-sorcery/sas/gateway/userbus"
 	"github.com/signals-sorcery/sas/shared/exitcode"
 	"github.com/signals-sorcery/sas/shared/wire"
 )
@@ -107,11 +105,8 @@ func (e env) templatesCmd(ctx context.Context, args []string) error {
 		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "NAME\tVERSION\tENDPOINT\tMODEL\tVARIABLES")
 		for _, t := range ts {
-			names := make([]string, 0, len(t.Variables))
-			for n := range t.Variables {
-				names = append(names, n)
-			}
-			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", t.Name, t.Version, t.Endpoint, t.Model, strings.Join(slices.Sorted(slices.Values(names)), ", "))
+			vars := strings.Join(slices.Sorted(maps.Keys(t.Variables)), ", ")
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", t.Name, t.Version, t.Endpoint, t.Model, vars)
 		}
 		return w.Flush()
 	case "show":
@@ -175,18 +170,14 @@ func readTemplate(file string, cfg config.Templates) (templates.Template, error)
 // once, when REDIS_URL is set; without it they reload within
 // templates.PollEvery.
 func (e env) announceTemplate(ctx context.Context, name string) {
-	url := strings.TrimSpace(e.getenv("REDIS_URL"))
-	if url == "" {
+	bus, closeBus := e.bus(templates.Channel, templates.PollEvery.String())
+	defer closeBus()
+	switch {
+	case bus != nil:
+		bus.Changed(ctx, name)
+	case strings.TrimSpace(e.getenv("REDIS_URL")) == "":
 		fmt.Fprintf(e.stderr, "REDIS_URL is not set: the running instances pick the change up within %v\n", templates.PollEvery)
-		return
 	}
-	rdb, err := redisclient.New(url)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "the running instances will pick the change up within %v (%v)\n", templates.PollEvery, err)
-		return
-	}
-	defer rdb.Close()
-	userbus.New(rdb, templates.Channel, e.logger(slog.LevelWarn)).Changed(ctx, name)
 }
 
 func (e env) printJSON(v any) error {
