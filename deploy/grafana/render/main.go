@@ -31,7 +31,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "render:", err)
 		return 2
 	}
-	if _, err := Run(ctx, opts, stdout, stderr); err != nil {
+	if err := Run(ctx, opts, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "render:", err)
 		return 1
 	}

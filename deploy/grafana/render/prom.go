@@ -70,7 +70,7 @@ func (c *PromClient) get(ctx context.Context, path string, params url.Values) (*
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("the Prometheus URL %q: %w", c.Base, err)
+		return nil, fmt.Errorf("the Prometheus URL %s is not valid", redacted(c.Base))
 	}
 	hc := c.HTTP
 	if hc == nil {
@@ -81,14 +81,14 @@ func (c *PromClient) get(ctx context.Context, path string, params url.Values) (*
 		var ne net.Error
 		var ue *url.Error
 		if errors.As(err, &ne) || errors.As(err, &ue) {
-			return nil, &UnreachableError{URL: c.Base, Err: err}
+			return nil, &UnreachableError{URL: redacted(c.Base), Err: err}
 		}
 		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
-		return nil, &UnreachableError{URL: c.Base, Err: err}
+		return nil, &UnreachableError{URL: redacted(c.Base), Err: err}
 	}
 	var r apiResponse
 	if err := json.Unmarshal(body, &r); err != nil || r.Status == "" {
@@ -96,7 +96,7 @@ func (c *PromClient) get(ctx context.Context, path string, params url.Values) (*
 		if len(snippet) > 200 {
 			snippet = snippet[:200] + "…"
 		}
-		return nil, fmt.Errorf("%s is not Prometheus's API (HTTP %d): %q", u, resp.StatusCode, snippet)
+		return nil, fmt.Errorf("%s is not Prometheus's API (HTTP %d): %q", redacted(u), resp.StatusCode, snippet)
 	}
 	if r.Status != "success" {
 		return nil, &QueryError{HTTPStatus: resp.StatusCode, Type: r.ErrorType, Msg: r.Error}
@@ -104,18 +104,11 @@ func (c *PromClient) get(ctx context.Context, path string, params url.Values) (*
 	return &r, nil
 }
 
-// BuildInfo asks Prometheus for its version: a cheap check that the URL
-// is a reachable Prometheus before any panel is queried.
-func (c *PromClient) BuildInfo(ctx context.Context) (string, error) {
-	r, err := c.get(ctx, "/api/v1/status/buildinfo", nil)
-	if err != nil {
-		return "", err
-	}
-	var info struct {
-		Version string `json:"version"`
-	}
-	_ = json.Unmarshal(r.Data, &info)
-	return info.Version, nil
+// Ping asks Prometheus for its build information: a cheap check that the
+// URL is a reachable Prometheus before any panel is queried.
+func (c *PromClient) Ping(ctx context.Context) error {
+	_, err := c.get(ctx, "/api/v1/status/buildinfo", nil)
+	return err
 }
 
 // QueryRange runs a range query; warnings Prometheus attaches are returned
@@ -179,4 +172,14 @@ func decodeMatrix(data json.RawMessage) ([]Series, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// redacted is a URL for messages: a password in it (the only way to give
+// this tool credentials for a protected Prometheus) shown as "xxxxx".
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "the URL given with -prometheus"
+	}
+	return u.Redacted()
 }

@@ -179,43 +179,43 @@ func capSeries(all []NamedSeries, n int) []NamedSeries {
 }
 
 // Run renders the dashboard to opts.Out and prints one line per panel to
-// stdout (warnings go to stderr). It returns the panels' data.
-func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) ([]PanelData, error) {
+// stdout (warnings go to stderr).
+func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	raw, err := os.ReadFile(opts.Dashboard)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	d, err := ParseDashboard(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", opts.Dashboard, err)
+		return fmt.Errorf("%s: %w", opts.Dashboard, err)
 	}
 	if !opts.End.After(opts.Start) {
-		return nil, fmt.Errorf("the end (%s) is not after the start (%s)", opts.End.Format(time.RFC3339), opts.Start.Format(time.RFC3339))
+		return fmt.Errorf("the end (%s) is not after the start (%s)", opts.End.Format(time.RFC3339), opts.Start.Format(time.RFC3339))
 	}
 	if opts.Step <= 0 {
-		return nil, fmt.Errorf("the step must be positive, not %s", opts.Step)
+		return fmt.Errorf("the step must be positive, not %s", opts.Step)
 	}
 	if n := opts.End.Sub(opts.Start) / opts.Step; n > maxPoints {
-		return nil, fmt.Errorf("%s at a step of %s is %d points per series, Prometheus answers %d at most: use a larger -step",
+		return fmt.Errorf("%s at a step of %s is %d points per series, Prometheus answers %d at most: use a larger -step",
 			opts.End.Sub(opts.Start), opts.Step, n, maxPoints)
 	}
 	client := &PromClient{Base: opts.Prometheus, HTTP: &http.Client{Timeout: opts.Timeout}}
-	if _, err := client.BuildInfo(ctx); err != nil {
-		return nil, err
+	if err := client.Ping(ctx); err != nil {
+		return err
 	}
 	panels, warnings, err := Fetch(ctx, client, d, opts)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	var png bytes.Buffer
 	if err := Draw(&png, d.Title, panels, opts); err != nil {
-		return nil, err
+		return err
 	}
 	if err := writeFileAtomic(opts.Out, png.Bytes()); err != nil {
-		return nil, err
+		return err
 	}
 	w, h, _ := PageSize(panels, opts.Width, opts.UnitHeight)
 	fmt.Fprintf(stderr, "wrote %s (%d×%d)\n", opts.Out, w, h)
@@ -224,7 +224,7 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) ([]PanelDa
 			fmt.Fprintln(stdout, p.ReportLine())
 		}
 	}
-	return panels, nil
+	return nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

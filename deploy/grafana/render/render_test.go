@@ -7,6 +7,8 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -414,9 +416,30 @@ func TestRunRefusesTooManyPoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
-	_, err := Run(context.Background(), Options{Dashboard: dash, Prometheus: "http://127.0.0.1:1",
+	err := Run(context.Background(), Options{Dashboard: dash, Prometheus: "http://127.0.0.1:1",
 		Start: start, End: start.Add(24 * time.Hour), Step: time.Second}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "use a larger -step") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestErrorsHideThePassword (found in review): a Prometheus URL carrying
+// credentials — the only way to give this tool any — never reaches an
+// error in full, whether Prometheus cannot be reached or answers
+// something that is not its API.
+func TestErrorsHideThePassword(t *testing.T) {
+	notProm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "<html>a login page</html>")
+	}))
+	defer notProm.Close()
+	for _, base := range []string{
+		"http://grafana:s3cret-pw@127.0.0.1:1",
+		strings.Replace(notProm.URL, "http://", "http://grafana:s3cret-pw@", 1),
+		"http://grafana:s3cret-pw@[::1",
+	} {
+		err := (&PromClient{Base: base}).Ping(context.Background())
+		if err == nil || strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("Ping(%s): %v", base, err)
+		}
 	}
 }
