@@ -82,8 +82,12 @@ func TestDashboardAndRulesOnRealPrometheus(t *testing.T) {
 	prom := startPrometheus(t, strings.TrimPrefix(metricsSrv.URL, "http://"))
 	start := time.Now()
 	runLoad(t, stack, base, loadFor)
-	// Two more scrapes and rule evaluations after the load's last request.
-	time.Sleep(2500 * time.Millisecond)
+	// Two more scrapes and rule evaluations after the load's last request
+	// (every second): one may have begun before it.
+	loaded := time.Now()
+	testenv.WaitFor(t, "a scrape and a rule evaluation a second after the load", 15*time.Second, func() bool {
+		return prom.caughtUp(t, loaded.Add(time.Second))
+	})
 	end := time.Now()
 
 	t.Run("panels", func(t *testing.T) {
@@ -368,6 +372,42 @@ func (p *prometheus) queryRange(expr string, start, end time.Time, step time.Dur
 		}
 	}
 	return n, nil
+}
+
+// caughtUp reports whether every target was scraped and every rule group
+// evaluated after t0.
+func (p *prometheus) caughtUp(t *testing.T, t0 time.Time) bool {
+	t.Helper()
+	var targets struct {
+		Data struct {
+			ActiveTargets []struct{ LastScrape time.Time }
+		}
+	}
+	var rules struct {
+		Data struct {
+			Groups []struct{ LastEvaluation time.Time }
+		}
+	}
+	if err := p.get("/api/v1/targets", &targets); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.get("/api/v1/rules", &rules); err != nil {
+		t.Fatal(err)
+	}
+	if len(targets.Data.ActiveTargets) == 0 || len(rules.Data.Groups) == 0 {
+		return false
+	}
+	for _, x := range targets.Data.ActiveTargets {
+		if x.LastScrape.Before(t0) {
+			return false
+		}
+	}
+	for _, g := range rules.Data.Groups {
+		if g.LastEvaluation.Before(t0) {
+			return false
+		}
+	}
+	return true
 }
 
 type rule struct {
