@@ -119,6 +119,13 @@ type UsageEvent struct {
 	TemplateVersion int
 }
 
+// UserChange is a user whose row a transaction changed, and that change's
+// stamp (its transaction's id, opaque): the change feed forgets a user
+// once per stamp.
+type UserChange struct {
+	ClerkUserID, Stamp string
+}
+
 // UsageFigures are the sums of some usage events: GET /v1/usage's day,
 // model and total entries.
 type UsageFigures struct {

@@ -146,7 +146,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, deps Deps) (*
 	// The change feed (PostgreSQL stores): users keep minutes in memory
 	// while it tells every instance which ones changed.
 	var feed *userfeed.Feed
-	changesSeen := func() time.Time { return time.Time{} }
+	var changesSeen func() time.Time // none without a feed
 	if fs, ok := g.Store.(userfeed.Store); ok {
 		feed = userfeed.New(fs, userfeed.Options{Now: deps.Now, Logger: log})
 		changesSeen = feed.Seen

@@ -201,23 +201,30 @@ func (db *DB) userByClerkID(ctx context.Context, clerkUserID string) (gateway.Us
 }
 
 // ChangedUsers returns the users whose row a transaction at or after
-// since changed (inserted, or updated for real), at most limit+1 of them
-// (more than limit: too many to list, forget everyone), and the next since:
-// the oldest transaction still running now. since is opaque; "" starts
-// from now. A change committed after this call is found by a later one
-// whose since is at most its transaction's id, as every next since is.
-func (db *DB) ChangedUsers(ctx context.Context, since string, limit int) (ids []string, next string, err error) {
+// since changed (inserted, or updated for real), each with its change's
+// stamp, at most limit+1 of them (more than limit: too many to list,
+// forget everyone), and the next since: the oldest transaction still
+// running now. since is opaque; "" starts from now. A change committed
+// after this call is found by a later one whose since is at most its
+// transaction's id, as every next since is; while a transaction stays
+// open, later calls list the same changes again (same stamps).
+func (db *DB) ChangedUsers(ctx context.Context, since string, limit int) (changes []gateway.UserChange, next string, err error) {
 	ctx, cancel := db.bound(ctx)
 	defer cancel()
 	var from *string
 	if since != "" {
 		from = &since
 	}
+	var ids, stamps []string
 	err = db.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
-		coalesce((SELECT array_agg(clerk_user_id) FROM (SELECT clerk_user_id FROM users
-			WHERE $1::text IS NOT NULL AND changed_xid >= $1::text::xid8 LIMIT $2 + 1) c), '{}')`,
-		from, limit).Scan(&next, &ids)
-	return ids, next, classify(err)
+		coalesce(array_agg(c.clerk_user_id), '{}'), coalesce(array_agg(c.changed_xid::text), '{}')
+		FROM (SELECT clerk_user_id, changed_xid FROM users
+			WHERE $1::text IS NOT NULL AND changed_xid >= $1::text::xid8 LIMIT $2 + 1) c`,
+		from, limit).Scan(&next, &ids, &stamps)
+	for i := range ids {
+		changes = append(changes, gateway.UserChange{ClerkUserID: ids[i], Stamp: stamps[i]})
+	}
+	return changes, next, classify(err)
 }
 
 // SetPlan changes a user's plan.

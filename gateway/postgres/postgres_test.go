@@ -398,14 +398,6 @@ func TestChangedUsers(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		poll := func(since string, limit int) ([]string, string) {
-			t.Helper()
-			ids, next, err := db.ChangedUsers(ctx, since, limit)
-			if err != nil || next == "" {
-				t.Fatalf("ChangedUsers(%q): %v, next %q", since, err, next)
-			}
-			return ids, next
-		}
 		stamp := func(user string) string {
 			t.Helper()
 			var x *string
@@ -413,6 +405,21 @@ func TestChangedUsers(t *testing.T) {
 				t.Fatalf("%s: stamp %v, %v", user, x, err)
 			}
 			return *x
+		}
+		poll := func(since string, limit int) ([]string, string) {
+			t.Helper()
+			changes, next, err := db.ChangedUsers(ctx, since, limit)
+			if err != nil || next == "" {
+				t.Fatalf("ChangedUsers(%q): %v, next %q", since, err, next)
+			}
+			var ids []string
+			for _, c := range changes {
+				if c.Stamp != stamp(c.ClerkUserID) {
+					t.Errorf("%s listed with stamp %s, its row's is %s", c.ClerkUserID, c.Stamp, stamp(c.ClerkUserID))
+				}
+				ids = append(ids, c.ClerkUserID)
+			}
+			return ids, next
 		}
 		ids, since := poll("", 100)
 		if len(ids) != 0 {

@@ -183,8 +183,9 @@ func (c *Cache) UpsertUser(ctx context.Context, id gateway.Identity) (gateway.Us
 	})
 	if err != nil && wire.ErrorCode(err) == wire.CodeUnavailable {
 		// Stale for StaleIfError from when the row was last known current:
-		// read, or confirmed unchanged by the change feed.
-		if e, _, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(later(e.readAt, c.seen()).Add(c.stale)) {
+		// read, or confirmed unchanged by the change feed — not after an
+		// Expire, which says the feed may have missed its change.
+		if e, _, ok := c.entries.GetStale(id.Subject); ok && c.now().Before(c.knownAt(e).Add(c.stale)) {
 			c.onStale(err)
 			c.onLookup(Stale)
 			return e.user, nil
@@ -207,11 +208,13 @@ func (c *Cache) fresh(e entry) bool {
 	return age < c.watchedTTL && !seen.IsZero() && since < SeenWithin && since > -SeenWithin
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
+// knownAt is when e was last known current: read, or — unless the cache
+// was expired since — vouched for by the change feed.
+func (c *Cache) knownAt(e entry) time.Time {
+	if seen := c.seen(); e.epoch == c.epoch.Load() && seen.After(e.readAt) {
+		return seen
 	}
-	return b
+	return e.readAt
 }
 
 // Forget drops a user, for changes that must show at once (made here, or

@@ -132,6 +132,24 @@ func TestWatchedKeepsUsersLonger(t *testing.T) {
 	if _, err := get(); wire.ErrorCode(err) != wire.CodeUnavailable {
 		t.Errorf("121 s after the feed's last poll: %v, want unavailable", err)
 	}
+	// After an Expire the feed no longer vouches for the copy (it may have
+	// missed its change): stale for 2 minutes from the read only, however
+	// current the feed is (found in review).
+	s.upsert = echo("free")
+	c.Forget("user_1")
+	if p, _ := get(); p != "free" {
+		t.Fatal(p)
+	}
+	c.Expire()
+	s.upsert = func(gateway.Identity) (gateway.User, error) {
+		return gateway.User{}, wire.Wrap(wire.CodeUnavailable, "down", errors.New("down"))
+	}
+	clk.Advance(100 * time.Second)
+	current()
+	clk.Advance(21 * time.Second) // 121 s after the read, 21 s after the feed's poll
+	if p, err := get(); wire.ErrorCode(err) != wire.CodeUnavailable {
+		t.Errorf("expired, 121 s after the read: %q, %v; want unavailable", p, err)
+	}
 }
 
 // TestForgetBetweenCheckAndPut (found in review): a Forget that lands

@@ -1,8 +1,9 @@
 // Package userfeed tells the user cache which users changed in Postgres,
-// whoever changed them: every PollEvery each instance asks the database
-// which rows moved their updated_at since its last poll (a trigger moves it
-// on every update: the gateway's, `sas-gateway users`, one typed into the
-// database's console) and forgets those users.
+// whoever changed them: a trigger stamps every inserted or really updated
+// row with its transaction's id (the gateway's writes, `sas-gateway users`,
+// one typed into the database's console), and every PollEvery each
+// instance asks for the rows stamped at or after the oldest transaction
+// still running at its previous poll, and forgets those users.
 //
 // The userbus announces the gateway's own changes at once, but it is best
 // effort (a publish that fails is lost). The feed is the guarantee: while
@@ -17,12 +18,14 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/signals-sorcery/sas/gateway"
 )
 
 // Store is the query the feed polls (postgres.DB): the users changed by
 // transactions at or after since (at most limit+1), and the next since.
 type Store interface {
-	ChangedUsers(ctx context.Context, since string, limit int) (ids []string, next string, err error)
+	ChangedUsers(ctx context.Context, since string, limit int) (changes []gateway.UserChange, next string, err error)
 }
 
 // Defaults.
@@ -67,16 +70,20 @@ func New(store Store, o Options) *Feed {
 	return &Feed{store: store, log: o.Logger, every: o.Every, now: o.Now}
 }
 
-// Run polls until ctx is done, calling forget with every user changed, or
-// expire when too many changed to list.
+// Run polls until ctx is done, calling forget with every user changed —
+// once per change, though a transaction held open makes the polls list it
+// again — or expire when too many changed to list.
 func (f *Feed) Run(ctx context.Context, forget func(clerkUserID string), expire func()) {
 	t := time.NewTicker(f.every)
 	defer t.Stop()
 	since := "" // the database's; "": start from now
 	failing := false
+	// The changes the last poll listed, by user: a poll lists every change
+	// still in its window, so a change not listed again has left it.
+	var reported map[string]string
 	for {
 		start := f.now()
-		ids, next, err := f.store.ChangedUsers(ctx, since, Limit)
+		changes, next, err := f.store.ChangedUsers(ctx, since, Limit)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return
@@ -85,15 +92,19 @@ func (f *Feed) Run(ctx context.Context, forget func(clerkUserID string), expire 
 				f.log.Warn("user change feed: polling the database failed; cached users are kept seconds, not minutes, until it works", "err", err)
 			}
 			failing = true
-		case len(ids) > Limit:
+		case len(changes) > Limit:
 			expire()
-			since, failing = next, false
+			since, failing, reported = next, false, nil
 			f.seen.Store(&start)
 		default:
-			for _, id := range ids {
-				forget(id)
+			listed := make(map[string]string, len(changes))
+			for _, c := range changes {
+				if reported[c.ClerkUserID] != c.Stamp {
+					forget(c.ClerkUserID)
+				}
+				listed[c.ClerkUserID] = c.Stamp
 			}
-			since, failing = next, false
+			since, failing, reported = next, false, listed
 			f.seen.Store(&start)
 		}
 		select {

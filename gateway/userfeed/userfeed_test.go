@@ -65,6 +65,41 @@ func TestFeed(t *testing.T) {
 		defer mu.Unlock()
 		return len(forgotten) > quiet && forgotten[len(forgotten)-1] == "user_feed"
 	})
+	// A transaction held open keeps every later change in the polls'
+	// window: the change is listed by every poll, and forgotten once
+	// (found in review: it was forgotten at every poll, so the users a
+	// long transaction overlapped were cached for a second at most).
+	hold, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback(ctx)
+	if _, err := hold.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil { // an id: it holds the window
+		t.Fatal(err)
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, id := range forgotten {
+			if id == "user_feed" {
+				n++
+			}
+		}
+		return n
+	}
+	before := count()
+	if _, err := db.Pool().Exec(ctx, `UPDATE users SET plan = 'free' WHERE clerk_user_id = 'user_feed'`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the second change forgotten", 5*time.Second, func() bool { return count() == before+1 })
+	polled := time.Now()
+	testenv.WaitFor(t, "five more polls", 5*time.Second, func() bool { return f.Seen().After(polled.Add(500 * time.Millisecond)) })
+	if n := count(); n != before+1 {
+		t.Errorf("one change, listed by every poll while a transaction is open: forgotten %d times, want once", n-before)
+	}
+	_ = hold.Rollback(ctx)
+
 	proxy.Cut()
 	cut := time.Now()
 	time.Sleep(time.Second)
