@@ -16,7 +16,6 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,6 +23,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/signals-sorcery/sas/shared/secureurl"
 )
 
 // Options configure a Provider.
@@ -75,7 +76,7 @@ func New(opts Options) (*Provider, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("devidp: issuer %q is not an absolute URL", opts.Issuer)
 	}
-	if !opts.AllowNonLoopback && !isLoopback(u.Hostname()) {
+	if !opts.AllowNonLoopback && !secureurl.IsLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("devidp: refusing to run on %s: the dev identity provider signs tokens for anyone and serves only loopback addresses", u.Host)
 	}
 	if opts.DefaultEmail == "" {
@@ -249,12 +250,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/signals-sorcery/sas/shared/secureurl"
 )
 
 // CodeTTL is how long an authorization code may be redeemed.
@@ -82,7 +84,7 @@ func validRedirect(raw string) bool {
 		return true
 	}
 	u, err := url.Parse(raw)
-	return err == nil && u.Scheme == "http" && isLoopback(u.Hostname()) && u.Port() != "" &&
+	return err == nil && u.Scheme == "http" && secureurl.IsLoopback(u.Hostname()) && u.Port() != "" &&
 		u.Path == "/callback" && u.RawQuery == "" && u.Fragment == "" && u.User == nil
 }
 

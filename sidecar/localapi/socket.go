@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/signals-sorcery/sas/sidecar/filelock"
 )
 
 // MaxSocketPath keeps socket paths under the 104-byte sun_path of macOS
@@ -83,8 +85,11 @@ func Listen(path string, log *slog.Logger) (net.Listener, error) {
 	// stale socket is safe only while holding it (two sidecars starting at
 	// once would otherwise each remove the other's fresh socket).
 	unlock, err := lockPath(path + ".lock")
-	if err != nil {
+	if errors.Is(err, filelock.ErrLocked) {
 		return nil, fmt.Errorf("%w on %s: quit it first, or use another --socket / --profile", ErrInUse, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take the socket's lock %s.lock: %w", path, err)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {

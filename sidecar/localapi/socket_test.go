@@ -3,6 +3,8 @@
 package localapi_test
 
 import (
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -85,5 +87,35 @@ func TestDefaultSocketPathFallback(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("socket path %s (-want +got):\n%s", p, diff)
 		}
+	}
+}
+
+// TestListenLockErrors (found in review): a socket another sidecar serves
+// is "in use"; a lock file that cannot be opened is that error, not "in
+// use" (which would send the user looking for a sidecar that is not there).
+func TestListenLockErrors(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "sas-lock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "s.sock")
+	ln, err := localapi.Listen(path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := localapi.Listen(path, slog.New(slog.DiscardHandler)); !errors.Is(err, localapi.ErrInUse) {
+		t.Errorf("a second Listen: %v, want ErrInUse", err)
+	}
+	ln.Close()
+	other := filepath.Join(dir, "t.sock")
+	if err := os.Mkdir(other+".lock", 0o700); err != nil { // a lock that cannot be opened for writing
+		t.Fatal(err)
+	}
+	if _, err := localapi.Listen(other, slog.New(slog.DiscardHandler)); err == nil || errors.Is(err, localapi.ErrInUse) || !strings.Contains(err.Error(), "lock") {
+		t.Errorf("an unusable lock file: %v, want its own error", err)
 	}
 }

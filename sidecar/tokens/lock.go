@@ -2,8 +2,8 @@ package tokens
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -15,22 +15,17 @@ import (
 // waiting until it is free or ctx ends. The OS releases it if the process
 // dies, so a crash never leaves it stuck.
 func Lock(ctx context.Context, dir, profile string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, "refresh-"+profile+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open refresh lock: %w", err)
-	}
+	path := filepath.Join(dir, "refresh-"+profile+".lock")
 	for {
-		ok, err := filelock.TryLock(f)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("take refresh lock: %w", err)
+		unlock, err := filelock.Path(path)
+		if err == nil {
+			return unlock, nil
 		}
-		if ok {
-			return func() { _ = filelock.Unlock(f); _ = f.Close() }, nil
+		if !errors.Is(err, filelock.ErrLocked) {
+			return nil, fmt.Errorf("take refresh lock: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
 			return nil, fmt.Errorf("wait for refresh lock: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
