@@ -30,13 +30,13 @@ func devConfig(t *testing.T, env map[string]string) config.Config {
 	return cfg
 }
 
-// startStack serves the in-memory dev stack on 127.0.0.1 until the test
-// ends, and returns it with its base URL.
-func startStack(t *testing.T) (*devstack.Stack, string) {
+// startStack serves the dev stack of env (nil: in memory) on 127.0.0.1
+// until the test ends, and returns it with its base URL.
+func startStack(t *testing.T, env map[string]string) (*devstack.Stack, string) {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
-	s, err := devstack.New(context.Background(), devstack.Options{Config: devConfig(t, nil), BaseURL: base})
+	s, err := devstack.New(context.Background(), devstack.Options{Config: devConfig(t, env), BaseURL: base})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func startStack(t *testing.T) (*devstack.Stack, string) {
 // discovery at the issuer it trusts, and the dev model, and leaves nothing
 // running once closed.
 func TestStack(t *testing.T) {
-	s, base := startStack(t)
+	s, base := startStack(t, nil)
 	for path, want := range map[string]string{
 		"/healthz": "",
 		"/dev/idp/.well-known/openid-configuration": `"issuer":"` + base + `/dev/idp"`,
@@ -77,7 +77,7 @@ func TestStack(t *testing.T) {
 // README shows a newcomer: dev-a told to fail, a completion is served by
 // dev-b; dev-a recovered, by dev-a again.
 func TestDevFailover(t *testing.T) {
-	s, base := startStack(t)
+	s, base := startStack(t, nil)
 	tok, err := s.IdP.Sign(s.IdP.Claims("user_dev_failover", config.DevAudience, "dev@example.com", "Dev"))
 	if err != nil {
 		t.Fatal(err)
@@ -147,15 +147,7 @@ func TestDevSeedsTheExampleTemplate(t *testing.T) {
 		"PostgreSQL": {"DATABASE_URL": d.URL, "REDIS_URL": testenv.RedisURL(t)},
 	} {
 		t.Run(name, func(t *testing.T) {
-			srv := httptest.NewUnstartedServer(nil)
-			base := "http://" + srv.Listener.Addr().String()
-			s, err := devstack.New(context.Background(), devstack.Options{Config: devConfig(t, env), BaseURL: base})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv.Config.Handler = s.Handler
-			srv.Start()
-			defer func() { srv.Close(); s.Close() }()
+			s, base := startStack(t, env)
 			tok, err := s.IdP.Sign(s.IdP.Claims("user_dev_tpl", config.DevAudience, "dev@example.com", "Dev"))
 			if err != nil {
 				t.Fatal(err)
